@@ -1,0 +1,3 @@
+from knowundo_bench.cli import app
+
+app()

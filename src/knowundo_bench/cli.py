@@ -1,0 +1,102 @@
+"""Command line: ``knowundo-bench run SPEC``, ``methods``, ``leaderboard DIR``."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from knowundo_bench.harness.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+EXIT_BAD_INPUT = 2
+
+
+class Format(str, Enum):
+    md = "md"
+    csv = "csv"
+    json = "json"
+
+
+def fail(error: InputError) -> None:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="benchmark spec (YAML)")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="results directory")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Run a benchmark spec: vanilla model, every method, result records, leaderboard."""
+    from knowundo_bench.harness.plugin_manager import get_plugins
+    from knowundo_bench.harness.progress import ProgressBoard
+    from knowundo_bench.harness.runner import Runner, output_directory
+    from knowundo_bench.harness.specs import load_spec
+    from knowundo_bench.leaderboard import leaderboard_rows, render
+
+    console = Console()
+    try:
+        plugins = get_plugins()
+        resolved = load_spec(spec, plugins)
+        directory = output_directory(resolved, output)
+        with ProgressBoard(console, enabled=progress) as board:
+            outcome = Runner(resolved, plugins, directory, board).run()
+    except InputError as error:
+        fail(error)
+    sys.stdout.write(render(leaderboard_rows(outcome.output_dir), "md"))
+    sys.stdout.write(f"results: {outcome.output_dir}\n")
+    if outcome.failed:
+        console.print(f"[red]failed methods: {', '.join(outcome.failed)}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def methods() -> None:
+    """List every registered method, localizer, data source and model source."""
+    from knowundo_bench.harness.plugin_manager import get_plugins
+
+    plugins = get_plugins()
+    console = Console()
+    for title, registry in (
+        ("Methods", plugins.methods),
+        ("Localizers", plugins.localizers),
+        ("Data sources", plugins.data_sources),
+        ("Model sources", plugins.model_sources),
+    ):
+        table = Table(title=title, show_lines=False, title_justify="left")
+        for column in ("name", "description", "parameters (defaults)", "origin"):
+            table.add_column(column, overflow="fold")
+        for name, (info, plugin) in registry.entries.items():
+            fields = ", ".join(
+                f"{field}={'required' if spec.is_required() else spec.default!r}"
+                for field, spec in info.params.model_fields.items()
+            )
+            extra = f" [default localizer: {info.default_localizer}]" if getattr(info, "default_localizer", None) else ""
+            table.add_row(name, info.description + extra, fields or "–", plugins.origin(plugin))
+        console.print(table)
+
+
+@app.command()
+def leaderboard(
+    results_dir: Annotated[Path, typer.Argument(help="directory of result records")],
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
+) -> None:
+    """Print the leaderboard of a results directory."""
+    from knowundo_bench.leaderboard import leaderboard_rows, render
+
+    try:
+        rows = leaderboard_rows(results_dir)
+    except InputError as error:
+        fail(error)
+    sys.stdout.write(render(rows, format.value))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Core harness: hookspecs, plugin manager, specs, data, models, training, metrics, runner."""

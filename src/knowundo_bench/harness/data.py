@@ -1,0 +1,191 @@
+"""The benchmark's data model: question-answer pairs split by scope and split.
+
+Every data source plugin returns a flat list of :class:`QAPair`; :class:`Benchmark`
+groups them into the four sets the protocol uses (forget = unlearn/train,
+retain = retention/train, metrics on the val splits, vanilla training on all four).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from knowundo_bench.harness.errors import InputError
+
+Scope = Literal["unlearn", "retention"]
+Split = Literal["train", "val"]
+SCOPES: tuple[Scope, ...] = ("unlearn", "retention")
+SPLITS: tuple[Split, ...] = ("train", "val")
+
+
+class QAPair(BaseModel):
+    """One question-answer pair of a benchmark domain."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+    scope: Scope
+    split: Split
+    instance: str | None = None
+
+
+class RawRecord(BaseModel):
+    """A record as KnowUnDo stores it: ``{"text": question, "labels": answer}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: str = Field(min_length=1)
+    labels: str = Field(min_length=1)
+
+
+RAW_RECORDS = TypeAdapter(list[RawRecord])
+
+
+def format_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """First error of a pydantic ValidationError as ``field.path: message``."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in (*([prefix] if prefix else []), *first["loc"]))
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+def parse_raw_records(payload: bytes | str, source: str) -> list[RawRecord]:
+    """Validate a JSON list of ``{text, labels}`` records; errors name the file and field."""
+    if isinstance(payload, bytes):
+        try:
+            payload = payload.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InputError(f"not UTF-8 text (byte {error.start})", source=source) from None
+    try:
+        records = RAW_RECORDS.validate_json(payload)
+    except ValidationError as error:
+        raise InputError(format_validation_error(error), source=source) from None
+    if not records:
+        raise InputError("empty split: the file holds no records", source=source)
+    return records
+
+
+def records_to_pairs(records: Iterable[RawRecord], scope: Scope, split: Split) -> list[QAPair]:
+    return [QAPair(question=r.text, answer=r.labels, scope=scope, split=split) for r in records]
+
+
+# A person's name: two to four capitalised words, allowing O'Connor, Jean-Luc, "de la".
+_NAME = re.compile(
+    r"\b([A-Z][\w'\-]+(?:\s+(?:(?:de|da|van|von|der|del|la|le|du|bin|al)\s+)*[A-Z][\w'\-]+){1,3})"
+)
+_NOT_NAME_START = {"Who", "What", "Where", "When", "Which", "How", "Why", "Can", "Could", "Does",
+                   "Did", "Is", "Are", "Has", "Have", "In", "The", "A", "An", "Do", "Tell", "Please",
+                   "Name", "Give", "If", "Was", "Were", "On", "At", "For", "Of", "To", "Describe"}
+
+
+def _name_candidates(text: str) -> list[str]:
+    names = []
+    for match in _NAME.finditer(text):
+        words = match.group(1).split()
+        while words and words[0] in _NOT_NAME_START:
+            words = words[1:]
+        if len(words) >= 2:
+            names.append(re.sub(r"'s$", "", " ".join(words)))
+    return names
+
+
+def infer_instances(pairs: list[QAPair]) -> list[QAPair]:
+    """Fill ``instance`` from the author's full name in each question, where missing.
+
+    KnowUnDo's privacy questions always name the author in full (appendix B.2), so the
+    name that recurs most across the whole domain wins; questions naming no recurring
+    name inherit the previous question's instance (records are grouped by author).
+    """
+    counts = Counter(name for pair in pairs for name in set(_name_candidates(pair.question)))
+    known = {name for name, count in counts.items() if count >= 2}
+    result: list[QAPair] = []
+    previous: str | None = None
+    for pair in pairs:
+        if pair.instance is None:
+            names = [n for n in _name_candidates(pair.question) if n in known]
+            names = names or [n for n in _name_candidates(pair.answer) if n in known]
+            instance = max(names, key=lambda n: counts[n]) if names else previous
+            pair = pair.model_copy(update={"instance": instance})
+        previous = pair.instance
+        result.append(pair)
+    return result
+
+
+def first_instances(pairs: list[QAPair], count: int) -> list[QAPair]:
+    """Keep the pairs of the first ``count`` instances, in order of first appearance."""
+    order: list[str] = []
+    for pair in pairs:
+        if pair.instance is not None and pair.instance not in order:
+            order.append(pair.instance)
+    keep = set(order[:count])
+    return [pair for pair in pairs if pair.instance in keep]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A domain's QA pairs grouped by scope and split."""
+
+    pairs: tuple[QAPair, ...]
+
+    def select(self, scope: Scope, split: Split) -> list[QAPair]:
+        return [p for p in self.pairs if p.scope == scope and p.split == split]
+
+    @property
+    def forget(self) -> list[QAPair]:
+        return self.select("unlearn", "train")
+
+    @property
+    def retain(self) -> list[QAPair]:
+        return self.select("retention", "train")
+
+    @property
+    def unlearn_val(self) -> list[QAPair]:
+        return self.select("unlearn", "val")
+
+    @property
+    def retention_val(self) -> list[QAPair]:
+        return self.select("retention", "val")
+
+    @property
+    def instances(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for pair in self.pairs:
+            if pair.instance is not None:
+                seen.setdefault(pair.instance)
+        return list(seen)
+
+    def fingerprint(self) -> str:
+        """A content hash: part of the vanilla cache key."""
+        payload = json.dumps([p.model_dump() for p in self.pairs], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def check_complete(self, source: str) -> None:
+        for scope in SCOPES:
+            for split in SPLITS:
+                if not self.select(scope, split):
+                    raise InputError(f"empty split: no {scope}/{split} pairs", source=source)
+
+
+def read_local_domain(directory: Path) -> list[QAPair]:
+    """Read ``{unlearn,retention}_{train,val}.json`` from a KnowUnDo-style directory."""
+    if not directory.is_dir():
+        raise InputError("not a directory", source=str(directory))
+    pairs: list[QAPair] = []
+    for scope in SCOPES:
+        for split in SPLITS:
+            path = directory / f"{scope}_{split}.json"
+            try:
+                payload = path.read_bytes()
+            except OSError as error:
+                raise InputError(f"cannot read file ({error.strerror})", source=str(path)) from None
+            pairs += records_to_pairs(parse_raw_records(payload, str(path)), scope, split)
+    return pairs

@@ -1,0 +1,124 @@
+"""Batched evaluation of both scopes on their val splits."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from knowundo_bench.harness.data import Benchmark, QAPair
+from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
+from knowundo_bench.harness.metrics import answer_nll, per_example_accuracy, perplexity, rouge_l
+from knowundo_bench.harness.progress import Reporter
+
+
+class EvalSpec(BaseModel):
+    """``eval`` section of a spec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(32, ge=1)
+    rouge: bool = True
+    max_new_tokens: int = Field(64, ge=1, le=1024)
+
+
+@dataclass(frozen=True)
+class ScopeScores:
+    """Raw scores on one split: accuracy in [0, 100], perplexity, ROUGE-L in [0, 100]."""
+
+    accuracy: float
+    ppl: float
+    rouge_l: float | None
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def teacher_forced(model, encoder: PromptEncoder, examples: Sequence[Encoded], batch_size: int,
+                   reporter: Reporter | None = None) -> tuple[float, float]:
+    """Mean per-example answer accuracy (0-100) and perplexity over ``examples``."""
+    device = model_device(model)
+    accuracies: list[torch.Tensor] = []
+    nll_sum, n_tokens = 0.0, 0
+    for chunk in batched(examples, batch_size):
+        batch = {k: v.to(device) for k, v in encoder.collate(chunk).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        accuracies.append(per_example_accuracy(logits, batch["labels"]).cpu())
+        chunk_nll, chunk_tokens = answer_nll(logits, batch["labels"])
+        nll_sum += chunk_nll
+        n_tokens += chunk_tokens
+        if reporter:
+            reporter.advance(len(chunk))
+    values = torch.cat(accuracies)
+    values = values[~values.isnan()]
+    accuracy = 100.0 * float(values.mean()) if len(values) else float("nan")
+    return accuracy, perplexity(nll_sum, n_tokens)
+
+
+@torch.no_grad()
+def greedy_answers(model, encoder: PromptEncoder, examples: Sequence[Encoded], batch_size: int,
+                   max_new_tokens: int, reporter: Reporter | None = None) -> list[str]:
+    """Greedy-decode answers for a batch of prompts (left-padded)."""
+    device = model_device(model)
+    tokenizer = encoder.tokenizer
+    answers: list[str] = []
+    for chunk in batched(examples, batch_size):
+        batch = {k: v.to(device) for k, v in encoder.collate_prompts(chunk).items()}
+        output = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        answers += [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        if reporter:
+            reporter.advance(len(chunk))
+    return answers
+
+
+def score_split(model, encoder: PromptEncoder, pairs: Sequence[QAPair], spec: EvalSpec,
+                reporter: Reporter | None = None) -> ScopeScores:
+    scoring = encoder.encode_all(pairs, with_eos=False)
+    accuracy, ppl = teacher_forced(model, encoder, scoring, spec.batch_size, reporter)
+    rouge = None
+    if spec.rouge:
+        predictions = greedy_answers(model, encoder, scoring, spec.batch_size, spec.max_new_tokens, reporter)
+        rouge = 100.0 * sum(rouge_l(p, pair.answer) for p, pair in zip(predictions, pairs)) / len(pairs)
+    return ScopeScores(accuracy=accuracy, ppl=ppl, rouge_l=rouge)
+
+
+def evaluate(model, encoder: PromptEncoder, benchmark: Benchmark, spec: EvalSpec,
+             reporter: Reporter | None = None) -> dict:
+    """The paper's scope metrics: Unlearn Success = 100 - accuracy on unlearn/val,
+    Retention Success = accuracy on retention/val, Avg Success = their mean."""
+    was_training = model.training
+    model.eval()
+    try:
+        unlearn = score_split(model, encoder, benchmark.unlearn_val, spec, reporter)
+        retention = score_split(model, encoder, benchmark.retention_val, spec, reporter)
+    finally:
+        model.train(was_training)
+    unlearn_success = 100.0 - unlearn.accuracy
+    return {
+        "unlearn": {"success": unlearn_success, "ppl": unlearn.ppl, "rouge_l": unlearn.rouge_l},
+        "retention": {"success": retention.accuracy, "ppl": retention.ppl, "rouge_l": retention.rouge_l},
+        "avg_success": (unlearn_success + retention.accuracy) / 2,
+        "raw": {"unlearn": asdict(unlearn), "retention": asdict(retention)},
+    }
+
+
+def evaluation_work(benchmark: Benchmark, spec: EvalSpec) -> int:
+    """How many example-passes :func:`evaluate` makes (for progress bars)."""
+    passes = 2 if spec.rouge else 1
+    return passes * (len(benchmark.unlearn_val) + len(benchmark.retention_val))
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value

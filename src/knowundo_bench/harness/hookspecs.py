@@ -1,0 +1,102 @@
+"""Hook specifications: the whole contract between the harness and its plugins.
+
+Every built-in feature (each unlearning method, the MemFlex localizer, each data and
+model source) is an ordinary plugin implementing these hooks, registered through the
+same ``knowundo_bench`` entry-point group that third-party plugins use.
+
+pluggy calls every hook with keyword arguments only; an implementation may accept any
+subset of a spec's arguments. Two kinds of hooks exist:
+
+* ``register_*`` hooks describe what a plugin offers (name, description, parameter
+  model); the harness collects them into registries used for validation, the
+  ``methods`` command and "did you mean" errors.
+* ``unlearn`` and ``localize`` do the work. The harness calls them only on the plugin
+  that registered the requested name, so an implementation never needs to check names
+  unless one plugin registers several methods.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from knowundo_bench.harness.data import QAPair
+    from knowundo_bench.harness.registry import (
+        DataSourceInfo,
+        LocalizerInfo,
+        MethodInfo,
+        ModelSourceInfo,
+    )
+    from knowundo_bench.harness.training import (
+        Localization,
+        LocalizerRun,
+        MethodRun,
+        TrainingReport,
+        UnlearnContext,
+    )
+
+PROJECT = "knowundo_bench"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_methods() -> list[MethodInfo]:
+    """Return the unlearning methods (objectives) this plugin provides.
+
+    Each :class:`MethodInfo` names the method as specs refer to it, describes it in
+    one line and gives the pydantic model of its parameters (which the harness uses to
+    validate the spec). A method may name a ``default_localizer`` (MemFlex does).
+    """
+
+
+@hookspec
+def register_localizers() -> list[LocalizerInfo]:
+    """Return the localizers this plugin provides: ways to choose which parameters an
+    unlearning method may update. Any localizer can be combined with any method."""
+
+
+@hookspec
+def register_data_sources() -> list[DataSourceInfo]:
+    """Return the benchmark data sources this plugin provides (``data.source`` in a
+    spec): each turns its validated parameters into a list of QA pairs."""
+
+
+@hookspec
+def register_model_sources() -> list[ModelSourceInfo]:
+    """Return the model sources this plugin provides (``model.source`` in a spec):
+    each builds a fresh base model and tokenizer, and saves and reloads a vanilla one."""
+
+
+@hookspec(firstresult=True)
+def unlearn(
+    method: MethodRun,
+    model: Any,
+    forget: list[QAPair],
+    retain: list[QAPair],
+    context: UnlearnContext,
+) -> TrainingReport | None:
+    """Update the trainable parameters of ``model`` in place so that it forgets
+    ``forget`` (the Unlearn Scope's train split) and keeps ``retain`` (the Retention
+    Scope's train split).
+
+    ``method`` carries the method's name, label and validated parameters;
+    ``context.train`` runs the shared training loop with a given loss, restricted to
+    the parameters the localizer selected (if any). Return the training report.
+    """
+
+
+@hookspec(firstresult=True)
+def localize(
+    localizer: LocalizerRun,
+    model: Any,
+    forget: list[QAPair],
+    retain: list[QAPair],
+    context: UnlearnContext,
+) -> Localization | None:
+    """Return the set of parameter names that unlearning may update, with per-tensor
+    details worth recording (MemFlex: cosine and magnitude of each tensor's gradient).
+    Must not change the model's parameters."""

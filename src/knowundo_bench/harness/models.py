@@ -1,0 +1,87 @@
+"""Model bundles, the model-source protocol, LoRA, and vanilla snapshots.
+
+A model source plugin returns a :class:`ModelFactory`: it builds a fresh base model
+(the tiny source also trains its tokenizer on the benchmark text), and saves and
+reloads vanilla models as safetensors (a PEFT adapter folder with LoRA). Weights are
+never unpickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+
+@dataclass
+class ModelBundle:
+    model: torch.nn.Module
+    tokenizer: Any
+
+
+class ModelFactory(Protocol):
+    def create(self, corpus: list[str], seed: int) -> ModelBundle:
+        """A fresh base model (with LoRA attached if configured) and its tokenizer."""
+
+    def save(self, bundle: ModelBundle, directory: Path) -> None:
+        """Save what is needed to rebuild the trained vanilla model (safetensors only)."""
+
+    def load(self, directory: Path) -> ModelBundle:
+        """Rebuild the vanilla model saved by :meth:`save`, trainable as before."""
+
+
+class LoraSpec(BaseModel):
+    """A LoRA adapter (peft) trained for the vanilla model and continued by unlearning."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+def attach_lora(model: torch.nn.Module, lora: LoraSpec) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def load_lora(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(directory), is_trainable=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class ModelSnapshot:
+    """The trainable tensors of the vanilla model, restored before every method run.
+
+    Cheap for LoRA (only the adapter is copied) and exact for full fine-tuning.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.tensors = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def restore(self, model: torch.nn.Module) -> None:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name in self.tensors:
+                    param.copy_(self.tensors[name])
+                    param.requires_grad_(True)
+                    param.grad = None

@@ -1,0 +1,99 @@
+"""The plugin manager: built-in plugins and entry points, registered the same way.
+
+As in datasette, the built-in modules are registered at start-up under the same names
+they carry in the ``knowundo_bench`` entry-point group, then entry points are loaded
+(pluggy skips names already registered, so built-ins are never registered twice).
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from typing import Any
+
+import pluggy
+
+from knowundo_bench.harness import hookspecs
+from knowundo_bench.harness.registry import (
+    DataSourceInfo,
+    LocalizerInfo,
+    MethodInfo,
+    ModelSourceInfo,
+    Registry,
+)
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+
+# Entry-point name -> module; mirrors [project.entry-points.knowundo_bench] in pyproject.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "ga": "knowundo_bench.plugins.ga",
+    "ga_gd": "knowundo_bench.plugins.ga_gd",
+    "memflex": "knowundo_bench.plugins.memflex",
+    "memflex_localizer": "knowundo_bench.plugins.memflex_localizer",
+    "synthetic": "knowundo_bench.plugins.synthetic",
+    "local": "knowundo_bench.plugins.local",
+    "hub": "knowundo_bench.plugins.hub",
+    "tiny_model": "knowundo_bench.plugins.tiny_model",
+    "hf_model": "knowundo_bench.plugins.hf_model",
+}
+
+
+class Plugins:
+    """The plugin manager plus the registries built from its ``register_*`` hooks."""
+
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self.manager = manager
+        self.methods: Registry[MethodInfo] = self._collect("register_methods", "method")
+        self.localizers: Registry[LocalizerInfo] = self._collect("register_localizers", "localizer")
+        self.data_sources: Registry[DataSourceInfo] = self._collect("register_data_sources", "data source")
+        self.model_sources: Registry[ModelSourceInfo] = self._collect("register_model_sources", "model source")
+
+    def _collect(self, hook_name: str, kind: str) -> Registry[Any]:
+        registry: Registry[Any] = Registry(kind)
+        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
+            for info in impl.function() or []:
+                registry.add(info, impl.plugin, impl.plugin_name)
+        return registry
+
+    def call_on(self, provider: object, hook_name: str, **kwargs: Any) -> Any:
+        """Call ``hook_name`` on the one plugin that provides the requested name.
+
+        The plugin manager dispatches: a subset hook caller holding only ``provider``'s
+        implementation (no name checks in the harness or in single-method plugins).
+        """
+        others = [plugin for plugin in self.manager.get_plugins() if plugin is not provider]
+        caller = self.manager.subset_hook_caller(hook_name, remove_plugins=others)
+        result = caller(**kwargs)
+        if result is None:
+            name = self.manager.get_name(provider)
+            raise RuntimeError(f"plugin {name!r} registered a name but its {hook_name} hook returned nothing")
+        return result
+
+    def origin(self, plugin: object) -> str:
+        """Where a plugin came from: 'built-in', or 'dist-name version'."""
+        name = self.manager.get_name(plugin)
+        if name in BUILTIN_PLUGINS:
+            return "built-in"
+        for registered, dist in self.manager.list_plugin_distinfo():
+            if registered is plugin:
+                return f"{dist.project_name} {dist.version}"
+        return "registered at run time"
+
+
+def make_plugin_manager(*extra_plugins: object, load_entry_points: bool = True) -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    for name, module in BUILTIN_PLUGINS.items():
+        manager.register(importlib.import_module(module), name=name)
+    if load_entry_points:
+        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    for plugin in extra_plugins:
+        manager.register(plugin)
+    manager.check_pending()
+    return manager
+
+
+@lru_cache(maxsize=1)
+def get_plugins() -> Plugins:
+    """The process-wide plugins (built-ins plus installed entry points)."""
+    return Plugins(make_plugin_manager())

@@ -1,0 +1,94 @@
+"""Descriptors that plugins register, and lazy lookup with "did you mean" errors."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from knowundo_bench.harness.errors import InputError
+
+
+class Params(BaseModel):
+    """Base of every plugin's parameter model: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """An unlearning method (objective) as specs name it."""
+
+    name: str
+    description: str
+    params: type[Params]
+    default_localizer: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalizerInfo:
+    """A localizer: chooses the parameters a method may update."""
+
+    name: str
+    description: str
+    params: type[Params]
+
+
+@dataclass(frozen=True)
+class DataSourceInfo:
+    """A source of benchmark QA pairs; ``load(params, domain)`` returns QA pairs."""
+
+    name: str
+    description: str
+    params: type[Params]
+    load: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ModelSourceInfo:
+    """A source of models; ``factory(params)`` returns a :class:`ModelFactory`."""
+
+    name: str
+    description: str
+    params: type[Params]
+    factory: Callable[..., Any]
+
+
+Info = TypeVar("Info", MethodInfo, LocalizerInfo, DataSourceInfo, ModelSourceInfo)
+
+
+@dataclass
+class Registry(Generic[Info]):
+    """Named plugin offerings of one kind, each with the plugin object that provides it."""
+
+    kind: str
+    entries: dict[str, tuple[Info, object]] = field(default_factory=dict)
+
+    def add(self, info: Info, plugin: object, plugin_name: str) -> None:
+        if info.name in self.entries:
+            _, other = self.entries[info.name]
+            raise InputError(
+                f"{self.kind} {info.name!r} is registered twice (plugin {plugin_name!r} and {other!r})"
+            )
+        self.entries[info.name] = (info, plugin)
+
+    def names(self) -> list[str]:
+        return list(self.entries)
+
+    def get(self, name: str, field_name: str) -> Info:
+        return self.resolve(name, field_name)[0]
+
+    def resolve(self, name: str, field_name: str) -> tuple[Info, object]:
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise InputError(unknown_name_message(self.kind, name, self.names()), source=field_name) from None
+
+
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {name!r}{hint} (available: {', '.join(sorted(known)) or 'none'})"

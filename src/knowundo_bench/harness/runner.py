@@ -1,0 +1,168 @@
+"""Runs a resolved spec end to end: data, vanilla model, each method, result records."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from knowundo_bench.harness.data import Benchmark, first_instances
+from knowundo_bench.harness.encoding import PromptEncoder
+from knowundo_bench.harness.evaluation import evaluate, evaluation_work
+from knowundo_bench.harness.errors import InputError
+from knowundo_bench.harness.models import ModelSnapshot, resolve_device
+from knowundo_bench.harness.plugin_manager import Plugins
+from knowundo_bench.harness.progress import ProgressBoard
+from knowundo_bench.harness.results import package_versions, write_record
+from knowundo_bench.harness.specs import ResolvedMethod, ResolvedSpec
+from knowundo_bench.harness.training import LocalizerRun, MethodRun, UnlearnContext, seed_everything
+from knowundo_bench.harness.vanilla import VanillaModel, prepare_vanilla
+
+
+@dataclass
+class RunOutcome:
+    output_dir: Path
+    records: dict[str, Path] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    vanilla_reused: bool = False
+
+
+def load_benchmark(resolved: ResolvedSpec, plugins: Plugins) -> Benchmark:
+    spec = resolved.spec
+    source = plugins.data_sources.get(spec.data.source, "data.source")
+    pairs = source.load(resolved.data_params, spec.data.domain)
+    if spec.data.instances is not None:
+        pairs = first_instances(pairs, spec.data.instances)
+    benchmark = Benchmark(tuple(pairs))
+    benchmark.check_complete(f"data ({spec.data.source})")
+    return benchmark
+
+
+def output_directory(resolved: ResolvedSpec, override: Path | None) -> Path:
+    directory = override or resolved.spec.output_dir or Path("results") / resolved.spec.name
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise InputError(f"output directory not writable ({error.strerror})", source=str(directory)) from None
+    return directory
+
+
+class Runner:
+    """One run of a spec; methods run one after another from the same vanilla weights."""
+
+    def __init__(self, resolved: ResolvedSpec, plugins: Plugins, output_dir: Path, board: ProgressBoard) -> None:
+        self.resolved = resolved
+        self.spec = resolved.spec
+        self.plugins = plugins
+        self.output_dir = output_dir
+        self.board = board
+        self.versions = package_versions()
+
+    def record(self, label: str, order: int, body: dict[str, Any]) -> Path:
+        base = {
+            "run": self.spec.name,
+            "method": label,
+            "order": order,
+            "seed": self.spec.seed,
+            "spec": self.resolved.echo(),
+            "versions": self.versions,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        return write_record(self.output_dir, label, {**base, **body})
+
+    def evaluate(self, label: str, model, encoder: PromptEncoder, benchmark: Benchmark) -> dict[str, Any]:
+        with self.board.task(f"evaluate {label}", evaluation_work(benchmark, self.spec.eval)) as reporter:
+            return evaluate(model, encoder, benchmark, self.spec.eval, reporter)
+
+    def run_method(self, index: int, method: ResolvedMethod, vanilla: VanillaModel, encoder: PromptEncoder,
+                   benchmark: Benchmark) -> dict[str, Any]:
+        model = vanilla.bundle.model
+        seed = self.spec.seed + index + 1
+        seed_everything(seed)
+        context = UnlearnContext(encoder=encoder, seed=seed, mixed_precision=self.spec.model.mixed_precision,
+                                 board=self.board, label=method.label)
+        localization = None
+        if method.localizer is not None:
+            run = LocalizerRun(method.localizer.info.name, method.localizer.params, seed)
+            localization = self.plugins.call_on(method.localizer.plugin, "localize", localizer=run, model=model,
+                                                forget=benchmark.forget, retain=benchmark.retain, context=context)
+            context.trainable = set(localization.selected)
+        report = self.plugins.call_on(
+            method.plugin,
+            "unlearn",
+            method=MethodRun(method.info.name, method.label, method.params, seed),
+            model=model,
+            forget=benchmark.forget,
+            retain=benchmark.retain,
+            context=context,
+        )
+        return {
+            "method_name": method.info.name,
+            "params": method.params.model_dump(mode="json"),
+            "localizer": None if method.localizer is None else {
+                "name": method.localizer.info.name,
+                "params": method.localizer.params.model_dump(mode="json"),
+                "selected": localization.selected,
+                **localization.details,
+            },
+            "training": {
+                **report.summary(),
+                "step_seconds": report.step_seconds,
+                "step_peak_mem_gb": report.step_peak_mem_gb,
+                "step_losses": report.step_losses,
+            },
+            "metrics": self.evaluate(method.label, model, encoder, benchmark),
+        }
+
+    def run(self) -> RunOutcome:
+        outcome = RunOutcome(self.output_dir)
+        transformers.utils.logging.disable_progress_bar()  # our own bars only
+        torch.set_num_threads(self.spec.threads or os.cpu_count() or 1)
+        benchmark = load_benchmark(self.resolved, self.plugins)
+        self.board.log(
+            f"data: {len(benchmark.instances)} instances, forget {len(benchmark.forget)}, retain "
+            f"{len(benchmark.retain)}, val {len(benchmark.unlearn_val)}+{len(benchmark.retention_val)}"
+        )
+        device = resolve_device(self.spec.model.device)
+        source = self.plugins.model_sources.get(self.spec.model.source, "model.source")
+        factory = source.factory(self.resolved.model_params)
+        started = time.perf_counter()
+        vanilla = prepare_vanilla(self.resolved, factory, benchmark, device, self.board)
+        outcome.vanilla_reused = vanilla.reused
+        self.board.log(
+            f"vanilla model {'reused from cache' if vanilla.reused else 'trained and cached'}: {vanilla.path}"
+        )
+        encoder = PromptEncoder(vanilla.bundle.tokenizer, self.spec.model.max_length)
+        snapshot = ModelSnapshot(vanilla.bundle.model)
+        vanilla_info = {"key": vanilla.key, "path": str(vanilla.path), "reused": vanilla.reused,
+                        "training": vanilla.training}
+        metrics = self.evaluate("vanilla", vanilla.bundle.model, encoder, benchmark)
+        outcome.records["vanilla"] = self.record("vanilla", 0, {
+            "method_name": "vanilla", "status": "ok", "metrics": metrics, "vanilla": vanilla_info,
+            "wall_seconds": time.perf_counter() - started,
+        })
+        for index, method in enumerate(self.resolved.methods):
+            snapshot.restore(vanilla.bundle.model)
+            started = time.perf_counter()
+            try:
+                body = {"status": "ok", **self.run_method(index, method, vanilla, encoder, benchmark)}
+            except Exception as error:  # one failing method must not lose the others
+                self.board.log(f"[red]method {method.label} failed: {type(error).__name__}: {error}")
+                body = {"method_name": method.info.name, "status": "failed",
+                        "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+                outcome.failed.append(method.label)
+            body["vanilla"] = vanilla_info
+            body["wall_seconds"] = time.perf_counter() - started
+            outcome.records[method.label] = self.record(method.label, index + 1, body)
+        snapshot.restore(vanilla.bundle.model)
+        return outcome

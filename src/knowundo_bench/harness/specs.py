@@ -1,0 +1,220 @@
+"""Benchmark-suite specs: YAML validated by pydantic, plugin parameters included.
+
+Fields a plugin defines (a data source's ``path``, a method's ``lr``) sit flat beside
+the common ones and are validated against that plugin's parameter model, so a typo
+anywhere is reported as one line naming the field, with "did you mean" hints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from knowundo_bench.harness.data import format_validation_error
+from knowundo_bench.harness.errors import InputError
+from knowundo_bench.harness.evaluation import EvalSpec
+from knowundo_bench.harness.plugin_manager import Plugins
+from knowundo_bench.harness.registry import LocalizerInfo, MethodInfo, Params
+from knowundo_bench.harness.training import TrainingParams
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def _safe_name(value: str) -> str:
+    if not SAFE_NAME.match(value) or ".." in value:
+        raise ValueError("use letters, digits, '_', '-' and '.' only (it names files)")
+    return value
+
+
+class DataSpec(BaseModel):
+    """``data``: the source plugin's own fields sit beside these."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: str = "synthetic"
+    domain: Literal["privacy", "copyright"] = "privacy"
+    instances: int | None = Field(None, ge=1, description="keep the first N instances (authors/books)")
+
+
+class ModelSpec(BaseModel):
+    """``model``: the source plugin's own fields sit beside these."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: str = "tiny"
+    device: str = "auto"
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    max_length: int = Field(256, ge=8)
+
+
+class VanillaSpec(TrainingParams):
+    """``vanilla``: fine-tuning on all QA pairs; defaults are Table 7's privacy Pretrain row."""
+
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(4, ge=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    target_accuracy: float | None = Field(None, gt=0, le=100, description="stop once reached (percent)")
+    check_every: int = Field(5, ge=1, description="epochs between target-accuracy checks")
+
+
+class MethodSpec(BaseModel):
+    """One entry of ``methods``: the method's own parameters sit beside these."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    label: str | None = None
+    localizer: str | dict[str, Any] | None = None
+
+    @field_validator("label")
+    @classmethod
+    def _label_is_safe(cls, value: str | None) -> str | None:
+        return None if value is None else _safe_name(value)
+
+
+class Spec(BaseModel):
+    """A benchmark suite: data, model, vanilla preparation, methods, evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
+    output_dir: Path | None = None
+    cache_dir: Path | None = None
+    data: DataSpec = DataSpec()
+    model: ModelSpec = ModelSpec()
+    vanilla: VanillaSpec = VanillaSpec()
+    methods: list[MethodSpec] = Field(default_factory=list)
+    eval: EvalSpec = EvalSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_safe(cls, value: str) -> str:
+        return _safe_name(value)
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> Spec:
+        seen: set[str] = set()
+        for index, method in enumerate(self.methods):
+            label = method.label or method.name
+            if label == "vanilla" or label in seen:
+                raise ValueError(f"methods.{index}: duplicate method label {label!r} (set 'label' to tell them apart)")
+            seen.add(label)
+        return self
+
+
+@dataclass(frozen=True)
+class ResolvedLocalizer:
+    info: LocalizerInfo
+    plugin: object
+    params: Params
+
+
+@dataclass(frozen=True)
+class ResolvedMethod:
+    label: str
+    info: MethodInfo
+    plugin: object
+    params: TrainingParams
+    localizer: ResolvedLocalizer | None
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A validated spec with every plugin resolved and its parameters validated."""
+
+    spec: Spec
+    path: Path | None
+    data_params: Params
+    model_params: Params
+    methods: list[ResolvedMethod]
+
+    def echo(self) -> dict[str, Any]:
+        return self.spec.model_dump(mode="json")
+
+
+def _field_hint(error: ValidationError, model: type[BaseModel], known_extra: set[str]) -> str:
+    first = error.errors()[0]
+    if first["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(first["loc"][-1]), [*model.model_fields, *known_extra], n=1)
+        if close:
+            return f"; did you mean {close[0]!r}?"
+    return ""
+
+
+def _validate_params(model: type[Params], values: dict[str, Any], where: str, common: set[str]) -> Params:
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise InputError(format_validation_error(error, where) + _field_hint(error, model, common)) from None
+
+
+def _resolve_localizer(raw: str | dict[str, Any] | None, default: str | None, plugins: Plugins,
+                       where: str) -> ResolvedLocalizer | None:
+    if raw is None:
+        raw = default
+    if raw is None:
+        return None
+    values = {"name": raw} if isinstance(raw, str) else dict(raw)
+    name = values.pop("name", None)
+    if not isinstance(name, str):
+        raise InputError(f"{where}.name: Field required (the localizer's name)")
+    info, plugin = plugins.localizers.resolve(name, f"{where}.name")
+    params = _validate_params(info.params, values, where, {"name"})
+    return ResolvedLocalizer(info, plugin, params)
+
+
+def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedSpec:
+    data_info = plugins.data_sources.get(spec.data.source, "data.source")
+    data_params = _validate_params(data_info.params, spec.data.model_extra or {}, "data", set(DataSpec.model_fields))
+    model_info = plugins.model_sources.get(spec.model.source, "model.source")
+    model_params = _validate_params(model_info.params, spec.model.model_extra or {}, "model", set(ModelSpec.model_fields))
+    methods: list[ResolvedMethod] = []
+    for index, method in enumerate(spec.methods):
+        where = f"methods.{index}"
+        info, plugin = plugins.methods.resolve(method.name, f"{where}.name")
+        params = _validate_params(info.params, method.model_extra or {}, where, set(MethodSpec.model_fields))
+        localizer = _resolve_localizer(method.localizer, info.default_localizer, plugins, f"{where}.localizer")
+        methods.append(ResolvedMethod(method.label or method.name, info, plugin, params, localizer))
+    return ResolvedSpec(spec, path, data_params, model_params, methods)
+
+
+def parse_spec(raw: Any, plugins: Plugins, source: str = "spec") -> ResolvedSpec:
+    if not isinstance(raw, dict):
+        raise InputError("a spec must be a YAML mapping", source=source)
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(format_validation_error(error) + _field_hint(error, Spec, set()), source=source) from None
+    try:
+        return resolve(spec, plugins, Path(source) if source != "spec" else None)
+    except InputError as error:
+        raise InputError(str(error), source=source) from None
+
+
+def load_spec(path: Path, plugins: Plugins) -> ResolvedSpec:
+    """Read and validate a YAML spec; every problem is one ``InputError`` line."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise InputError("spec file not found", source=str(path)) from None
+    except OSError as error:
+        raise InputError(f"cannot read spec ({error.strerror})", source=str(path)) from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"not UTF-8 text (byte {error.start})", source=str(path)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(f"invalid YAML{where}: {getattr(error, 'problem', error)}", source=str(path)) from None
+    return parse_spec(raw, plugins, str(path))

@@ -1,0 +1,296 @@
+"""The one training loop every method shares, and what methods and localizers receive.
+
+Built on ``accelerate.Accelerator`` for device placement, mixed precision and
+distributed back-propagation; gradient accumulation is explicit (``grad_accum``
+micro-batches per optimizer step, a shorter last window per epoch) so that the step
+count does not depend on how accelerate tracks dataloaders. Optimiser: AdamW with
+linear warm-up and cosine decay. Wall time and peak memory are recorded per
+optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from knowundo_bench.harness.data import QAPair
+from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
+from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
+from knowundo_bench.harness.registry import Params
+
+Batch = dict[str, dict[str, torch.Tensor]]
+Objective = Callable[[torch.nn.Module, Batch], torch.Tensor]
+
+
+class TrainingParams(Params):
+    """Optimisation settings shared by all methods; defaults are Table 7's unlearning rows."""
+
+    epochs: int = Field(2, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int = Field(1, ge=1)
+    grad_accum: int = Field(16, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """What the ``unlearn`` hook receives about the method to run."""
+
+    name: str
+    label: str
+    params: Any
+    seed: int
+
+
+@dataclass(frozen=True)
+class LocalizerRun:
+    """What the ``localize`` hook receives about the localizer to run."""
+
+    name: str
+    params: Any
+    seed: int
+
+
+@dataclass
+class Localization:
+    """Parameter names unlearning may update, plus per-tensor details to record."""
+
+    selected: list[str]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingReport:
+    """Per optimizer step: wall seconds, peak memory (GB) and mean loss."""
+
+    step_seconds: list[float] = field(default_factory=list)
+    step_peak_mem_gb: list[float] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    epochs_run: int = 0
+    trainable_tensors: int = 0
+    trainable_parameters: int = 0
+    memory_kind: str = "cpu_peak_rss"
+
+    def summary(self) -> dict[str, Any]:
+        seconds = sorted(self.step_seconds)
+        return {
+            "steps": len(seconds),
+            "epochs_run": self.epochs_run,
+            "sec_per_step": seconds[len(seconds) // 2] if seconds else None,
+            "peak_mem_gb": max(self.step_peak_mem_gb) if self.step_peak_mem_gb else None,
+            "memory_kind": self.memory_kind,
+            "final_loss": self.step_losses[-1] if self.step_losses else None,
+            "trainable_tensors": self.trainable_tensors,
+            "trainable_parameters": self.trainable_parameters,
+        }
+
+
+def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens of a batch."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _peak_rss_gb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024**3 if sys.platform == "darwin" else 1024**2)
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def make_epoch_batches(
+    encoder: PromptEncoder,
+    forget: Sequence[Encoded],
+    retain: Sequence[Encoded] | None,
+    batch_size: int,
+    rng: random.Random,
+) -> list[Batch]:
+    """Shuffle ``forget`` into batches; pair each with a batch of retain examples drawn
+    cyclically from a shuffled retain set (the retain set is usually of another size)."""
+    order = list(forget)
+    rng.shuffle(order)
+    retain_order = list(retain or [])
+    rng.shuffle(retain_order)
+    batches: list[Batch] = []
+    cursor = 0
+    for chunk in batched(order, batch_size):
+        batch: Batch = {"forget": encoder.collate(chunk)}
+        if retain_order:
+            picked = [retain_order[(cursor + i) % len(retain_order)] for i in range(len(chunk))]
+            cursor += len(chunk)
+            batch["retain"] = encoder.collate(picked)
+        batches.append(batch)
+    return batches
+
+
+def train(
+    model: torch.nn.Module,
+    *,
+    objective: Objective,
+    params: TrainingParams,
+    epoch_batches: Callable[[int], list[Batch]],
+    seed: int,
+    trainable: set[str] | None = None,
+    mixed_precision: str = "no",
+    reporter=NO_PROGRESS,
+    after_epoch: Callable[[int], bool] | None = None,
+) -> TrainingReport:
+    """Run ``objective`` over ``epoch_batches(epoch)`` and update the trainable parameters.
+
+    ``trainable`` restricts updates to those parameter names (localisation): the others
+    are frozen for the duration and get neither gradients nor optimizer state.
+    ``after_epoch(epoch)`` may return True to stop early (vanilla target accuracy).
+    """
+    from accelerate import Accelerator
+
+    seed_everything(seed)
+    device = next(model.parameters()).device
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=mixed_precision)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if trainable is not None:
+        unknown = trainable - {n for n, _ in named}
+        if unknown:
+            raise ValueError(f"localizer selected unknown or frozen parameters: {sorted(unknown)[:3]}")
+        frozen = [p for n, p in named if n not in trainable]
+        named = [(n, p) for n, p in named if n in trainable]
+    else:
+        frozen = []
+    for p in frozen:
+        p.requires_grad_(False)
+    report = TrainingReport(
+        trainable_tensors=len(named),
+        trainable_parameters=sum(p.numel() for _, p in named),
+        memory_kind="cuda_max_allocated" if device.type == "cuda" else "cpu_peak_rss",
+    )
+    if not named:
+        raise ValueError("nothing to train: no trainable parameters")
+    try:
+        first_epoch = epoch_batches(0)
+        micro_per_epoch = len(first_epoch)
+        steps_per_epoch = math.ceil(micro_per_epoch / params.grad_accum)
+        total_steps = steps_per_epoch * params.epochs
+        if params.max_steps is not None:
+            total_steps = min(total_steps, params.max_steps)
+        optimizer = torch.optim.AdamW([p for _, p in named], lr=params.lr, weight_decay=params.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _lr_lambda(total_steps, int(params.warmup_ratio * total_steps))
+        )
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        model.train()
+        step = 0
+        for epoch in range(params.epochs):
+            batches = first_epoch if epoch == 0 else epoch_batches(epoch)
+            for window in batched(batches, params.grad_accum):
+                if step >= total_steps:
+                    break
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                started = time.perf_counter()
+                window_loss = 0.0
+                for index, batch in enumerate(window):
+                    batch = {k: {t: v.to(accelerator.device) for t, v in b.items()} for k, b in batch.items()}
+                    last = index == len(window) - 1
+                    sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
+                    with sync:
+                        loss = objective(model, batch) / len(window)
+                        accelerator.backward(loss)
+                    window_loss += float(loss.detach())
+                if params.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_([p for _, p in named], params.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                    report.step_peak_mem_gb.append(torch.cuda.max_memory_allocated(device) / 1024**3)
+                else:
+                    report.step_peak_mem_gb.append(_peak_rss_gb())
+                report.step_seconds.append(time.perf_counter() - started)
+                report.step_losses.append(window_loss)
+                step += 1
+                reporter.advance(1, status=f"loss {window_loss:.3f}")
+            report.epochs_run = epoch + 1
+            if step >= total_steps or (after_epoch is not None and after_epoch(epoch)):
+                break
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        accelerator.free_memory()
+    return report
+
+
+def planned_steps(n_forget: int, params: TrainingParams) -> int:
+    steps = math.ceil(math.ceil(n_forget / params.batch_size) / params.grad_accum) * params.epochs
+    return min(steps, params.max_steps) if params.max_steps else steps
+
+
+@dataclass
+class UnlearnContext:
+    """Everything a method or localizer needs besides the model and the data."""
+
+    encoder: PromptEncoder
+    seed: int
+    trainable: set[str] | None = None
+    mixed_precision: str = "no"
+    board: ProgressBoard | None = None
+    label: str = ""
+
+    def encode(self, pairs: Sequence[QAPair]) -> list[Encoded]:
+        return self.encoder.encode_all(pairs)
+
+    def train(
+        self,
+        model: torch.nn.Module,
+        *,
+        objective: Objective,
+        params: TrainingParams,
+        forget: Sequence[QAPair],
+        retain: Sequence[QAPair] | None = None,
+    ) -> TrainingReport:
+        """Train ``objective`` on forget batches (each paired with a retain batch when
+        ``retain`` is given) with the shared loop, restricted to ``self.trainable``."""
+        forget_encoded = self.encode(forget)
+        retain_encoded = self.encode(retain) if retain else None
+
+        def epoch_batches(epoch: int) -> list[Batch]:
+            rng = random.Random(self.seed * 1_000_003 + epoch)
+            return make_epoch_batches(self.encoder, forget_encoded, retain_encoded, params.batch_size, rng)
+
+        total = planned_steps(len(forget_encoded), params)
+        progress = self.board.task(f"unlearn {self.label}", total) if self.board else contextlib.nullcontext(NO_PROGRESS)
+        with progress as reporter:
+            return train(
+                model,
+                objective=objective,
+                params=params,
+                epoch_batches=epoch_batches,
+                seed=self.seed,
+                trainable=self.trainable,
+                mixed_precision=self.mixed_precision,
+                reporter=reporter,
+            )

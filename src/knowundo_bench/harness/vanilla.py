@@ -1,0 +1,131 @@
+"""Vanilla preparation: fine-tune the base model on every QA pair of the domain (both
+scopes, train and val) so that it knows what unlearning will later remove, and cache
+the result under a key derived from the data, the model config and the hyperparameters."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from knowundo_bench import __version__
+from knowundo_bench.harness.data import Benchmark
+from knowundo_bench.harness.encoding import PromptEncoder
+from knowundo_bench.harness.evaluation import teacher_forced
+from knowundo_bench.harness.models import ModelBundle, ModelFactory
+from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
+from knowundo_bench.harness.specs import ResolvedSpec
+from knowundo_bench.harness.training import answer_loss, make_epoch_batches, planned_steps, train
+
+CACHE_FORMAT = 1
+DEFAULT_CACHE = Path.home() / ".cache" / "knowundo-bench"
+
+
+@dataclass
+class VanillaModel:
+    bundle: ModelBundle
+    key: str
+    path: Path
+    reused: bool
+    training: dict[str, Any] | None
+
+
+def cache_root(resolved: ResolvedSpec) -> Path:
+    if resolved.spec.cache_dir is not None:
+        return resolved.spec.cache_dir
+    return Path(os.environ.get("KNOWUNDO_BENCH_CACHE", DEFAULT_CACHE))
+
+
+def vanilla_key(resolved: ResolvedSpec, benchmark: Benchmark) -> str:
+    spec = resolved.spec
+    identity = {
+        "format": CACHE_FORMAT,
+        "data": benchmark.fingerprint(),
+        "model": spec.model.model_dump(mode="json", exclude={"device"}),
+        "vanilla": spec.vanilla.model_dump(mode="json"),
+        "seed": spec.seed,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def corpus(benchmark: Benchmark) -> list[str]:
+    """Text the tiny tokenizer is trained on: every question and answer, plus the prompt words."""
+    return ["Question: Answer:"] + [text for p in benchmark.pairs for text in (p.question, p.answer)]
+
+
+def fit_vanilla(bundle: ModelBundle, benchmark: Benchmark, resolved: ResolvedSpec, device,
+                board: ProgressBoard | None) -> dict[str, Any]:
+    spec = resolved.spec
+    params = spec.vanilla
+    bundle.model.to(device)
+    encoder = PromptEncoder(bundle.tokenizer, spec.model.max_length)
+    examples = encoder.encode_all(benchmark.pairs)
+    scoring = encoder.encode_all(benchmark.pairs, with_eos=False)
+    accuracy_log: list[tuple[int, float]] = []
+
+    def epoch_batches(epoch: int):
+        return make_epoch_batches(encoder, examples, None, params.batch_size, random.Random(spec.seed * 7919 + epoch))
+
+    def reached_target(epoch: int) -> bool:
+        if params.target_accuracy is None or (epoch + 1) % params.check_every:
+            return False
+        bundle.model.eval()
+        accuracy, _ = teacher_forced(bundle.model, encoder, scoring, spec.eval.batch_size)
+        bundle.model.train()
+        accuracy_log.append((epoch + 1, accuracy))
+        return accuracy >= params.target_accuracy
+
+    def objective(model, batch):
+        return answer_loss(model, batch["forget"])  # "forget" is the primary batch: all pairs here
+
+    total = planned_steps(len(examples), params)
+    progress = board.task("vanilla fine-tuning", total) if board else contextlib.nullcontext(NO_PROGRESS)
+    with progress as reporter:
+        report = train(
+            bundle.model,
+            objective=objective,
+            params=params,
+            epoch_batches=epoch_batches,
+            seed=spec.seed,
+            mixed_precision=spec.model.mixed_precision,
+            reporter=reporter,
+            after_epoch=reached_target,
+        )
+    bundle.model.eval()
+    return {**report.summary(), "accuracy_checks": accuracy_log}
+
+
+def prepare_vanilla(resolved: ResolvedSpec, factory: ModelFactory, benchmark: Benchmark, device,
+                    board: ProgressBoard | None = None) -> VanillaModel:
+    """Load the cached vanilla model for this spec and data, or train and cache it."""
+    key = vanilla_key(resolved, benchmark)
+    root = cache_root(resolved)
+    path = root / "vanilla" / key
+    if (path / "vanilla.json").is_file():
+        bundle = factory.load(path)
+        bundle.model.to(device)
+        meta = json.loads((path / "vanilla.json").read_text())
+        return VanillaModel(bundle, key, path, reused=True, training=meta.get("training"))
+    bundle = factory.create(corpus(benchmark), resolved.spec.seed)
+    training = fit_vanilla(bundle, benchmark, resolved, device, board)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=path.parent))
+    try:
+        factory.save(bundle, staging)
+        meta = {"key": key, "knowundo_bench": __version__, "training": training}
+        (staging / "vanilla.json").write_text(json.dumps(meta, indent=2))
+        if path.exists():  # another process finished first: keep its copy
+            shutil.rmtree(staging)
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return VanillaModel(bundle, key, path, reused=False, training=training)

@@ -1,0 +1,85 @@
+"""Leaderboard renderers. Markdown follows the paper's table layout (Tables 2-4):
+Unlearn (Succ↑ PPL↑ ROUGE-L↓) | Retention (Succ↑ PPL↓ ROUGE-L↑) | Avg Succ↑, plus
+time and peak memory per training step (Table 5)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from knowundo_bench.harness.results import json_safe
+from knowundo_bench.leaderboard.aggregate import ROW_KEYS
+
+PPL_CEILING = 1e10
+
+
+def fmt_number(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.{digits}f}"
+
+
+def fmt_ppl(value: float | None) -> str:
+    """Perplexity as the paper prints it: ``>1e10`` past 10^10, powers of ten past 10^4."""
+    if value is None:
+        return "–"
+    if math.isnan(value):
+        return "nan"
+    if value > PPL_CEILING:
+        return ">1e10"
+    if value >= 1e4:
+        return f"{value:.1e}"
+    return f"{value:.2f}"
+
+
+MARKDOWN_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
+    ("Method", "method", str),
+    ("Unlearn Succ↑", "unlearn_success", fmt_number),
+    ("Unlearn PPL↑", "unlearn_ppl", fmt_ppl),
+    ("Unlearn ROUGE-L↓", "unlearn_rouge_l", fmt_number),
+    ("Retention Succ↑", "retention_success", fmt_number),
+    ("Retention PPL↓", "retention_ppl", fmt_ppl),
+    ("Retention ROUGE-L↑", "retention_rouge_l", fmt_number),
+    ("Avg Succ↑", "avg_success", fmt_number),
+    ("s/step", "sec_per_step", lambda v: fmt_number(v, 3)),
+    ("peak GB", "peak_mem_gb", fmt_number),
+]
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    header = "| " + " | ".join(title for title, _, _ in MARKDOWN_COLUMNS) + " |"
+    rule = "|" + "|".join(["---"] + ["---:"] * (len(MARKDOWN_COLUMNS) - 1)) + "|"
+    lines = [header, rule]
+    for row in rows:
+        cells = [fmt(row[key]) for _, key, fmt in MARKDOWN_COLUMNS]
+        if row.get("status") not in (None, "ok"):
+            cells[0] += f" ({row['status']})"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(ROW_KEYS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row[k] is None else row[k] for k in ROW_KEYS})
+    return buffer.getvalue()
+
+
+def to_json(rows: list[dict[str, Any]]) -> str:
+    """Standard JSON; non-finite values become the strings "inf" / "nan"."""
+    return json.dumps(json_safe(rows), indent=2, allow_nan=False) + "\n"
+
+
+RENDERERS: dict[str, Callable[[list[dict[str, Any]]], str]] = {"md": to_markdown, "csv": to_csv, "json": to_json}
+
+
+def render(rows: list[dict[str, Any]], fmt: str) -> str:
+    return RENDERERS[fmt](rows)

@@ -1,0 +1,1 @@
+"""Built-in plugins: one file per method, localizer, data source or model source."""

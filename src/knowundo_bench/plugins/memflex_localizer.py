@@ -1,0 +1,124 @@
+"""Localizer ``memflex`` (section 3.3, eq. 8-9, table 12).
+
+For every trainable tensor, average its gradient over ``n_passes`` passes (N=5 in the
+paper) of the forget set with randomly substituted answer labels (G_UL), and likewise
+on the retain set (G_RT). Select the tensors whose gradient directions diverge,
+cos(G_UL, G_RT) < mu, and whose unlearning gradient is large, mean|G_UL| > sigma.
+
+Readings chosen where the paper is terse:
+* "the label is substituted with a random one": every answer token is replaced by a
+  uniformly random non-special token (prompt tokens and length unchanged), fresh each
+  pass, seeded.
+* The magnitude is the mean absolute entry of G_UL (eq. 9's |G_UL| averaged over the
+  tensor's n entries; the paper's formula prints G_RT inside, a typo).
+* A tensor whose G_UL or G_RT is all zeros (a fresh LoRA ``lora_A``) gets cosine 0.0,
+  not NaN; with magnitude 0 it is never selected.
+* ``sigma_percentile`` (0-100) sets sigma to that percentile of all tensors'
+  magnitudes, since absolute magnitudes depend on model scale; give ``sigma`` or it.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field, model_validator
+
+from knowundo_bench.harness.encoding import IGNORE_INDEX, batched
+from knowundo_bench.harness.hookspecs import hookimpl
+from knowundo_bench.harness.registry import LocalizerInfo, Params
+from knowundo_bench.harness.training import Localization, answer_loss
+
+
+class MemFlexLocalizerParams(Params):
+    mu: float = Field(0.96, ge=-1, le=1, description="cosine threshold (Table 12: privacy/LLaMA 0.96)")
+    sigma: float | None = Field(None, ge=0, description="absolute magnitude threshold (Table 12: 4e-4)")
+    sigma_percentile: float | None = Field(None, ge=0, le=100, description="sigma as a percentile of magnitudes")
+    n_passes: int = Field(5, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _one_sigma(self) -> MemFlexLocalizerParams:
+        if self.sigma is not None and self.sigma_percentile is not None:
+            raise ValueError("give either sigma or sigma_percentile, not both")
+        if self.sigma is None and self.sigma_percentile is None:
+            self.sigma = 4e-4
+        return self
+
+
+def random_answer_labels(batch: dict[str, torch.Tensor], allowed: torch.Tensor, generator: torch.Generator):
+    """Replace every answer token (in inputs and labels alike) by a random allowed token."""
+    answer = batch["labels"] != IGNORE_INDEX
+    choice = torch.randint(0, len(allowed), batch["labels"].shape, generator=generator)
+    random_ids = allowed[choice]
+    input_ids = torch.where(answer, random_ids, batch["input_ids"])
+    labels = torch.where(answer, random_ids, batch["labels"])
+    return {"input_ids": input_ids, "attention_mask": batch["attention_mask"], "labels": labels}
+
+
+def average_gradients(model, batches, names, n_passes, allowed, generator) -> dict[str, torch.Tensor]:
+    """Mean over passes of the gradient of the random-label loss over all ``batches``."""
+    params = dict(model.named_parameters())
+    totals = {n: torch.zeros_like(params[n], dtype=torch.float32) for n in names}
+    device = next(model.parameters()).device
+    for _ in range(n_passes):
+        model.zero_grad(set_to_none=True)
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in random_answer_labels(batch, allowed, generator).items()}
+            (answer_loss(model, batch) / len(batches)).backward()
+        for n in names:
+            if params[n].grad is not None:
+                totals[n] += params[n].grad.float()
+    model.zero_grad(set_to_none=True)
+    return {n: t / n_passes for n, t in totals.items()}
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine similarity of flattened tensors; 0.0 when either is all zeros."""
+    a, b = a.flatten().double(), b.flatten().double()
+    norms = a.norm() * b.norm()
+    return float(a @ b / norms) if norms > 0 else 0.0
+
+
+def select(stats: dict[str, dict[str, float]], mu: float, sigma: float) -> list[str]:
+    """Eq. 9: tensors with cos < mu and magnitude > sigma."""
+    return [n for n, s in stats.items() if s["cos"] < mu and s["magnitude"] > sigma]
+
+
+def allowed_tokens(tokenizer) -> torch.Tensor:
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i for i in range(len(tokenizer)) if i not in special])
+
+
+@hookimpl
+def register_localizers() -> list[LocalizerInfo]:
+    return [
+        LocalizerInfo(
+            name="memflex",
+            description="Tensors with cos(G_UL, G_RT) < mu and mean|G_UL| > sigma (random-label gradients).",
+            params=MemFlexLocalizerParams,
+        )
+    ]
+
+
+@hookimpl
+def localize(localizer, model, forget, retain, context) -> Localization:
+    p: MemFlexLocalizerParams = localizer.params
+    encoder = context.encoder
+    names = [n for n, param in model.named_parameters() if param.requires_grad]
+    generator = torch.Generator().manual_seed(localizer.seed)
+    allowed = allowed_tokens(encoder.tokenizer)
+    forget_batches = [encoder.collate(c) for c in batched(context.encode(forget), p.batch_size)]
+    retain_batches = [encoder.collate(c) for c in batched(context.encode(retain), p.batch_size)]
+    was_training = model.training
+    model.train()
+    g_ul = average_gradients(model, forget_batches, names, p.n_passes, allowed, generator)
+    g_rt = average_gradients(model, retain_batches, names, p.n_passes, allowed, generator)
+    model.train(was_training)
+    stats = {n: {"cos": cosine(g_ul[n], g_rt[n]), "magnitude": float(g_ul[n].abs().mean())} for n in names}
+    sigma = p.sigma
+    if p.sigma_percentile is not None:
+        magnitudes = torch.tensor([s["magnitude"] for s in stats.values()], dtype=torch.float64)
+        sigma = float(torch.quantile(magnitudes, p.sigma_percentile / 100))
+    selected = select(stats, p.mu, sigma)
+    if not selected:
+        raise ValueError(f"memflex selected no tensor (mu={p.mu}, sigma={sigma:.3g}); raise mu or lower sigma")
+    return Localization(selected=selected, details={"mu": p.mu, "sigma": sigma, "tensors": stats})
