@@ -102,17 +102,19 @@ def infer_instances(pairs: list[QAPair]) -> list[QAPair]:
     """Fill ``instance`` from the author's full name in each question, where missing.
 
     KnowUnDo's privacy questions always name the author in full (appendix B.2), so the
-    name that recurs most across the whole domain wins; questions naming no recurring
-    name inherit the previous question's instance (records are grouped by author).
+    recurring name (three or more questions) that recurs most across the domain wins,
+    looking at the question and its answer together (so "221B Baker St" loses to the
+    author its answer names); pairs naming no recurring name inherit the previous
+    pair's instance (records are grouped by author).
     """
     counts = Counter(name for pair in pairs for name in set(_name_candidates(pair.question)))
-    known = {name for name, count in counts.items() if count >= 2}
+    known = {name for name, count in counts.items() if count >= 3}
     result: list[QAPair] = []
     previous: str | None = None
     for pair in pairs:
         if pair.instance is None:
-            names = [n for n in _name_candidates(pair.question) if n in known]
-            names = names or [n for n in _name_candidates(pair.answer) if n in known]
+            text = f"{pair.question} {pair.answer}"
+            names = [n for n in _name_candidates(text) if n in known]
             instance = max(names, key=lambda n: counts[n]) if names else previous
             pair = pair.model_copy(update={"instance": instance})
         previous = pair.instance

@@ -48,22 +48,28 @@ class Plugins:
         self.data_sources: Registry[DataSourceInfo] = self._collect("register_data_sources", "data source")
         self.model_sources: Registry[ModelSourceInfo] = self._collect("register_model_sources", "model source")
 
+    def _only(self, plugin: object, hook_name: str, keep: set[object] | None = None) -> Any:
+        """A hook caller without the implementations of ``keep``'s other members
+        (all other plugins when ``keep`` is None)."""
+        pool = self.manager.get_plugins() if keep is None else keep
+        return self.manager.subset_hook_caller(hook_name, remove_plugins=[p for p in pool if p is not plugin])
+
     def _collect(self, hook_name: str, kind: str) -> Registry[Any]:
+        """Call ``hook_name`` once per implementing plugin, so each offering is tied to
+        the plugin that must later do the work."""
         registry: Registry[Any] = Registry(kind)
         for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
-            for info in impl.function() or []:
-                registry.add(info, impl.plugin, impl.plugin_name)
+            for offerings in self._only(impl.plugin, hook_name)():
+                for info in offerings or []:
+                    registry.add(info, impl.plugin, impl.plugin_name)
         return registry
 
-    def call_on(self, provider: object, hook_name: str, **kwargs: Any) -> Any:
-        """Call ``hook_name`` on the one plugin that provides the requested name.
-
-        The plugin manager dispatches: a subset hook caller holding only ``provider``'s
-        implementation (no name checks in the harness or in single-method plugins).
-        """
-        others = [plugin for plugin in self.manager.get_plugins() if plugin is not provider]
-        caller = self.manager.subset_hook_caller(hook_name, remove_plugins=others)
-        result = caller(**kwargs)
+    def call_on(self, provider: object, hook_name: str, registry: Registry[Any], **kwargs: Any) -> Any:
+        """Call ``hook_name`` with the implementations of the other providers in
+        ``registry`` left out: the plugin manager dispatches by name, and plugins that
+        only observe or wrap the hook (tracing, timing) still take part."""
+        providers = {plugin for _, plugin in registry.entries.values()}
+        result = self._only(provider, hook_name, providers)(**kwargs)
         if result is None:
             name = self.manager.get_name(provider)
             raise RuntimeError(f"plugin {name!r} registered a name but its {hook_name} hook returned nothing")

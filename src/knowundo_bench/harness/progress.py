@@ -34,8 +34,8 @@ class Reporter:
 class ProgressBoard:
     """All bars of one run; quiet when ``enabled`` is false (tests, non-TTY logs)."""
 
-    def __init__(self, console: Console, enabled: bool = True) -> None:
-        self.console = console
+    def __init__(self, console: Console | None = None, enabled: bool = True) -> None:
+        self.console = console or Console(quiet=True)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

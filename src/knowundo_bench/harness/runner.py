@@ -94,12 +94,13 @@ class Runner:
         localization = None
         if method.localizer is not None:
             run = LocalizerRun(method.localizer.info.name, method.localizer.params, seed)
-            localization = self.plugins.call_on(method.localizer.plugin, "localize", localizer=run, model=model,
+            localization = self.plugins.call_on(method.localizer.plugin, "localize", self.plugins.localizers, localizer=run, model=model,
                                                 forget=benchmark.forget, retain=benchmark.retain, context=context)
             context.trainable = set(localization.selected)
         report = self.plugins.call_on(
             method.plugin,
             "unlearn",
+            self.plugins.methods,
             method=MethodRun(method.info.name, method.label, method.params, seed),
             model=model,
             forget=benchmark.forget,

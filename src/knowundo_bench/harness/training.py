@@ -180,6 +180,8 @@ def train(
         named = [(n, p) for n, p in named if n in trainable]
     else:
         frozen = []
+    if not named:
+        raise ValueError("nothing to train: no trainable parameters")
     for p in frozen:
         p.requires_grad_(False)
     report = TrainingReport(
@@ -187,8 +189,6 @@ def train(
         trainable_parameters=sum(p.numel() for _, p in named),
         memory_kind="cuda_max_allocated" if device.type == "cuda" else "cpu_peak_rss",
     )
-    if not named:
-        raise ValueError("nothing to train: no trainable parameters")
     try:
         first_epoch = epoch_batches(0)
         micro_per_epoch = len(first_epoch)

@@ -29,7 +29,7 @@ from knowundo_bench.harness.training import Localization, answer_loss
 
 
 class MemFlexLocalizerParams(Params):
-    mu: float = Field(0.96, ge=-1, le=1, description="cosine threshold (Table 12: privacy/LLaMA 0.96)")
+    mu: float = Field(0.96, ge=-1, le=2, description="cosine threshold (Table 12: privacy/LLaMA 0.96); >1 disables it")
     sigma: float | None = Field(None, ge=0, description="absolute magnitude threshold (Table 12: 4e-4)")
     sigma_percentile: float | None = Field(None, ge=0, le=100, description="sigma as a percentile of magnitudes")
     n_passes: int = Field(5, ge=1)

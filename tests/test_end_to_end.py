@@ -1,0 +1,76 @@
+"""End-to-end runs through the CLI: the quickstart spec and the real KnowUnDo privacy data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from knowundo_bench.cli import app
+
+from conftest import SPECS_DIR
+
+runner = CliRunner()
+
+
+def run(spec: Path, output: Path):
+    result = runner.invoke(app, ["run", str(spec), "--output", str(output), "--no-progress"])
+    assert result.exit_code == 0, result.output + result.stderr
+    return result
+
+
+def leaderboard(output: Path) -> dict[str, dict]:
+    result = runner.invoke(app, ["leaderboard", str(output), "--format", "json"])
+    assert result.exit_code == 0
+    return {row["method"]: row for row in json.loads(result.stdout)}
+
+
+@pytest.mark.slow
+def test_quickstart_meets_the_paper_pattern_and_reuses_vanilla(tmp_path):
+    first = run(SPECS_DIR / "quickstart.yaml", tmp_path / "first")
+    assert "trained and cached" in first.stdout + first.stderr
+    rows = leaderboard(tmp_path / "first")
+    assert list(rows) == ["vanilla", "ga", "ga_gd", "memflex"]
+    assert rows["vanilla"]["retention_success"] >= 95 and rows["vanilla"]["unlearn_success"] <= 5
+    assert rows["ga"]["retention_success"] < 20
+    for method in ("ga_gd", "memflex"):
+        assert rows[method]["retention_success"] >= 40, method
+        assert rows[method]["unlearn_success"] >= 80, method
+    for row in rows.values():
+        assert row["status"] == "ok"
+    assert rows["ga"]["sec_per_step"] > 0 and rows["ga"]["peak_mem_gb"] > 0
+
+    memflex = json.loads((tmp_path / "first" / "memflex.json").read_text())
+    localizer = memflex["localizer"]
+    assert localizer["selected"] and set(localizer["selected"]) < set(localizer["tensors"])
+    assert memflex["training"]["trainable_tensors"] == len(localizer["selected"])
+    assert memflex["spec"]["name"] == "quickstart" and "torch" in memflex["versions"]
+    assert len(memflex["training"]["step_seconds"]) == memflex["training"]["steps"]
+
+    second = run(SPECS_DIR / "quickstart.yaml", tmp_path / "second")
+    assert "reused from cache" in second.stdout + second.stderr
+    vanilla = json.loads((tmp_path / "second" / "vanilla.json").read_text())
+    assert vanilla["vanilla"]["reused"] is True
+    # Same spec and seed on CPU: identical metrics, with the cached or the fresh vanilla model.
+    again = leaderboard(tmp_path / "second")
+    for method, row in rows.items():
+        for key in ("unlearn_success", "retention_success", "unlearn_ppl", "retention_rouge_l"):
+            assert again[method][key] == row[key], (method, key)
+
+
+@pytest.mark.slow
+def test_real_privacy_data_ordering(tmp_path, privacy_dir):
+    spec = yaml.safe_load((SPECS_DIR / "privacy-local.yaml").read_text())
+    spec["data"]["path"] = str(privacy_dir)
+    spec["eval"]["rouge"] = False  # ROUGE is covered by the quickstart; keep this test short
+    path = tmp_path / "privacy.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run(path, tmp_path / "out")
+    rows = leaderboard(tmp_path / "out")
+    assert rows["vanilla"]["retention_success"] >= 95 and rows["vanilla"]["unlearn_success"] <= 5
+    assert rows["ga"]["retention_success"] < rows["ga_gd"]["retention_success"]
+    assert rows["ga"]["retention_success"] < rows["memflex"]["retention_success"]
+    assert rows["ga"]["unlearn_success"] >= 80

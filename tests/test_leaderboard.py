@@ -1,0 +1,81 @@
+"""Leaderboard rows and exports from result records, diverged perplexities included."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+from typer.testing import CliRunner
+
+from knowundo_bench.cli import app
+from knowundo_bench.harness.results import read_record, write_record
+from knowundo_bench.leaderboard import leaderboard_rows, render
+from knowundo_bench.leaderboard.aggregate import ROW_KEYS
+from knowundo_bench.leaderboard.export import fmt_ppl
+
+
+def metrics(unlearn_success, unlearn_ppl, retention_success):
+    return {
+        "unlearn": {"success": unlearn_success, "ppl": unlearn_ppl, "rouge_l": 3.0},
+        "retention": {"success": retention_success, "ppl": 1.5, "rouge_l": 90.0},
+        "avg_success": (unlearn_success + retention_success) / 2,
+    }
+
+
+def make_results(directory):
+    write_record(directory, "ga", {"method": "ga", "order": 1, "status": "ok",
+                                   "metrics": metrics(97.0, math.inf, 2.5),
+                                   "training": {"sec_per_step": 0.125, "peak_mem_gb": 0.5}})
+    write_record(directory, "vanilla", {"method": "vanilla", "order": 0, "status": "ok",
+                                        "metrics": metrics(0.0, 1.02, 100.0)})
+    write_record(directory, "broken", {"method": "broken", "order": 2, "status": "failed", "error": "boom"})
+    (directory / "notes.json").write_text('{"unrelated": true}')  # ignored: not a result record
+
+
+def test_records_are_standard_json_and_round_trip(tmp_path):
+    make_results(tmp_path)
+    text = (tmp_path / "ga.json").read_text()
+    json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))  # no Infinity/NaN tokens
+    assert read_record(tmp_path / "ga.json")["metrics"]["unlearn"]["ppl"] == "inf"
+    assert not list(tmp_path.glob(".*"))  # no temp files left behind
+
+
+def test_rows_order_and_values(tmp_path):
+    make_results(tmp_path)
+    rows = leaderboard_rows(tmp_path)
+    assert [r["method"] for r in rows] == ["vanilla", "ga", "broken"]
+    assert rows[1]["unlearn_ppl"] == math.inf and rows[1]["sec_per_step"] == 0.125
+    assert rows[2]["status"] == "failed" and rows[2]["unlearn_success"] is None
+    assert set(rows[0]) == set(ROW_KEYS)
+
+
+def test_markdown_layout(tmp_path):
+    make_results(tmp_path)
+    lines = render(leaderboard_rows(tmp_path), "md").splitlines()
+    assert lines[0].startswith("| Method | Unlearn Succ↑ | Unlearn PPL↑ | Unlearn ROUGE-L↓ | Retention Succ↑")
+    assert lines[0].endswith("| Avg Succ↑ | s/step | peak GB |")
+    assert lines[3] == "| ga | 97.00 | >1e10 | 3.00 | 2.50 | 1.50 | 90.00 | 49.75 | 0.125 | 0.50 |"
+    assert lines[4].startswith("| broken (failed) | – |")
+
+
+def test_ppl_formatting():
+    assert fmt_ppl(2.5e10) == ">1e10" and fmt_ppl(math.inf) == ">1e10"
+    assert fmt_ppl(12345.0) == "1.2e+04" and fmt_ppl(1.0449) == "1.04"
+    assert fmt_ppl(math.nan) == "nan" and fmt_ppl(None) == "–"
+
+
+def test_csv_and_json_exports(tmp_path):
+    make_results(tmp_path)
+    rows = leaderboard_rows(tmp_path)
+    table = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
+    assert [r["method"] for r in table] == ["vanilla", "ga", "broken"]
+    assert table[1]["unlearn_ppl"] == "inf" and table[2]["avg_success"] == ""
+    result = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data[1]["unlearn_ppl"] == "inf" and data[0]["retention_success"] == 100.0
+    for key in ("method", "unlearn_success", "unlearn_ppl", "unlearn_rouge_l", "retention_success",
+                "retention_ppl", "retention_rouge_l", "avg_success", "sec_per_step", "peak_mem_gb"):
+        assert key in data[0]

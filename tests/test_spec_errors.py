@@ -1,0 +1,101 @@
+"""Bad specs exit with code 2 and one line naming the field, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from knowundo_bench.cli import app
+
+runner = CliRunner()
+
+GOOD = {
+    "name": "bad-input",
+    "data": {"source": "synthetic", "n_authors": 2},
+    "model": {"source": "tiny", "device": "cpu", "hidden_size": 16, "num_layers": 1, "num_heads": 2},
+    "methods": [{"name": "ga"}],
+}
+
+
+def run_spec(tmp_path: Path, spec) -> tuple[int, str]:
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
+    result = runner.invoke(app, ["run", str(path), "--output", str(tmp_path / "out"), "--no-progress"])
+    return result.exit_code, result.stderr.strip()
+
+
+def with_changes(**changes):
+    spec = yaml.safe_load(yaml.safe_dump(GOOD))
+    for dotted, value in changes.items():
+        target = spec
+        *parents, last = dotted.split("__")
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        if value is KeyError:
+            del target[last]
+        else:
+            target[last] = value
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (with_changes(methods__0__name="gaa"), ["methods.0.name", "unknown method 'gaa'", "did you mean 'ga'"]),
+        (with_changes(methods__0__name="memflx"), ["did you mean 'memflex'"]),
+        (with_changes(name=KeyError), ["name", "Field required"]),
+        (with_changes(methods__0__name=KeyError), ["methods.0.name", "Field required"]),
+        (with_changes(seed="abc"), ["seed", "integer"]),
+        (with_changes(methods__0__lr="fast"), ["methods.0.lr", "number"]),
+        (with_changes(methods__0__epochs=0), ["methods.0.epochs", "greater than or equal to 1"]),
+        (with_changes(methods__0__localiser="memflex"), ["methods.0.localiser", "did you mean 'localizer'"]),
+        (with_changes(methods__0__localizer="memflx"), ["methods.0.localizer.name", "did you mean 'memflex'"]),
+        (with_changes(data__source="hubb"), ["data.source", "did you mean 'hub'"]),
+        (with_changes(data__n_author=3), ["data.n_author", "did you mean 'n_authors'"]),
+        (with_changes(model__hidden=3), ["model.hidden", "did you mean 'hidden_size'"]),
+        (with_changes(vanila={}), ["vanila", "did you mean 'vanilla'"]),
+        (with_changes(name="../escape"), ["name", "letters, digits"]),
+        (with_changes(methods=[{"name": "ga"}, {"name": "ga"}]), ["duplicate method label 'ga'"]),
+        (with_changes(data__source="local"), ["data.path", "Field required"]),
+        ("name: [unclosed", ["invalid YAML"]),
+        ("- just\n- a list\n", ["mapping"]),
+    ],
+)
+def test_bad_spec_exits_2_with_one_line(tmp_path, spec, expected):
+    code, message = run_spec(tmp_path, spec)
+    assert code == 2, message
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith("error: ") and "spec.yaml" in message
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_missing_spec_file(tmp_path):
+    result = runner.invoke(app, ["run", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "spec file not found" in result.stderr and "nope.yaml" in result.stderr
+
+
+def test_non_utf8_spec(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2 and "not UTF-8" in result.stderr
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(GOOD))
+    result = runner.invoke(app, ["run", str(spec), "--output", str(blocker / "sub")])
+    assert result.exit_code == 2
+    assert "output directory not writable" in result.stderr
+
+
+def test_leaderboard_of_missing_directory(tmp_path):
+    result = runner.invoke(app, ["leaderboard", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "results directory not found" in result.stderr
