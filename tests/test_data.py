@@ -4,7 +4,6 @@ on the real KnowUnDo privacy files and on hand-made bad files."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SPECS_DIR
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
-
-from conftest import SPECS_DIR
 
 runner = CliRunner()
 
@@ -74,3 +73,47 @@ def test_real_privacy_data_ordering(tmp_path, privacy_dir):
     assert rows["ga"]["retention_success"] < rows["ga_gd"]["retention_success"]
     assert rows["ga"]["retention_success"] < rows["memflex"]["retention_success"]
     assert rows["ga"]["unlearn_success"] >= 80
+
+
+@pytest.mark.slow
+def test_hf_source_with_lora_from_local_files(tmp_path, offline_environment):
+    """The hub-loading path (AutoModelForCausalLM + peft LoRA) run offline on a local folder:
+    the vanilla model is base + adapter, only the adapter is cached, unlearning trains it."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from knowundo_bench.plugins.synthetic_authors import generate_authors
+    from knowundo_bench.plugins.tiny_model import train_tokenizer
+
+    corpus = [text for p in generate_authors(3) for text in (p.question, p.answer)] + ["Question: Answer:"]
+    tokenizer = train_tokenizer(corpus, 400)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    base = tmp_path / "base-model"
+    LlamaForCausalLM(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    spec = {
+        "name": "hf-lora",
+        "data": {"source": "synthetic", "n_authors": 3},
+        "model": {"source": "hf", "name_or_path": str(base), "device": "cpu", "lora": {"r": 4, "alpha": 8}},
+        "vanilla": {"epochs": 4, "lr": 1e-2, "batch_size": 16, "grad_accum": 1},
+        "methods": [
+            {"name": "ga", "epochs": 1, "batch_size": 4, "grad_accum": 1, "lr": 1e-3},
+            {"name": "memflex", "epochs": 1, "batch_size": 4, "grad_accum": 1,
+             "localizer": {"name": "memflex", "sigma_percentile": 50, "n_passes": 1}},
+        ],
+        "eval": {"batch_size": 16, "max_new_tokens": 8},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run(path, tmp_path / "out")
+    rows = leaderboard(tmp_path / "out")
+    assert [row["status"] for row in rows.values()] == ["ok", "ok", "ok"]
+    [cached] = list((offline_environment / "knowundo_bench" / "vanilla").iterdir())
+    files = {f.name for f in cached.iterdir()}
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
+    memflex = json.loads((tmp_path / "out" / "memflex.json").read_text())
+    assert memflex["localizer"]["tensors"] and all("lora_" in n for n in memflex["localizer"]["tensors"])
+    assert set(memflex["localizer"]["selected"]) < set(memflex["localizer"]["tensors"])
+    assert memflex["training"]["trainable_tensors"] == len(memflex["localizer"]["selected"])

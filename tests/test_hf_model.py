@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from knowundo_bench.harness.models import LoraSpec, ModelBundle
@@ -80,9 +81,9 @@ def test_params_defaults() -> None:
     assert params.lora is None
     assert params.dtype == "auto"
     assert params.revision is None
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         HFModelParams(name_or_path="")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         HFModelParams(name_or_path="x", unknown=1)
 
 

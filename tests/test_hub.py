@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from knowundo_bench.harness.data import Benchmark, QAPair
 from knowundo_bench.harness.errors import InputError
@@ -132,7 +133,7 @@ def test_hub_params_defaults_and_registration() -> None:
     params = HubParams()
     assert params.repo == "zjunlp/KnowUnDo"
     assert params.revision is None
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         HubParams(repo="x", unknown=1)
     [info] = hub.register_data_sources()
     assert info.name == "hub"

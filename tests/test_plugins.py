@@ -17,7 +17,11 @@ from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
 from knowundo_bench.harness import hookspecs
-from knowundo_bench.harness.plugin_manager import BUILTIN_PLUGINS, Plugins, make_plugin_manager
+from knowundo_bench.harness.plugin_manager import (
+    BUILTIN_PLUGINS,
+    Plugins,
+    make_plugin_manager,
+)
 from knowundo_bench.harness.progress import ProgressBoard
 from knowundo_bench.harness.runner import Runner
 from knowundo_bench.harness.specs import parse_spec

@@ -75,7 +75,7 @@ def methods() -> None:
             table.add_column(column, overflow="fold")
         for name, (info, plugin) in registry.entries.items():
             fields = ", ".join(
-                f"{field}={'required' if spec.is_required() else spec.default!r}"
+                f"{field} (required)" if spec.is_required() else f"{field}={spec.default!r}"
                 for field, spec in info.params.model_fields.items()
             )
             extra = f" [default localizer: {info.default_localizer}]" if getattr(info, "default_localizer", None) else ""

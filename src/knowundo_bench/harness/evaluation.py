@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -11,7 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from knowundo_bench.harness.data import Benchmark, QAPair
 from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
-from knowundo_bench.harness.metrics import answer_nll, per_example_accuracy, perplexity, rouge_l
+from knowundo_bench.harness.metrics import (
+    answer_nll,
+    per_example_accuracy,
+    perplexity,
+    rouge_l,
+)
 from knowundo_bench.harness.progress import Reporter
 
 
@@ -119,6 +123,3 @@ def evaluation_work(benchmark: Benchmark, spec: EvalSpec) -> int:
     passes = 2 if spec.rouge else 1
     return passes * (len(benchmark.unlearn_val) + len(benchmark.retention_val))
 
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else value

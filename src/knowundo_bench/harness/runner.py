@@ -15,14 +15,19 @@ import transformers
 
 from knowundo_bench.harness.data import Benchmark, first_instances
 from knowundo_bench.harness.encoding import PromptEncoder
-from knowundo_bench.harness.evaluation import evaluate, evaluation_work
 from knowundo_bench.harness.errors import InputError
+from knowundo_bench.harness.evaluation import evaluate, evaluation_work
 from knowundo_bench.harness.models import ModelSnapshot, resolve_device
 from knowundo_bench.harness.plugin_manager import Plugins
 from knowundo_bench.harness.progress import ProgressBoard
 from knowundo_bench.harness.results import package_versions, write_record
 from knowundo_bench.harness.specs import ResolvedMethod, ResolvedSpec
-from knowundo_bench.harness.training import LocalizerRun, MethodRun, UnlearnContext, seed_everything
+from knowundo_bench.harness.training import (
+    LocalizerRun,
+    MethodRun,
+    UnlearnContext,
+    seed_everything,
+)
 from knowundo_bench.harness.vanilla import VanillaModel, prepare_vanilla
 
 

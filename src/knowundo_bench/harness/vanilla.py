@@ -22,7 +22,12 @@ from knowundo_bench.harness.evaluation import teacher_forced
 from knowundo_bench.harness.models import ModelBundle, ModelFactory
 from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
 from knowundo_bench.harness.specs import ResolvedSpec
-from knowundo_bench.harness.training import answer_loss, make_epoch_batches, planned_steps, train
+from knowundo_bench.harness.training import (
+    answer_loss,
+    make_epoch_batches,
+    planned_steps,
+    train,
+)
 
 CACHE_FORMAT = 1
 DEFAULT_CACHE = Path.home() / ".cache" / "knowundo-bench"

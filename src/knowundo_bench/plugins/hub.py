@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import json
 
-from knowundo_bench.harness.data import SCOPES, SPLITS, QAPair, infer_instances, parse_raw_records, records_to_pairs
+from knowundo_bench.harness.data import (
+    SCOPES,
+    SPLITS,
+    QAPair,
+    infer_instances,
+    parse_raw_records,
+    records_to_pairs,
+)
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.registry import DataSourceInfo, Params

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.registry import MethodInfo
+
 # The objective is GA+GD's own hook implementation; only defaults and the localizer differ.
 from knowundo_bench.plugins.ga_gd import GAGDParams, unlearn  # noqa: F401
 
