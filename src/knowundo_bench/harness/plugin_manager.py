@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "hub": "knowundo_bench.plugins.hub",
     "tiny_model": "knowundo_bench.plugins.tiny_model",
     "hf_model": "knowundo_bench.plugins.hf_model",
+    "gguf_model": "knowundo_bench.plugins.gguf_model",
 }
 
 

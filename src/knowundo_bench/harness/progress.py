@@ -61,6 +61,10 @@ class ProgressBoard:
             yield Reporter(self.progress, task)
         finally:
             self.progress.stop_task(task)
+            if not self.console.is_terminal:  # log files get one line per finished task
+                state = self.progress.tasks[task]
+                self.log(f"{description}: {state.completed:g}/{total} in {state.finished_time or state.elapsed or 0:.1f} s"
+                         + (f" ({state.fields['status']})" if state.fields.get("status") else ""))
 
     def log(self, message: str) -> None:
         self.console.log(message)

@@ -49,7 +49,8 @@ class DataSourceInfo:
 
 @dataclass(frozen=True)
 class ModelSourceInfo:
-    """A source of models; ``factory(params)`` returns a :class:`ModelFactory`."""
+    """A source of models; ``factory(params, cache_dir)`` returns a :class:`ModelFactory`
+    (``cache_dir`` is where a source may keep converted weights)."""
 
     name: str
     description: str

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from knowundo_bench.harness.storage import atomic_write_text
 
 RECORD_KIND = "knowundo-bench/result"
 RECORD_SCHEMA = 1
@@ -47,21 +47,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, fsync, then rename: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def write_record(output_dir: Path, label: str, record: dict[str, Any]) -> Path:

@@ -28,7 +28,7 @@ from knowundo_bench.harness.training import (
     UnlearnContext,
     seed_everything,
 )
-from knowundo_bench.harness.vanilla import VanillaModel, prepare_vanilla
+from knowundo_bench.harness.vanilla import VanillaModel, cache_root, prepare_vanilla
 
 
 @dataclass
@@ -141,7 +141,7 @@ class Runner:
         )
         device = resolve_device(self.spec.model.device)
         source = self.plugins.model_sources.get(self.spec.model.source, "model.source")
-        factory = source.factory(self.resolved.model_params)
+        factory = source.factory(self.resolved.model_params, cache_root(self.resolved))
         started = time.perf_counter()
         vanilla = prepare_vanilla(self.resolved, factory, benchmark, device, self.board)
         outcome.vanilla_reused = vanilla.reused
@@ -155,6 +155,7 @@ class Runner:
         metrics = self.evaluate("vanilla", vanilla.bundle.model, encoder, benchmark)
         outcome.records["vanilla"] = self.record("vanilla", 0, {
             "method_name": "vanilla", "status": "ok", "metrics": metrics, "vanilla": vanilla_info,
+            "prompt": {"chat_template": encoder.uses_chat_template, "max_length": encoder.max_length},
             "wall_seconds": time.perf_counter() - started,
         })
         for index, method in enumerate(self.resolved.methods):

@@ -9,8 +9,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from knowundo_bench.harness.evaluation import teacher_forced
 from knowundo_bench.harness.models import ModelBundle, ModelFactory
 from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
 from knowundo_bench.harness.specs import ResolvedSpec
+from knowundo_bench.harness.storage import atomic_directory
 from knowundo_bench.harness.training import (
     answer_loss,
     make_epoch_batches,
@@ -85,6 +84,9 @@ def fit_vanilla(bundle: ModelBundle, benchmark: Benchmark, resolved: ResolvedSpe
         accuracy, _ = teacher_forced(bundle.model, encoder, scoring, spec.eval.batch_size)
         bundle.model.train()
         accuracy_log.append((epoch + 1, accuracy))
+        if board:
+            board.log(f"vanilla epoch {epoch + 1}: teacher-forced accuracy {accuracy:.2f}% "
+                      f"(target {params.target_accuracy}%)")
         return accuracy >= params.target_accuracy
 
     def objective(model, batch):
@@ -120,17 +122,8 @@ def prepare_vanilla(resolved: ResolvedSpec, factory: ModelFactory, benchmark: Be
         return VanillaModel(bundle, key, path, reused=True, training=meta.get("training"))
     bundle = factory.create(corpus(benchmark), resolved.spec.seed)
     training = fit_vanilla(bundle, benchmark, resolved, device, board)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=path.parent))
-    try:
+    with atomic_directory(path) as staging:
         factory.save(bundle, staging)
         meta = {"key": key, "knowundo_bench": __version__, "training": training}
         (staging / "vanilla.json").write_text(json.dumps(meta, indent=2))
-        if path.exists():  # another process finished first: keep its copy
-            shutil.rmtree(staging)
-        else:
-            os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return VanillaModel(bundle, key, path, reused=False, training=training)

@@ -28,7 +28,7 @@ class HFModelParams(Params):
 
 
 class HFModelFactory:
-    def __init__(self, params: HFModelParams) -> None:
+    def __init__(self, params: HFModelParams, cache_dir: Path | None = None) -> None:
         self.params = params
 
     def _base(self, source: str | Path):

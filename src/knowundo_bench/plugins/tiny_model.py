@@ -44,7 +44,7 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
 
 
 class TinyModelFactory:
-    def __init__(self, params: TinyModelParams) -> None:
+    def __init__(self, params: TinyModelParams, cache_dir: Path | None = None) -> None:
         self.params = params
 
     def create(self, corpus: list[str], seed: int) -> ModelBundle:

