@@ -98,5 +98,21 @@ def leaderboard(
     sys.stdout.write(render(rows, format.value))
 
 
+@app.command()
+def plot(
+    results_dir: Annotated[Path, typer.Argument(help="directory of result records")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="default: RESULTS_DIR/plots")] = None,
+) -> None:
+    """Write PNG plots of a results directory (success per method, training loss per step)."""
+    from knowundo_bench.leaderboard.plots import plot_results
+
+    try:
+        written = plot_results(results_dir, output)
+    except InputError as error:
+        fail(error)
+    for path, series in written.items():
+        sys.stdout.write(f"{path} ({series} series)\n")
+
+
 if __name__ == "__main__":
     app()
