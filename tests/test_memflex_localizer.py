@@ -47,7 +47,7 @@ KNOWN_GRADIENTS = {
 def known_gradients(monkeypatch):
     calls = iter([0, 1])
 
-    def fake_average(model, batches, names, n_passes, allowed, generator):
+    def fake_average(model, batches, names, n_passes, allowed, generator, reporter=None):
         which = next(calls)  # first call: forget set (G_UL); second: retain set (G_RT)
         return {n: torch.tensor(KNOWN_GRADIENTS[n][which]) for n in names}
 

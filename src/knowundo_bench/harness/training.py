@@ -260,6 +260,11 @@ class UnlearnContext:
     board: ProgressBoard | None = None
     label: str = ""
 
+    def progress(self, description: str, total: int):
+        """A progress bar for long work inside a method or localizer (a context manager
+        yielding a reporter; silent when the run shows no progress)."""
+        return self.board.task(description, total) if self.board else contextlib.nullcontext(NO_PROGRESS)
+
     def encode(self, pairs: Sequence[QAPair]) -> list[Encoded]:
         return self.encoder.encode_all(pairs)
 
@@ -281,9 +286,7 @@ class UnlearnContext:
             rng = random.Random(self.seed * 1_000_003 + epoch)
             return make_epoch_batches(self.encoder, forget_encoded, retain_encoded, params.batch_size, rng)
 
-        total = planned_steps(len(forget_encoded), params)
-        progress = self.board.task(f"unlearn {self.label}", total) if self.board else contextlib.nullcontext(NO_PROGRESS)
-        with progress as reporter:
+        with self.progress(f"unlearn {self.label}", planned_steps(len(forget_encoded), params)) as reporter:
             return train(
                 model,
                 objective=objective,

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 
 from knowundo_bench.harness.encoding import IGNORE_INDEX, batched
 from knowundo_bench.harness.hookspecs import hookimpl
+from knowundo_bench.harness.progress import NO_PROGRESS
 from knowundo_bench.harness.registry import LocalizerInfo, Params
 from knowundo_bench.harness.training import Localization, answer_loss
 
@@ -54,7 +55,8 @@ def random_answer_labels(batch: dict[str, torch.Tensor], allowed: torch.Tensor, 
     return {"input_ids": input_ids, "attention_mask": batch["attention_mask"], "labels": labels}
 
 
-def average_gradients(model, batches, names, n_passes, allowed, generator) -> dict[str, torch.Tensor]:
+def average_gradients(model, batches, names, n_passes, allowed, generator, reporter=NO_PROGRESS
+                      ) -> dict[str, torch.Tensor]:
     """Mean over passes of the gradient of the random-label loss over all ``batches``."""
     params = dict(model.named_parameters())
     totals = {n: torch.zeros_like(params[n], dtype=torch.float32) for n in names}
@@ -64,6 +66,7 @@ def average_gradients(model, batches, names, n_passes, allowed, generator) -> di
         for batch in batches:
             batch = {k: v.to(device) for k, v in random_answer_labels(batch, allowed, generator).items()}
             (answer_loss(model, batch) / len(batches)).backward()
+            reporter.advance(1)
         for n in names:
             if params[n].grad is not None:
                 totals[n] += params[n].grad.float()
@@ -110,8 +113,10 @@ def localize(localizer, model, forget, retain, context) -> Localization:
     retain_batches = [encoder.collate(c) for c in batched(context.encode(retain), p.batch_size)]
     was_training = model.training
     model.train()
-    g_ul = average_gradients(model, forget_batches, names, p.n_passes, allowed, generator)
-    g_rt = average_gradients(model, retain_batches, names, p.n_passes, allowed, generator)
+    total = p.n_passes * (len(forget_batches) + len(retain_batches))
+    with context.progress(f"localize {context.label}", total) as reporter:
+        g_ul = average_gradients(model, forget_batches, names, p.n_passes, allowed, generator, reporter)
+        g_rt = average_gradients(model, retain_batches, names, p.n_passes, allowed, generator, reporter)
     model.train(was_training)
     stats = {n: {"cos": cosine(g_ul[n], g_rt[n]), "magnitude": float(g_ul[n].abs().mean())} for n in names}
     sigma = p.sigma
