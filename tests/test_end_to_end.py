@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import SPECS_DIR
+from helpers import tiny_llama
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
@@ -79,19 +80,13 @@ def test_real_privacy_data_ordering(tmp_path, privacy_dir):
 def test_hf_source_with_lora_from_local_files(tmp_path, offline_environment):
     """The hub-loading path (AutoModelForCausalLM + peft LoRA) run offline on a local folder:
     the vanilla model is base + adapter, only the adapter is cached, unlearning trains it."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from knowundo_bench.plugins.synthetic_authors import generate_authors
     from knowundo_bench.plugins.tiny_model import train_tokenizer
 
     corpus = [text for p in generate_authors(3) for text in (p.question, p.answer)] + ["Question: Answer:"]
     tokenizer = train_tokenizer(corpus, 400)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
     base = tmp_path / "base-model"
-    LlamaForCausalLM(config).save_pretrained(base)
+    tiny_llama(len(tokenizer), hidden_size=32, tokenizer=tokenizer, max_position_embeddings=256).save_pretrained(base)
     tokenizer.save_pretrained(base)
     spec = {
         "name": "hf-lora",

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from helpers import tiny_llama
 
 from knowundo_bench.harness.data import QAPair
 from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
@@ -124,10 +124,7 @@ def test_random_labels_replace_only_answer_tokens():
 def test_real_gradients_on_fresh_lora_give_no_nan(context):
     """A fresh LoRA adapter has lora_B = 0, so every lora_A gradient is all zeros."""
     tokenizer = context.encoder.tokenizer
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    model = attach_lora(LlamaForCausalLM(config), LoraSpec(r=2, alpha=4))
+    model = attach_lora(tiny_llama(len(tokenizer)), LoraSpec(r=2, alpha=4))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     result = run_localize(MemFlexLocalizerParams(mu=0.99, sigma_percentile=10, n_passes=2), model, context)
     stats = result.details["tensors"]

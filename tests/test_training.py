@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import tiny_llama as build_llama
 
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encoded, PromptEncoder
 from knowundo_bench.harness.models import ModelSnapshot
@@ -28,23 +29,8 @@ PAD = 0
 
 def tiny_llama(seed: int = 0):
     """A 1-layer Llama with hidden size 16 (a few thousand parameters)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-        pad_token_id=PAD,
-        bos_token_id=1,
-        eos_token_id=2,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    return build_llama(VOCAB, seed=seed, max_position_embeddings=32, pad_token_id=PAD, bos_token_id=1,
+                       eos_token_id=2, tie_word_embeddings=False)
 
 
 def example(tag: int, length: int = 6, prompt_length: int = 3) -> Encoded:
