@@ -211,7 +211,7 @@ def train(
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 started = time.perf_counter()
-                window_loss = 0.0
+                window_loss = torch.zeros((), device=accelerator.device)
                 for index, batch in enumerate(window):
                     batch = {k: {t: v.to(accelerator.device) for t, v in b.items()} for k, b in batch.items()}
                     last = index == len(window) - 1
@@ -219,7 +219,7 @@ def train(
                     with sync:
                         loss = objective(model, batch) / len(window)
                         accelerator.backward(loss)
-                    window_loss += float(loss.detach())
+                    window_loss += loss.detach()  # no host sync inside the accumulation window
                 if params.max_grad_norm is not None:
                     accelerator.clip_grad_norm_([p for _, p in named], params.max_grad_norm)
                 optimizer.step()
@@ -231,9 +231,9 @@ def train(
                 else:
                     report.step_peak_mem_gb.append(_peak_rss_gb())
                 report.step_seconds.append(time.perf_counter() - started)
-                report.step_losses.append(window_loss)
+                report.step_losses.append(float(window_loss))
                 step += 1
-                reporter.advance(1, status=f"loss {window_loss:.3f}")
+                reporter.advance(1, status=f"loss {report.step_losses[-1]:.3f}")
             report.epochs_run = epoch + 1
             if step >= total_steps or (after_epoch is not None and after_epoch(epoch)):
                 break
