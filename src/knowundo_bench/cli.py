@@ -59,7 +59,7 @@ def run(
 
 @app.command()
 def methods() -> None:
-    """List every registered method, localizer, data source and model source."""
+    """List every registered method, localizer, data source, OOD retain source and model source."""
     from knowundo_bench.harness.plugin_manager import get_plugins
 
     plugins = get_plugins()
@@ -68,6 +68,7 @@ def methods() -> None:
         ("Methods", plugins.methods),
         ("Localizers", plugins.localizers),
         ("Data sources", plugins.data_sources),
+        ("OOD retain sources (ood_retain.source)", plugins.ood_sources),
         ("Model sources", plugins.model_sources),
     ):
         table = Table(title=title, show_lines=False, title_justify="left")
@@ -79,6 +80,8 @@ def methods() -> None:
                 for field, spec in info.params.model_fields.items()
             )
             extra = f" [default localizer: {info.default_localizer}]" if getattr(info, "default_localizer", None) else ""
+            if getattr(info, "retain", None) == "out_of_distribution":
+                extra += " [retain data: ood_retain]"
             table.add_row(name, info.description + extra, fields or "–", plugins.origin(plugin))
         console.print(table)
 

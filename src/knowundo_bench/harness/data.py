@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -36,6 +36,30 @@ class QAPair(BaseModel):
     scope: Scope
     split: Split
     instance: str | None = None
+
+
+class RetainText(BaseModel):
+    """A passage of out-of-distribution retain data: trained on as plain language
+    modelling (every token labelled), never scored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str = Field(min_length=1)
+
+
+def check_out_of_distribution(texts: Iterable[RetainText], pairs: Iterable[QAPair], source: str,
+                              min_chars: int = 24) -> None:
+    """Refuse out-of-distribution retain data that holds benchmark text: any benchmark
+    question, or answer of at least ``min_chars`` characters, found verbatim in a passage."""
+    needles = {s.strip() for p in pairs for s in (p.question, p.answer) if len(s.strip()) >= min_chars}
+    for index, item in enumerate(texts):
+        for needle in needles:
+            if needle in item.text:
+                raise InputError(
+                    f"passage {index} contains benchmark text ({needle[:40]!r}...); out-of-distribution "
+                    "retain data must not hold the benchmark's own questions or answers",
+                    source=source,
+                )
 
 
 class RawRecord(BaseModel):
@@ -191,3 +215,25 @@ def read_local_domain(directory: Path) -> list[QAPair]:
                 raise InputError(f"cannot read file ({error.strerror})", source=str(path)) from None
             pairs += records_to_pairs(parse_raw_records(payload, str(path)), scope, split)
     return pairs
+
+
+Record = TypeVar("Record", bound=BaseModel)
+
+
+def read_json_lines(path: Path, model: type[Record]) -> list[Record]:
+    """Validate every line of a JSON Lines file; errors name the file, line and field."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise InputError(f"cannot read file ({error.strerror})", source=str(path)) from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"not UTF-8 text (byte {error.start})", source=str(path)) from None
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(model.model_validate_json(line))
+        except ValidationError as error:
+            raise InputError(format_validation_error(error), source=f"{path}:{number}") from None
+    return records

@@ -7,12 +7,14 @@ Prompts use the tokenizer's chat template when it has one, else
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
-from knowundo_bench.harness.data import QAPair
+from knowundo_bench.harness.data import QAPair, RetainText
+
+Encodable = QAPair | RetainText  # or an already encoded example
 
 IGNORE_INDEX = -100
 PLAIN_TEMPLATE = "Question: {question}\nAnswer:"
@@ -25,6 +27,9 @@ class Encoded:
     input_ids: tuple[int, ...]
     labels: tuple[int, ...]
     prompt_length: int
+    # Per-example numbers a method precomputes (NPO: the reference log-likelihood);
+    # ``collate`` stacks each into a batch tensor of the same name.
+    extras: Mapping[str, float] = field(default_factory=dict)
 
 
 class PromptEncoder:
@@ -74,8 +79,26 @@ class PromptEncoder:
             )
         return self._cache[key]
 
-    def encode_all(self, pairs: Sequence[QAPair], *, with_eos: bool = True) -> list[Encoded]:
-        return [self.encode(pair, with_eos=with_eos) for pair in pairs]
+    def encode_text(self, item: RetainText) -> Encoded:
+        """Plain text (out-of-distribution retain data): BOS + text + EOS, every token
+        after BOS labelled, so the loss is ordinary language modelling."""
+        key = (item.text, "", True)
+        if key not in self._cache:
+            bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
+            ids = self.tokenizer(item.text, add_special_tokens=False)["input_ids"]
+            ids = (([bos] if bos is not None else []) + ids)[: self.max_length - 1]
+            ids = ids + ([eos] if eos is not None else [])
+            start = 1 if bos is not None else 0
+            self._cache[key] = Encoded(
+                input_ids=tuple(ids), labels=tuple([IGNORE_INDEX] * start + ids[start:]), prompt_length=start
+            )
+        return self._cache[key]
+
+    def encode_all(self, items: Sequence[Encodable | Encoded], *, with_eos: bool = True) -> list[Encoded]:
+        """Encode QA pairs and retain texts; already encoded examples pass through."""
+        encoders = {QAPair: lambda item: self.encode(item, with_eos=with_eos), RetainText: self.encode_text,
+                    Encoded: lambda item: item}
+        return [encoders[type(item)](item) for item in items]
 
     def collate(self, examples: Sequence[Encoded]) -> dict[str, torch.Tensor]:
         """Right-padded batch for teacher forcing (training and scoring)."""
@@ -89,7 +112,10 @@ class PromptEncoder:
             input_ids[row, :length] = torch.tensor(example.input_ids)
             labels[row, :length] = torch.tensor(example.labels)
             attention_mask[row, :length] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        for name in examples[0].extras:
+            batch[name] = torch.tensor([e.extras[name] for e in examples], dtype=torch.float32)
+        return batch
 
     def collate_prompts(self, examples: Sequence[Encoded]) -> dict[str, torch.Tensor]:
         """Left-padded prompts for batched greedy generation."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         LocalizerInfo,
         MethodInfo,
         ModelSourceInfo,
+        OodSourceInfo,
     )
     from knowundo_bench.harness.training import (
         Localization,
@@ -66,6 +67,15 @@ def register_data_sources() -> list[DataSourceInfo]:
 
 
 @hookspec
+def register_ood_sources() -> list[OodSourceInfo]:
+    """Return the sources of out-of-distribution retain data this plugin provides
+    (``ood_retain.source`` in a spec): each turns its validated parameters into text
+    passages that hold none of the benchmark's own questions or answers. Methods
+    registered with ``retain="out_of_distribution"`` train on them instead of the
+    Retention Scope (the paper's "GA + GD/KL on OOD")."""
+
+
+@hookspec
 def register_model_sources() -> list[ModelSourceInfo]:
     """Return the model sources this plugin provides (``model.source`` in a spec):
     each builds a fresh base model and tokenizer, and saves and reloads a vanilla one."""
@@ -82,6 +92,9 @@ def unlearn(
     """Update the trainable parameters of ``model`` in place so that it forgets
     ``forget`` (the Unlearn Scope's train split) and keeps ``retain`` (the Retention
     Scope's train split).
+
+    ``retain`` is the out-of-distribution passages instead when the method was
+    registered with ``retain="out_of_distribution"``.
 
     ``method`` carries the method's name, label and validated parameters;
     ``context.train`` runs the shared training loop with a given loss, restricted to

@@ -19,6 +19,7 @@ from knowundo_bench.harness.registry import (
     LocalizerInfo,
     MethodInfo,
     ModelSourceInfo,
+    OodSourceInfo,
     Registry,
 )
 
@@ -30,9 +31,22 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "ga_gd": "knowundo_bench.plugins.ga_gd",
     "memflex": "knowundo_bench.plugins.memflex",
     "memflex_localizer": "knowundo_bench.plugins.memflex_localizer",
+    "memflex_neurons": "knowundo_bench.plugins.memflex_neurons",
+    "random_labels": "knowundo_bench.plugins.random_labels",
+    "adversarial": "knowundo_bench.plugins.adversarial",
+    "ga_gd_ood": "knowundo_bench.plugins.ga_gd_ood",
+    "ga_kl": "knowundo_bench.plugins.ga_kl",
+    "ga_kl_ood": "knowundo_bench.plugins.ga_kl_ood",
+    "npo": "knowundo_bench.plugins.npo",
+    "npo_gd": "knowundo_bench.plugins.npo_gd",
+    "simnpo": "knowundo_bench.plugins.simnpo",
     "synthetic": "knowundo_bench.plugins.synthetic",
     "local": "knowundo_bench.plugins.local",
     "hub": "knowundo_bench.plugins.hub",
+    "ood_synthetic": "knowundo_bench.plugins.ood_synthetic",
+    "ood_text_file": "knowundo_bench.plugins.ood_text_file",
+    "ood_general_qa": "knowundo_bench.plugins.ood_general_qa",
+    "ood_hub_text": "knowundo_bench.plugins.ood_hub_text",
     "tiny_model": "knowundo_bench.plugins.tiny_model",
     "hf_model": "knowundo_bench.plugins.hf_model",
     "gguf_model": "knowundo_bench.plugins.gguf_model",
@@ -47,6 +61,7 @@ class Plugins:
         self.methods: Registry[MethodInfo] = self._collect("register_methods", "method")
         self.localizers: Registry[LocalizerInfo] = self._collect("register_localizers", "localizer")
         self.data_sources: Registry[DataSourceInfo] = self._collect("register_data_sources", "data source")
+        self.ood_sources: Registry[OodSourceInfo] = self._collect("register_ood_sources", "OOD retain source")
         self.model_sources: Registry[ModelSourceInfo] = self._collect("register_model_sources", "model source")
 
     def _only(self, plugin: object, hook_name: str, keep: set[object] | None = None) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,14 +18,22 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+RetainKind = Literal["in_distribution", "out_of_distribution"]
+
+
 @dataclass(frozen=True)
 class MethodInfo:
-    """An unlearning method (objective) as specs name it."""
+    """An unlearning method (objective) as specs name it.
+
+    ``retain`` says which retain data its ``unlearn`` hook receives: the benchmark's
+    Retention Scope (train split), or passages from the spec's ``ood_retain`` source.
+    """
 
     name: str
     description: str
     params: type[Params]
     default_localizer: str | None = None
+    retain: RetainKind = "in_distribution"
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,17 @@ class DataSourceInfo:
 
 
 @dataclass(frozen=True)
+class OodSourceInfo:
+    """A source of out-of-distribution retain data; ``load(params)`` returns
+    :class:`~knowundo_bench.harness.data.RetainText` passages."""
+
+    name: str
+    description: str
+    params: type[Params]
+    load: Callable[..., Any]
+
+
+@dataclass(frozen=True)
 class ModelSourceInfo:
     """A source of models; ``factory(params, cache_dir)`` returns a :class:`ModelFactory`
     (``cache_dir`` is where a source may keep converted weights)."""
@@ -58,7 +77,7 @@ class ModelSourceInfo:
     factory: Callable[..., Any]
 
 
-Info = TypeVar("Info", MethodInfo, LocalizerInfo, DataSourceInfo, ModelSourceInfo)
+Info = TypeVar("Info", MethodInfo, LocalizerInfo, DataSourceInfo, OodSourceInfo, ModelSourceInfo)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 import transformers
 
-from knowundo_bench.harness.data import Benchmark, first_instances
+from knowundo_bench.harness.data import Benchmark, RetainText, check_out_of_distribution, first_instances
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import evaluate, evaluation_work
@@ -48,6 +49,19 @@ def load_benchmark(resolved: ResolvedSpec, plugins: Plugins) -> Benchmark:
     benchmark = Benchmark(tuple(pairs))
     benchmark.check_complete(f"data ({spec.data.source})")
     return benchmark
+
+
+def load_ood_retain(resolved: ResolvedSpec, plugins: Plugins, benchmark: Benchmark) -> list[RetainText]:
+    """The out-of-distribution retain passages, checked to hold no benchmark text."""
+    spec = resolved.spec.ood_retain
+    source = f"ood_retain ({spec.source})"
+    texts = list(plugins.ood_sources.get(spec.source, "ood_retain.source").load(resolved.ood_params))
+    if not texts:
+        raise InputError("the source returned no passages", source=source)
+    if spec.max_examples is not None and len(texts) > spec.max_examples:
+        texts = random.Random(resolved.spec.seed).sample(texts, spec.max_examples)
+    check_out_of_distribution(texts, benchmark.pairs, source)
+    return texts
 
 
 def output_directory(resolved: ResolvedSpec, override: Path | None) -> Path:
@@ -96,12 +110,15 @@ class Runner:
         seed_everything(seed)
         context = UnlearnContext(encoder=encoder, seed=seed, mixed_precision=self.spec.model.mixed_precision,
                                  board=self.board, label=method.label)
+        retain = self.retain_sets[method.info.retain]
         localization = None
         if method.localizer is not None:
             run = LocalizerRun(method.localizer.info.name, method.localizer.params, seed)
-            localization = self.plugins.call_on(method.localizer.plugin, "localize", self.plugins.localizers, localizer=run, model=model,
-                                                forget=benchmark.forget, retain=benchmark.retain, context=context)
+            localization = self.plugins.call_on(method.localizer.plugin, "localize", self.plugins.localizers,
+                                                localizer=run, model=model, forget=benchmark.forget,
+                                                retain=retain, context=context)
             context.trainable = set(localization.selected)
+            context.row_masks = dict(localization.row_masks)
         report = self.plugins.call_on(
             method.plugin,
             "unlearn",
@@ -109,11 +126,13 @@ class Runner:
             method=MethodRun(method.info.name, method.label, method.params, seed),
             model=model,
             forget=benchmark.forget,
-            retain=benchmark.retain,
+            retain=retain,
             context=context,
         )
         return {
             "method_name": method.info.name,
+            "ablation_of": method.ablation_of,
+            "retain_data": method.info.retain,
             "params": method.params.model_dump(mode="json"),
             "localizer": None if method.localizer is None else {
                 "name": method.localizer.info.name,
@@ -139,6 +158,11 @@ class Runner:
             f"data: {len(benchmark.instances)} instances, forget {len(benchmark.forget)}, retain "
             f"{len(benchmark.retain)}, val {len(benchmark.unlearn_val)}+{len(benchmark.retention_val)}"
         )
+        self.retain_sets: dict[str, list] = {"in_distribution": benchmark.retain, "out_of_distribution": []}
+        if self.resolved.needs_ood_retain:  # loaded before any training, so bad input fails fast
+            ood = load_ood_retain(self.resolved, self.plugins, benchmark)
+            self.retain_sets["out_of_distribution"] = ood
+            self.board.log(f"out-of-distribution retain data: {len(ood)} passages ({self.spec.ood_retain.source})")
         device = resolve_device(self.spec.model.device)
         source = self.plugins.model_sources.get(self.spec.model.source, "model.source")
         factory = source.factory(self.resolved.model_params, cache_root(self.resolved))

@@ -49,6 +49,16 @@ class DataSpec(BaseModel):
     instances: int | None = Field(None, ge=1, description="keep the first N instances (authors/books)")
 
 
+class OodRetainSpec(BaseModel):
+    """``ood_retain``: out-of-distribution retain data for methods such as ``ga_gd_ood``;
+    the source plugin's own fields sit beside these."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: str = "synthetic_text"
+    max_examples: int | None = Field(None, ge=1, description="keep a seeded sample of N passages")
+
+
 class ModelSpec(BaseModel):
     """``model``: the source plugin's own fields sit beside these."""
 
@@ -80,6 +90,9 @@ class MethodSpec(BaseModel):
     name: str
     label: str | None = None
     localizer: str | dict[str, Any] | None = None
+    ablate_localization: bool = Field(
+        False, description="also run the same objective on all parameters, as its own leaderboard row"
+    )
 
     @field_validator("label")
     @classmethod
@@ -98,6 +111,7 @@ class Spec(BaseModel):
     output_dir: Path | None = None
     cache_dir: Path | None = None
     data: DataSpec = DataSpec()
+    ood_retain: OodRetainSpec = OodRetainSpec()
     model: ModelSpec = ModelSpec()
     vanilla: VanillaSpec = VanillaSpec()
     methods: list[MethodSpec] = Field(default_factory=list)
@@ -113,10 +127,19 @@ class Spec(BaseModel):
         seen: set[str] = set()
         for index, method in enumerate(self.methods):
             label = method.label or method.name
-            if label == "vanilla" or label in seen:
-                raise ValueError(f"methods.{index}: duplicate method label {label!r} (set 'label' to tell them apart)")
-            seen.add(label)
+            labels = [label, ablation_label(label)] if method.ablate_localization else [label]
+            for label in labels:
+                if label == "vanilla" or label in seen:
+                    raise ValueError(
+                        f"methods.{index}: duplicate method label {label!r} (set 'label' to tell them apart)"
+                    )
+                seen.add(label)
         return self
+
+
+def ablation_label(label: str) -> str:
+    """The leaderboard label of a localised method's all-parameters control run."""
+    return f"{label}-all-params"
 
 
 @dataclass(frozen=True)
@@ -133,6 +156,7 @@ class ResolvedMethod:
     plugin: object
     params: TrainingParams
     localizer: ResolvedLocalizer | None
+    ablation_of: str | None = None  # the localised method's label, for its control run
 
 
 @dataclass(frozen=True)
@@ -143,7 +167,12 @@ class ResolvedSpec:
     path: Path | None
     data_params: Params
     model_params: Params
+    ood_params: Params
     methods: list[ResolvedMethod]
+
+    @property
+    def needs_ood_retain(self) -> bool:
+        return any(m.info.retain == "out_of_distribution" for m in self.methods)
 
     def echo(self) -> dict[str, Any]:
         return self.spec.model_dump(mode="json")
@@ -191,8 +220,17 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
         info, plugin = plugins.methods.resolve(method.name, f"{where}.name")
         params = _validate_params(info.params, method.model_extra or {}, where, set(MethodSpec.model_fields))
         localizer = _resolve_localizer(method.localizer, info.default_localizer, plugins, f"{where}.localizer")
-        methods.append(ResolvedMethod(method.label or method.name, info, plugin, params, localizer))
-    return ResolvedSpec(spec, path, data_params, model_params, methods)
+        label = method.label or method.name
+        methods.append(ResolvedMethod(label, info, plugin, params, localizer))
+        if method.ablate_localization:
+            if localizer is None:
+                raise InputError(f"{where}.ablate_localization: the method has no localizer to ablate "
+                                 "(set 'localizer')")
+            methods.append(ResolvedMethod(ablation_label(label), info, plugin, params, None, ablation_of=label))
+    ood_info = plugins.ood_sources.get(spec.ood_retain.source, "ood_retain.source")
+    ood_params = _validate_params(ood_info.params, spec.ood_retain.model_extra or {}, "ood_retain",
+                                  set(OodRetainSpec.model_fields))
+    return ResolvedSpec(spec, path, data_params, model_params, ood_params, methods)
 
 
 def parse_spec(raw: Any, plugins: Plugins, source: str = "spec") -> ResolvedSpec:

@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from knowundo_bench.harness.data import QAPair
-from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
+from knowundo_bench.harness.encoding import IGNORE_INDEX, Encodable, Encoded, PromptEncoder, batched
 from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
 from knowundo_bench.harness.registry import Params
 
@@ -66,10 +65,15 @@ class LocalizerRun:
 
 @dataclass
 class Localization:
-    """Parameter names unlearning may update, plus per-tensor details to record."""
+    """Parameter names unlearning may update, plus per-tensor details to record.
+
+    ``row_masks`` narrows a selected tensor to some of its output rows (neurons): a
+    boolean vector over dim 0; the training loop zeroes the gradient of the other rows.
+    """
 
     selected: list[str]
     details: dict[str, Any] = field(default_factory=dict)
+    row_masks: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,6 +105,16 @@ class TrainingReport:
 def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean cross-entropy over the answer tokens of a batch."""
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+
+
+def answer_log_likelihood(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example: the summed log-probability of its answer tokens, and their count."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    mask = labels != IGNORE_INDEX
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    token_log_probs = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (token_log_probs * mask).sum(dim=1), mask.sum(dim=1)
 
 
 def seed_everything(seed: int) -> None:
@@ -156,6 +170,7 @@ def train(
     epoch_batches: Callable[[int], list[Batch]],
     seed: int,
     trainable: set[str] | None = None,
+    row_masks: dict[str, torch.Tensor] | None = None,
     mixed_precision: str = "no",
     reporter=NO_PROGRESS,
     after_epoch: Callable[[int], bool] | None = None,
@@ -164,6 +179,9 @@ def train(
 
     ``trainable`` restricts updates to those parameter names (localisation): the others
     are frozen for the duration and get neither gradients nor optimizer state.
+    ``row_masks`` further restricts named tensors to some output rows: the other rows'
+    gradients are zeroed before clipping (so Adam's moments stay zero and the update is
+    exactly zero) and weight decay, applied by hand for these tensors, skips them too.
     ``after_epoch(epoch)`` may return True to stop early (vanilla target accuracy).
     """
     from accelerate import Accelerator
@@ -182,11 +200,12 @@ def train(
         frozen = []
     if not named:
         raise ValueError("nothing to train: no trainable parameters")
+    masks = _row_masks(dict(named), row_masks or {})
     for p in frozen:
         p.requires_grad_(False)
     report = TrainingReport(
         trainable_tensors=len(named),
-        trainable_parameters=sum(p.numel() for _, p in named),
+        trainable_parameters=sum(p.numel() for _, p in named) - sum(int((~m).sum()) * p[0].numel() for p, m in masks),
         memory_kind="cuda_max_allocated" if device.type == "cuda" else "cpu_peak_rss",
     )
     try:
@@ -196,7 +215,10 @@ def train(
         total_steps = steps_per_epoch * params.epochs
         if params.max_steps is not None:
             total_steps = min(total_steps, params.max_steps)
-        optimizer = torch.optim.AdamW([p for _, p in named], lr=params.lr, weight_decay=params.weight_decay)
+        masked = {id(p) for p, _ in masks}
+        groups = [{"params": [p for _, p in named if id(p) not in masked], "weight_decay": params.weight_decay},
+                  {"params": [p for p, _ in masks], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=params.lr, weight_decay=params.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _lr_lambda(total_steps, int(params.warmup_ratio * total_steps))
         )
@@ -220,6 +242,11 @@ def train(
                         loss = objective(model, batch) / len(window)
                         accelerator.backward(loss)
                     window_loss += loss.detach()  # no host sync inside the accumulation window
+                for p, keep in masks:
+                    if p.grad is not None:
+                        p.grad.masked_fill_(~keep, 0.0)
+                        if params.weight_decay:  # AdamW's decoupled decay, selected rows only
+                            p.data.mul_(torch.where(keep, 1.0 - scheduler.get_last_lr()[0] * params.weight_decay, 1.0))
                 if params.max_grad_norm is not None:
                     accelerator.clip_grad_norm_([p for _, p in named], params.max_grad_norm)
                 optimizer.step()
@@ -244,6 +271,20 @@ def train(
     return report
 
 
+def _row_masks(named: dict[str, torch.nn.Parameter], row_masks: dict[str, torch.Tensor]
+               ) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """(parameter, boolean mask broadcastable to it) for each row-masked tensor."""
+    result = []
+    for name, mask in row_masks.items():
+        if name not in named:
+            raise ValueError(f"row mask for an unknown or untrained parameter: {name}")
+        param = named[name]
+        if mask.dtype != torch.bool or tuple(mask.shape) != (param.shape[0],):
+            raise ValueError(f"row mask of {name} must be a bool vector of length {param.shape[0]}")
+        result.append((param, mask.to(param.device).view(-1, *[1] * (param.dim() - 1))))
+    return result
+
+
 def planned_steps(n_forget: int, params: TrainingParams) -> int:
     steps = math.ceil(math.ceil(n_forget / params.batch_size) / params.grad_accum) * params.epochs
     return min(steps, params.max_steps) if params.max_steps else steps
@@ -256,6 +297,7 @@ class UnlearnContext:
     encoder: PromptEncoder
     seed: int
     trainable: set[str] | None = None
+    row_masks: dict[str, torch.Tensor] = field(default_factory=dict)
     mixed_precision: str = "no"
     board: ProgressBoard | None = None
     label: str = ""
@@ -265,8 +307,9 @@ class UnlearnContext:
         yielding a reporter; silent when the run shows no progress)."""
         return self.board.task(description, total) if self.board else contextlib.nullcontext(NO_PROGRESS)
 
-    def encode(self, pairs: Sequence[QAPair]) -> list[Encoded]:
-        return self.encoder.encode_all(pairs)
+    def encode(self, items: Sequence[Encodable | Encoded]) -> list[Encoded]:
+        """Encode QA pairs or retain texts (already encoded examples pass through)."""
+        return self.encoder.encode_all(items)
 
     def train(
         self,
@@ -274,11 +317,13 @@ class UnlearnContext:
         *,
         objective: Objective,
         params: TrainingParams,
-        forget: Sequence[QAPair],
-        retain: Sequence[QAPair] | None = None,
+        forget: Sequence[Encodable | Encoded],
+        retain: Sequence[Encodable | Encoded] | None = None,
     ) -> TrainingReport:
         """Train ``objective`` on forget batches (each paired with a retain batch when
-        ``retain`` is given) with the shared loop, restricted to ``self.trainable``."""
+        ``retain`` is given) with the shared loop, restricted to the localised
+        parameters (``self.trainable``, ``self.row_masks``). Examples a method has
+        relabelled may be passed already encoded."""
         forget_encoded = self.encode(forget)
         retain_encoded = self.encode(retain) if retain else None
 
@@ -294,6 +339,7 @@ class UnlearnContext:
                 epoch_batches=epoch_batches,
                 seed=self.seed,
                 trainable=self.trainable,
+                row_masks=self.row_masks,
                 mixed_precision=self.mixed_precision,
                 reporter=reporter,
             )

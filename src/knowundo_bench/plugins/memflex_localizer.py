@@ -19,11 +19,13 @@ Readings chosen where the paper is terse:
 
 from __future__ import annotations
 
+import numpy
 import torch
 from pydantic import Field, model_validator
 
-from knowundo_bench.harness.encoding import IGNORE_INDEX, batched
+from knowundo_bench.harness.encoding import batched
 from knowundo_bench.harness.hookspecs import hookimpl
+from knowundo_bench.harness.labels import allowed_tokens, random_answer_labels
 from knowundo_bench.harness.progress import NO_PROGRESS
 from knowundo_bench.harness.registry import LocalizerInfo, Params
 from knowundo_bench.harness.training import Localization, answer_loss
@@ -43,16 +45,6 @@ class MemFlexLocalizerParams(Params):
         if self.sigma is None and self.sigma_percentile is None:
             self.sigma = 4e-4
         return self
-
-
-def random_answer_labels(batch: dict[str, torch.Tensor], allowed: torch.Tensor, generator: torch.Generator):
-    """Replace every answer token (in inputs and labels alike) by a random allowed token."""
-    answer = batch["labels"] != IGNORE_INDEX
-    choice = torch.randint(0, len(allowed), batch["labels"].shape, generator=generator)
-    random_ids = allowed[choice]
-    input_ids = torch.where(answer, random_ids, batch["input_ids"])
-    labels = torch.where(answer, random_ids, batch["labels"])
-    return {"input_ids": input_ids, "attention_mask": batch["attention_mask"], "labels": labels}
 
 
 def average_gradients(model, batches, names, n_passes, allowed, generator, reporter=NO_PROGRESS
@@ -86,11 +78,6 @@ def select(stats: dict[str, dict[str, float]], mu: float, sigma: float) -> list[
     return [n for n, s in stats.items() if s["cos"] < mu and s["magnitude"] > sigma]
 
 
-def allowed_tokens(tokenizer) -> torch.Tensor:
-    special = set(tokenizer.all_special_ids)
-    return torch.tensor([i for i in range(len(tokenizer)) if i not in special])
-
-
 @hookimpl
 def register_localizers() -> list[LocalizerInfo]:
     return [
@@ -102,9 +89,9 @@ def register_localizers() -> list[LocalizerInfo]:
     ]
 
 
-@hookimpl
-def localize(localizer, model, forget, retain, context) -> Localization:
-    p: MemFlexLocalizerParams = localizer.params
+def scope_gradients(localizer, model, forget, retain, context) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """G_UL and G_RT (eq. 8's inputs) for every trainable tensor; the model is unchanged."""
+    p = localizer.params
     encoder = context.encoder
     names = [n for n, param in model.named_parameters() if param.requires_grad]
     generator = torch.Generator().manual_seed(localizer.seed)
@@ -118,11 +105,23 @@ def localize(localizer, model, forget, retain, context) -> Localization:
         g_ul = average_gradients(model, forget_batches, names, p.n_passes, allowed, generator, reporter)
         g_rt = average_gradients(model, retain_batches, names, p.n_passes, allowed, generator, reporter)
     model.train(was_training)
-    stats = {n: {"cos": cosine(g_ul[n], g_rt[n]), "magnitude": float(g_ul[n].abs().mean())} for n in names}
-    sigma = p.sigma
-    if p.sigma_percentile is not None:
-        magnitudes = torch.tensor([s["magnitude"] for s in stats.values()], dtype=torch.float64)
-        sigma = float(torch.quantile(magnitudes, p.sigma_percentile / 100))
+    return g_ul, g_rt
+
+
+def sigma_for(p: MemFlexLocalizerParams, magnitudes: list[float] | torch.Tensor) -> float:
+    """The absolute sigma, or the requested percentile of the magnitudes."""
+    if p.sigma_percentile is None:
+        return float(p.sigma)
+    values = torch.as_tensor(magnitudes, dtype=torch.float64).flatten().numpy()
+    return float(numpy.percentile(values, p.sigma_percentile))
+
+
+@hookimpl
+def localize(localizer, model, forget, retain, context) -> Localization:
+    p: MemFlexLocalizerParams = localizer.params
+    g_ul, g_rt = scope_gradients(localizer, model, forget, retain, context)
+    stats = {n: {"cos": cosine(g_ul[n], g_rt[n]), "magnitude": float(g_ul[n].abs().mean())} for n in g_ul}
+    sigma = sigma_for(p, [s["magnitude"] for s in stats.values()])
     selected = select(stats, p.mu, sigma)
     if not selected:
         raise ValueError(f"memflex selected no tensor (mu={p.mu}, sigma={sigma:.3g}); raise mu or lower sigma")

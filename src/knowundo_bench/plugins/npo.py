@@ -1,0 +1,68 @@
+"""Method ``npo``: negative preference optimisation (Zhang et al. 2024, beyond the paper).
+
+L = -(2/beta) * mean over forget examples of log sigmoid(-beta * (log pi_theta(y|x) -
+log pi_ref(y|x))), with log pi(y|x) the summed log-probability of the answer tokens and
+pi_ref the model when unlearning starts (the vanilla model). The reference
+log-likelihoods are computed once, before training, so no second model is kept.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from knowundo_bench.harness.encoding import Encoded, batched
+from knowundo_bench.harness.hookspecs import hookimpl
+from knowundo_bench.harness.registry import MethodInfo
+from knowundo_bench.harness.training import TrainingParams, answer_log_likelihood
+
+REFERENCE = "reference_log_likelihood"
+SCORE_BATCH = 16
+
+
+class NPOParams(TrainingParams):
+    beta: float = Field(0.1, gt=0, description="inverse temperature of the preference loss")
+
+
+def npo_loss(log_likelihood: torch.Tensor, reference: torch.Tensor, beta: float) -> torch.Tensor:
+    """-(2/beta) * mean(log sigmoid(-beta * (log pi_theta - log pi_ref)))."""
+    return -(2.0 / beta) * F.logsigmoid(-beta * (log_likelihood - reference)).mean()
+
+
+@torch.no_grad()
+def with_reference_likelihood(model, encoder, examples: list[Encoded], context) -> list[Encoded]:
+    """``examples`` carrying the current (vanilla) model's answer log-likelihood."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    result: list[Encoded] = []
+    chunks = batched(examples, SCORE_BATCH)
+    with context.progress(f"reference likelihoods {context.label}", len(chunks)) as reporter:
+        for chunk in chunks:
+            batch = {k: v.to(device) for k, v in encoder.collate(chunk).items()}
+            log_likelihood, _ = answer_log_likelihood(model, batch)
+            result += [Encoded(e.input_ids, e.labels, e.prompt_length, {**e.extras, REFERENCE: float(value)})
+                       for e, value in zip(chunk, log_likelihood.tolist(), strict=True)]
+            reporter.advance(1)
+    model.train(was_training)
+    return result
+
+
+def forget_npo_loss(model, forget_batch: dict[str, torch.Tensor], beta: float) -> torch.Tensor:
+    log_likelihood, _ = answer_log_likelihood(model, forget_batch)
+    return npo_loss(log_likelihood, forget_batch[REFERENCE], beta)
+
+
+@hookimpl
+def register_methods() -> list[MethodInfo]:
+    return [MethodInfo(name="npo", description="Negative preference optimisation on the forget set (beta).",
+                       params=NPOParams)]
+
+
+@hookimpl
+def unlearn(method, model, forget, context):
+    beta = method.params.beta
+    examples = with_reference_likelihood(model, context.encoder, context.encode(forget), context)
+    return context.train(model, objective=lambda m, b: forget_npo_loss(m, b["forget"], beta),
+                         params=method.params, forget=examples)

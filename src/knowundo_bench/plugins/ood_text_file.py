@@ -1,0 +1,52 @@
+"""OOD retain source ``text_file``: passages from a local file.
+
+``.jsonl``: one JSON object per line, the passage in ``field``; ``.json``: a list of
+such objects; any other suffix: plain UTF-8 text, one passage per non-empty line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from knowundo_bench.harness.data import RetainText, format_validation_error, read_json_lines
+from knowundo_bench.harness.errors import InputError
+from knowundo_bench.harness.hookspecs import hookimpl
+from knowundo_bench.harness.registry import OodSourceInfo, Params
+
+
+class TextFileParams(Params):
+    path: Path
+    field: str = Field("text", min_length=1, description="the passage's key in .jsonl/.json records")
+
+
+def _record_model(field: str) -> type[BaseModel]:
+    return create_model("TextRecord", __config__=ConfigDict(extra="ignore"),
+                        **{field: (str, Field(min_length=1))})
+
+
+def load(params: TextFileParams) -> list[RetainText]:
+    path = params.path
+    if not path.is_file():
+        raise InputError("file not found", source=str(path))
+    record = _record_model(params.field)
+    if path.suffix == ".jsonl":
+        return [RetainText(text=getattr(r, params.field)) for r in read_json_lines(path, record)]
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(f"not UTF-8 text (byte {error.start})", source=str(path)) from None
+    if path.suffix == ".json":
+        try:
+            records = TypeAdapter(list[record]).validate_json(text)
+        except ValidationError as error:
+            raise InputError(format_validation_error(error), source=str(path)) from None
+        return [RetainText(text=getattr(r, params.field)) for r in records]
+    return [RetainText(text=line.strip()) for line in text.splitlines() if line.strip()]
+
+
+@hookimpl
+def register_ood_sources() -> list[OodSourceInfo]:
+    return [OodSourceInfo(name="text_file", description="Passages from a local .jsonl/.json (field) or text file.",
+                          params=TextFileParams, load=load)]
