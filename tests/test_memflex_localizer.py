@@ -10,6 +10,7 @@ from helpers import tiny_llama
 
 from knowundo_bench.harness.data import QAPair
 from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
+from knowundo_bench.harness.labels import random_answer_labels
 from knowundo_bench.harness.models import LoraSpec, attach_lora
 from knowundo_bench.harness.training import LocalizerRun, UnlearnContext
 from knowundo_bench.plugins import memflex_localizer
@@ -17,7 +18,6 @@ from knowundo_bench.plugins.memflex_localizer import (
     MemFlexLocalizerParams,
     cosine,
     localize,
-    random_answer_labels,
     select,
 )
 from knowundo_bench.plugins.tiny_model import train_tokenizer

@@ -52,7 +52,9 @@ def test_every_hookspec_is_exercised_by_a_run(tmp_path):
     manager.add_hookcall_monitoring(lambda name, impls, kwargs: called.append(name), lambda *a: None)
     plugins = Plugins(manager)
     spec = {**TINY_SPEC, "methods": [{"name": "memflex", "epochs": 1, "batch_size": 8, "grad_accum": 1,
-                                      "localizer": {"name": "memflex", "sigma_percentile": 50, "n_passes": 1}}]}
+                                      "localizer": {"name": "memflex", "sigma_percentile": 50, "n_passes": 1}},
+                                     {"name": "ga_gd_ood", "epochs": 1, "batch_size": 8, "grad_accum": 1}],
+            "ood_retain": {"source": "synthetic_text", "n_passages": 16}}
     resolved = parse_spec(spec, plugins)
     with ProgressBoard(console=None, enabled=False) as board:
         outcome = Runner(resolved, plugins, tmp_path, board).run()
@@ -147,3 +149,61 @@ def test_third_party_method_runs_end_to_end(tmp_path, third_party_site):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     rejected = cli(["run", "bad.yaml", "--output", "out"], third_party_site, tmp_path)
     assert rejected.returncode == 2 and "methods.0.scale" in rejected.stderr
+
+
+EXAMPLE_PACKAGE = REPO_ROOT / "examples" / "knowundo-mismatch"
+
+
+@pytest.mark.slow
+def test_example_plugin_package_installs_and_runs_through_the_cli(tmp_path):
+    """examples/knowundo-mismatch, built and installed by pip (offline, into a target
+    folder), is found through its entry point and runs as any built-in method."""
+    site = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
+         "--target", str(site), str(EXAMPLE_PACKAGE)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert install.returncode == 0, install.stderr
+    assert (site / "knowundo_mismatch.py").is_file()
+    listing = cli(["methods"], site, tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    line = next(l for l in listing.stdout.splitlines() if "ga_mismatch" in l)
+    assert "knowundo-mismatch 0.1.0" in line and "mismatch_weight=1.0" in listing.stdout
+
+    spec = {**TINY_SPEC, "methods": [{"name": "ga_mismatch", "mismatch_weight": 0.5, "epochs": 1, "batch_size": 4,
+                                      "grad_accum": 1, "lr": 1e-3}]}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    result = cli(["run", "spec.yaml", "--output", "out", "--no-progress"], site, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "| ga_mismatch |" in result.stdout
+    record = json.loads((tmp_path / "out" / "ga_mismatch.json").read_text())
+    assert record["status"] == "ok" and record["params"]["mismatch_weight"] == 0.5
+    assert record["training"]["steps"] >= 1
+
+
+def test_readme_method_table_covers_every_builtin_method_and_its_parameters():
+    from knowundo_bench.harness.training import TrainingParams
+
+    plugins = Plugins(make_plugin_manager(load_entry_points=False))
+    readme = (REPO_ROOT / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines() if line.startswith("| `")}
+    assert set(rows) == set(plugins.methods.names())
+    for name, (info, _) in plugins.methods.entries.items():
+        own = set(info.params.model_fields) - set(TrainingParams.model_fields)
+        inherited = "as `" in rows[name]  # "as `ga_gd`": same parameters as another row
+        assert inherited or all(f"`{field}`" in rows[name] for field in own), name
+    for name in [*plugins.localizers.names(), *plugins.ood_sources.names()]:
+        assert f"`{name}`" in readme, name
+
+
+def test_methods_command_lists_every_method_localizer_and_ood_source():
+    result = CliRunner().invoke(app, ["methods"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    first_cells = {line.split("│")[1].strip() for line in result.output.splitlines() if line.count("│") >= 4}
+    plugins = Plugins(make_plugin_manager(load_entry_points=False))
+    for registry in (plugins.methods, plugins.localizers, plugins.ood_sources, plugins.data_sources):
+        assert set(registry.names()) <= first_cells
+    line = next(l for l in result.output.splitlines() if l.split("│")[1:2] and l.split("│")[1].strip() == "ga_kl_ood")
+    assert "[retain data: ood_retain]" in line  # brackets shown, not taken as rich markup
+    assert "[default localizer: memflex]" in result.output

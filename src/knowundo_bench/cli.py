@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from knowundo_bench.harness.errors import InputError
 
@@ -82,7 +83,7 @@ def methods() -> None:
             extra = f" [default localizer: {info.default_localizer}]" if getattr(info, "default_localizer", None) else ""
             if getattr(info, "retain", None) == "out_of_distribution":
                 extra += " [retain data: ood_retain]"
-            table.add_row(name, info.description + extra, fields or "–", plugins.origin(plugin))
+            table.add_row(name, Text(info.description + extra), Text(fields or "–"), plugins.origin(plugin))
         console.print(table)
 
 

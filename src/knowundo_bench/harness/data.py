@@ -7,6 +7,7 @@ retain = retention/train, metrics on the val splits, vanilla training on all fou
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -47,11 +48,12 @@ class RetainText(BaseModel):
     text: str = Field(min_length=1)
 
 
-def check_out_of_distribution(texts: Iterable[RetainText], pairs: Iterable[QAPair], source: str,
-                              min_chars: int = 24) -> None:
+def check_out_of_distribution(texts: Iterable[RetainText], pairs: Iterable[QAPair], source: str) -> None:
     """Refuse out-of-distribution retain data that holds benchmark text: any benchmark
-    question, or answer of at least ``min_chars`` characters, found verbatim in a passage."""
-    needles = {s.strip() for p in pairs for s in (p.question, p.answer) if len(s.strip()) >= min_chars}
+    question (12+ characters) or answer (24+ characters: short ones such as "Yes" recur
+    in any text) found verbatim in a passage."""
+    needles = {q for p in pairs if len(q := p.question.strip()) >= 12}
+    needles |= {a for p in pairs if len(a := p.answer.strip()) >= 24}
     for index, item in enumerate(texts):
         for needle in needles:
             if needle in item.text:
@@ -74,9 +76,20 @@ class RawRecord(BaseModel):
 RAW_RECORDS = TypeAdapter(list[RawRecord])
 
 
+def first_error(error: ValidationError) -> dict:
+    """The error to report: a misspelt field (an unknown field close to a missing one)
+    before the "missing" error it causes, else the first."""
+    errors = error.errors()
+    missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing"]
+    for e in errors:
+        if e["type"] == "extra_forbidden" and difflib.get_close_matches(str(e["loc"][-1]), missing, n=1):
+            return e
+    return errors[0]
+
+
 def format_validation_error(error: ValidationError, prefix: str = "") -> str:
-    """First error of a pydantic ValidationError as ``field.path: message``."""
-    first = error.errors()[0]
+    """The error to report (see :func:`first_error`) as ``field.path: message``."""
+    first = first_error(error)
     location = ".".join(str(part) for part in (*([prefix] if prefix else []), *first["loc"]))
     message = first["msg"].removeprefix("Value error, ")
     return f"{location}: {message}" if location else message

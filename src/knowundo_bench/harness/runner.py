@@ -103,10 +103,16 @@ class Runner:
         with self.board.task(f"evaluate {label}", evaluation_work(benchmark, self.spec.eval)) as reporter:
             return evaluate(model, encoder, benchmark, self.spec.eval, reporter)
 
-    def run_method(self, index: int, method: ResolvedMethod, vanilla: VanillaModel, encoder: PromptEncoder,
+    def method_seed(self, method: ResolvedMethod) -> int:
+        """spec seed + position among the spec's methods; an ablation control shares
+        its localised method's seed (same batches, same initial state)."""
+        labels = [m.label for m in self.resolved.methods if m.ablation_of is None]
+        return self.spec.seed + labels.index(method.ablation_of or method.label) + 1
+
+    def run_method(self, method: ResolvedMethod, vanilla: VanillaModel, encoder: PromptEncoder,
                    benchmark: Benchmark) -> dict[str, Any]:
         model = vanilla.bundle.model
-        seed = self.spec.seed + index + 1
+        seed = self.method_seed(method)
         seed_everything(seed)
         context = UnlearnContext(encoder=encoder, seed=seed, mixed_precision=self.spec.model.mixed_precision,
                                  board=self.board, label=method.label)
@@ -132,6 +138,7 @@ class Runner:
         return {
             "method_name": method.info.name,
             "ablation_of": method.ablation_of,
+            "method_seed": seed,
             "retain_data": method.info.retain,
             "params": method.params.model_dump(mode="json"),
             "localizer": None if method.localizer is None else {
@@ -186,7 +193,7 @@ class Runner:
             snapshot.restore(vanilla.bundle.model)
             started = time.perf_counter()
             try:
-                body = {"status": "ok", **self.run_method(index, method, vanilla, encoder, benchmark)}
+                body = {"status": "ok", **self.run_method(method, vanilla, encoder, benchmark)}
             except Exception as error:  # one failing method must not lose the others
                 self.board.log(f"[red]method {method.label} failed: {type(error).__name__}: {error}")
                 body = {"method_name": method.info.name, "status": "failed",

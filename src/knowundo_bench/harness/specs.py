@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from knowundo_bench.harness.data import format_validation_error
+from knowundo_bench.harness.data import first_error, format_validation_error
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import EvalSpec
 from knowundo_bench.harness.plugin_manager import Plugins
@@ -179,7 +179,7 @@ class ResolvedSpec:
 
 
 def _field_hint(error: ValidationError, model: type[BaseModel], known_extra: set[str]) -> str:
-    first = error.errors()[0]
+    first = first_error(error)
     if first["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(first["loc"][-1]), [*model.model_fields, *known_extra], n=1)
         if close:

@@ -1,0 +1,180 @@
+"""Each method's defining property (issue: all seven baselines, NPO family, neuron-level
+localisation), checked on a tiny Llama with real training where training matters."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import tiny_llama
+
+from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
+from knowundo_bench.harness.labels import allowed_tokens
+from knowundo_bench.harness.progress import NO_PROGRESS
+from knowundo_bench.harness.training import (
+    LocalizerRun,
+    MethodRun,
+    TrainingParams,
+    UnlearnContext,
+    answer_log_likelihood,
+    answer_loss,
+)
+from knowundo_bench.plugins import ga_kl, memflex_neurons
+from knowundo_bench.plugins.adversarial import adversarial_labels
+from knowundo_bench.plugins.memflex_localizer import MemFlexLocalizerParams
+from knowundo_bench.plugins.npo import REFERENCE, forget_npo_loss, npo_loss, with_reference_likelihood
+from knowundo_bench.plugins.random_labels import randomly_labelled
+from knowundo_bench.plugins.simnpo import simnpo_loss
+from knowundo_bench.plugins.synthetic_authors import generate_authors
+from knowundo_bench.plugins.tiny_model import train_tokenizer
+
+PAIRS = generate_authors(2)
+FORGET = [p for p in PAIRS if p.scope == "unlearn" and p.split == "train"]
+RETAIN = [p for p in PAIRS if p.scope == "retention" and p.split == "train"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(["Question: Answer:"] + [t for p in PAIRS for t in (p.question, p.answer)], 400)
+
+
+@pytest.fixture
+def encoder(tokenizer) -> PromptEncoder:
+    return PromptEncoder(tokenizer, 96)
+
+
+@pytest.fixture
+def model(tokenizer):
+    return tiny_llama(len(tokenizer), hidden_size=32, tokenizer=tokenizer, max_position_embeddings=128, seed=3)
+
+
+def state(model) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def test_adversarial_labels_are_the_vanilla_models_best_other_token(model, encoder):
+    examples = encoder.encode_all(FORGET)
+    labelled = adversarial_labels(model, encoder, examples, NO_PROGRESS)
+    checked = 0
+    for original, adversarial in zip(examples, labelled, strict=True):
+        start = original.prompt_length
+        assert adversarial.input_ids == original.input_ids  # eq. 7 conditions on the gold prefix
+        assert set(adversarial.labels[:start]) == {IGNORE_INDEX}
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([original.input_ids])).logits[0]
+        for position in range(start, len(original.input_ids)):
+            gold, label = original.labels[position], adversarial.labels[position]
+            ranked = logits[position - 1].argsort(descending=True).tolist()
+            best_other = ranked[0] if ranked[0] != gold else ranked[1]
+            assert label != gold
+            assert label == best_other
+            checked += 1
+    assert checked > 100
+
+
+def test_random_labels_avoid_special_tokens_and_keep_the_prompt(encoder, tokenizer):
+    examples = encoder.encode_all(FORGET)
+    labelled = randomly_labelled(examples, allowed_tokens(tokenizer), seed=0)
+    special = set(tokenizer.all_special_ids)
+    answer_tokens = changed = 0
+    for original, random_example in zip(examples, labelled, strict=True):
+        start = original.prompt_length
+        assert random_example.input_ids[:start] == original.input_ids[:start]
+        assert len(random_example.input_ids) == len(original.input_ids)
+        answer = random_example.labels[start:]
+        assert answer == random_example.input_ids[start:]  # the model reads the random answer
+        assert not special & set(answer)
+        answer_tokens += len(answer)
+        changed += sum(a != b for a, b in zip(answer, original.labels[start:], strict=True))
+    assert changed / answer_tokens > 0.95
+    assert randomly_labelled(examples, allowed_tokens(tokenizer), seed=0) == labelled
+    assert randomly_labelled(examples, allowed_tokens(tokenizer), seed=1) != labelled
+
+
+def test_kl_reference_model_is_frozen_and_never_changes(model, encoder, monkeypatch):
+    captured = {}
+    real_frozen_copy = ga_kl.frozen_copy
+
+    def spy(m):
+        captured["reference"] = real_frozen_copy(m)
+        return captured["reference"]
+
+    monkeypatch.setattr(ga_kl, "frozen_copy", spy)
+    vanilla = state(model)
+    params = ga_kl.GAKLParams(epochs=2, lr=1e-2, batch_size=4, grad_accum=1)
+    ga_kl.unlearn(method=MethodRun("ga_kl", "ga_kl", params, 0), model=model, forget=FORGET, retain=RETAIN,
+                  context=UnlearnContext(encoder=encoder, seed=0))
+    reference = captured["reference"]
+    assert not reference.training and not any(p.requires_grad for p in reference.parameters())
+    assert all(torch.equal(value, vanilla[name]) for name, value in reference.state_dict().items())
+    assert any(not torch.equal(value, vanilla[name]) for name, value in model.state_dict().items())
+    batch = encoder.collate(encoder.encode_all(RETAIN[:4]))
+    assert ga_kl.retain_kl(reference, reference, batch).item() == pytest.approx(0.0, abs=1e-6)
+    assert ga_kl.retain_kl(model, reference, batch).item() > 1e-3  # the trained model has drifted
+
+
+def test_npo_loss_equals_a_hand_computed_value():
+    log_likelihood, reference, beta = torch.tensor([-2.0, -5.0]), torch.tensor([-1.0, -4.5]), 0.1
+
+    def log_sigmoid(x: float) -> float:
+        return -math.log(1 + math.exp(-x))
+
+    # -(2/beta) * mean(log sigmoid(-beta * (log pi - log pi_ref))): arguments 0.1 and 0.05
+    expected = -(2 / beta) * (log_sigmoid(0.1) + log_sigmoid(0.05)) / 2
+    assert npo_loss(log_likelihood, reference, beta).item() == pytest.approx(expected, rel=1e-6)
+    # SimNPO: -(2/beta) * mean(log sigmoid(-(beta/|y|) * log pi - gamma)), |y| = 4 and 10
+    lengths = torch.tensor([4, 10])
+    expected = -(2 / 2.5) * (log_sigmoid(2.5 / 4 * 2.0 - 0.5) + log_sigmoid(2.5 / 10 * 5.0 - 0.5)) / 2
+    assert simnpo_loss(log_likelihood, lengths, 2.5, 0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_npo_reference_is_the_vanilla_likelihood_so_the_first_loss_is_2_log_2_over_beta(model, encoder):
+    context = UnlearnContext(encoder=encoder, seed=0)
+    examples = with_reference_likelihood(model, encoder, encoder.encode_all(FORGET[:3]), context)
+    first = examples[0]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([first.input_ids])).logits[0].log_softmax(-1)
+    by_hand = sum(logits[i - 1, first.input_ids[i]].item() for i in range(first.prompt_length, len(first.input_ids)))
+    assert first.extras[REFERENCE] == pytest.approx(by_hand, rel=1e-5)
+    batch = encoder.collate(examples)
+    assert batch[REFERENCE].shape == (3,)
+    assert forget_npo_loss(model, batch, beta=0.1).item() == pytest.approx(2 / 0.1 * math.log(2), rel=1e-4)
+    log_likelihood, lengths = answer_log_likelihood(model, batch)
+    assert lengths.tolist() == [len(e.input_ids) - e.prompt_length for e in examples]
+    assert log_likelihood.sum().item() < 0
+
+
+def test_row_statistics_per_output_row():
+    g_ul = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    g_rt = torch.tensor([[0.0, 1.0], [2.0, 2.0], [1.0, 1.0]])
+    cos, magnitude = memflex_neurons.row_statistics(g_ul, g_rt)
+    assert cos.tolist() == pytest.approx([0.0, 1.0, 0.0])
+    assert magnitude.tolist() == pytest.approx([0.5, 1.0, 0.0])
+    cos, magnitude = memflex_neurons.row_statistics(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 0.0]))
+    assert cos.tolist() == pytest.approx([-1.0]) and magnitude.tolist() == pytest.approx([0.5])
+
+
+def test_neuron_localizer_leaves_unselected_rows_bit_identical(model, encoder):
+    context = UnlearnContext(encoder=encoder, seed=0)
+    params = MemFlexLocalizerParams(mu=0.96, sigma_percentile=50, n_passes=1)
+    localization = memflex_neurons.localize(localizer=LocalizerRun("memflex_neurons", params, 0), model=model,
+                                            forget=FORGET, retain=RETAIN, context=context)
+    assert localization.row_masks, "expected some tensors with only part of their rows selected"
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    context.trainable, context.row_masks = set(localization.selected), localization.row_masks
+    # Weight decay on: the masked rows must escape AdamW's decoupled decay as well.
+    report = context.train(model, objective=lambda m, b: -answer_loss(m, b["forget"]),
+                           params=TrainingParams(epochs=2, lr=1e-2, batch_size=4, grad_accum=1, weight_decay=0.1),
+                           forget=FORGET)
+    assert len(report.step_losses) == 2 * math.ceil(len(FORGET) / 4)
+    for name, param in model.named_parameters():
+        mask = localization.row_masks.get(name)
+        if name not in localization.selected:
+            assert torch.equal(param, before[name]), name
+        elif mask is not None:
+            assert torch.equal(param[~mask], before[name][~mask]), name
+            assert not torch.equal(param[mask], before[name][mask]), name
+    masked_rows = sum(int((~m).sum()) * before[n][0].numel() for n, m in localization.row_masks.items())
+    selected = sum(before[n].numel() for n in localization.selected)
+    assert report.trainable_parameters == selected - masked_rows
