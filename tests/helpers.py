@@ -19,3 +19,19 @@ def tiny_llama(vocab_size: int, *, hidden_size: int = 16, seed: int = 0, tokeniz
     })
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
+
+
+# A spec small enough to run end to end in seconds: 3 synthetic authors, a 1-layer model.
+TINY_SPEC = {
+    "name": "tiny",
+    "data": {"source": "synthetic", "n_authors": 3},
+    "model": {"source": "tiny", "device": "cpu", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+              "vocab_size": 400},
+    "vanilla": {"epochs": 3, "lr": 3e-3, "batch_size": 16, "grad_accum": 1},
+    "eval": {"batch_size": 32, "max_new_tokens": 8},
+}
+
+
+def one_epoch(name: str, **params) -> dict:
+    """A method entry that trains one epoch of batch-4 steps."""
+    return {"name": name, "epochs": 1, "batch_size": 4, "grad_accum": 1, "lr": 1e-3, **params}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import SPECS_DIR
-from helpers import tiny_llama
+from helpers import TINY_SPEC, one_epoch, tiny_llama
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
@@ -152,16 +152,9 @@ def test_paper_privacy_tiny_shows_the_papers_pattern(tmp_path, privacy_dir):
 
 @pytest.mark.slow
 def test_ablate_localization_adds_an_all_parameters_row(tmp_path):
-    spec = {
-        "name": "ablation",
-        "data": {"source": "synthetic", "n_authors": 3},
-        "model": {"source": "tiny", "device": "cpu", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
-                  "vocab_size": 400},
-        "vanilla": {"epochs": 3, "lr": 3e-3, "batch_size": 16, "grad_accum": 1},
-        "methods": [{"name": "ga_gd", "epochs": 1, "batch_size": 4, "grad_accum": 1, "ablate_localization": True,
-                     "localizer": {"name": "memflex_neurons", "sigma_percentile": 50, "n_passes": 1}}],
-        "eval": {"batch_size": 32, "max_new_tokens": 4, "rouge": False},
-    }
+    spec = {**TINY_SPEC, "name": "ablation", "eval": {"batch_size": 32, "max_new_tokens": 4, "rouge": False},
+            "methods": [one_epoch("ga_gd", ablate_localization=True,
+                                  localizer={"name": "memflex_neurons", "sigma_percentile": 50, "n_passes": 1})]}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     result = run(path, tmp_path / "out")

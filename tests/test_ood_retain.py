@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import SHARED_DATA
+from helpers import TINY_SPEC, one_epoch
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
@@ -23,14 +24,8 @@ from knowundo_bench.plugins import ood_general_qa, ood_hub_text, ood_synthetic, 
 from knowundo_bench.plugins.synthetic_authors import generate_authors
 
 GENERAL_DIR = SHARED_DATA / "general"
-TINY = {
-    "name": "ood",
-    "data": {"source": "synthetic", "n_authors": 3},
-    "model": {"source": "tiny", "device": "cpu", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
-              "vocab_size": 400},
-    "vanilla": {"epochs": 2, "lr": 3e-3, "batch_size": 16, "grad_accum": 1},
-    "eval": {"batch_size": 32, "max_new_tokens": 4, "rouge": False},
-}
+TINY = {**TINY_SPEC, "name": "ood", "vanilla": {**TINY_SPEC["vanilla"], "epochs": 2},
+        "eval": {"batch_size": 32, "max_new_tokens": 4, "rouge": False}}
 
 
 @pytest.fixture
@@ -140,8 +135,7 @@ def test_ood_methods_train_on_ood_passages_only(tmp_path, monkeypatch, general_d
 
     monkeypatch.setattr(training, "make_epoch_batches", recording)
     spec = {**TINY, "ood_retain": {"source": "general_qa", "path": str(general_dir), "max_examples": 24},
-            "methods": [{"name": name, "epochs": 1, "batch_size": 4, "grad_accum": 1, "lr": 1e-3}
-                        for name in ("ga_gd_ood", "ga_kl_ood")]}
+            "methods": [one_epoch("ga_gd_ood"), one_epoch("ga_kl_ood")]}
     plugins = get_plugins()
     resolved = parse_spec(spec, plugins)
     with ProgressBoard(console=None, enabled=False) as board:

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from helpers import TINY_SPEC, one_epoch
+
 from knowundo_bench.cli import app
 from knowundo_bench.harness import hookspecs
 from knowundo_bench.harness.plugin_manager import (
@@ -29,14 +31,6 @@ from knowundo_bench.harness.specs import parse_spec
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOOKSPECS = {name for name, fn in vars(hookspecs).items() if hasattr(fn, "knowundo_bench_spec")}
 
-TINY_SPEC = {
-    "name": "tiny",
-    "data": {"source": "synthetic", "n_authors": 3},
-    "model": {"source": "tiny", "device": "cpu", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
-              "vocab_size": 400},
-    "vanilla": {"epochs": 3, "lr": 3e-3, "batch_size": 16, "grad_accum": 1},
-    "eval": {"batch_size": 32, "max_new_tokens": 8},
-}
 
 
 def test_hookspecs_are_documented():
@@ -127,25 +121,31 @@ def cli(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+def listed_and_run(site: Path, cwd: Path, method: dict, origin: str, default: str) -> dict:
+    """List the plugin's method (with its origin and a default), run it through the CLI,
+    and return its result record."""
+    listing = cli(["methods"], site, cwd)
+    assert listing.returncode == 0, listing.stderr
+    line = next(l for l in listing.stdout.splitlines() if method["name"] in l)
+    assert origin in line and default in listing.stdout
+    (cwd / "spec.yaml").write_text(yaml.safe_dump({**TINY_SPEC, "methods": [method]}))
+    result = cli(["run", "spec.yaml", "--output", "out", "--no-progress"], site, cwd)
+    assert result.returncode == 0, result.stderr
+    assert f"| {method['name']} |" in result.stdout
+    record = json.loads((cwd / "out" / f"{method['name']}.json").read_text())
+    assert record["status"] == "ok" and record["method_name"] == method["name"]
+    assert record["training"]["steps"] > 0
+    return record
+
+
 @pytest.mark.slow
 def test_third_party_method_runs_end_to_end(tmp_path, third_party_site):
-    listing = cli(["methods"], third_party_site, tmp_path)
-    assert listing.returncode == 0, listing.stderr
-    line = next(l for l in listing.stdout.splitlines() if "scaled_ga" in l)
-    assert "knowundo-extra 0.3.1" in line and "scale=0.5" in listing.stdout
-
-    spec = {**TINY_SPEC, "methods": [{"name": "scaled_ga", "scale": 0.25, "epochs": 1, "batch_size": 4,
-                                      "grad_accum": 1, "lr": 1e-3}]}
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    result = cli(["run", "spec.yaml", "--output", "out", "--no-progress"], third_party_site, tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "| scaled_ga |" in result.stdout
-    record = json.loads((tmp_path / "out" / "scaled_ga.json").read_text())
-    assert record["status"] == "ok" and record["method_name"] == "scaled_ga"
+    record = listed_and_run(third_party_site, tmp_path, one_epoch("scaled_ga", scale=0.25), "knowundo-extra 0.3.1",
+                            "scale=0.5")
     assert record["params"]["scale"] == 0.25
-    assert record["training"]["steps"] > 0 and record["training"]["final_loss"] < 0  # ascent: negated loss
+    assert record["training"]["final_loss"] < 0  # ascent: negated loss
 
-    bad = {**spec, "methods": [{"name": "scaled_ga", "scale": "big"}]}
+    bad = {**TINY_SPEC, "methods": [{"name": "scaled_ga", "scale": "big"}]}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     rejected = cli(["run", "bad.yaml", "--output", "out"], third_party_site, tmp_path)
     assert rejected.returncode == 2 and "methods.0.scale" in rejected.stderr
@@ -166,20 +166,9 @@ def test_example_plugin_package_installs_and_runs_through_the_cli(tmp_path):
     )
     assert install.returncode == 0, install.stderr
     assert (site / "knowundo_mismatch.py").is_file()
-    listing = cli(["methods"], site, tmp_path)
-    assert listing.returncode == 0, listing.stderr
-    line = next(l for l in listing.stdout.splitlines() if "ga_mismatch" in l)
-    assert "knowundo-mismatch 0.1.0" in line and "mismatch_weight=1.0" in listing.stdout
-
-    spec = {**TINY_SPEC, "methods": [{"name": "ga_mismatch", "mismatch_weight": 0.5, "epochs": 1, "batch_size": 4,
-                                      "grad_accum": 1, "lr": 1e-3}]}
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    result = cli(["run", "spec.yaml", "--output", "out", "--no-progress"], site, tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "| ga_mismatch |" in result.stdout
-    record = json.loads((tmp_path / "out" / "ga_mismatch.json").read_text())
-    assert record["status"] == "ok" and record["params"]["mismatch_weight"] == 0.5
-    assert record["training"]["steps"] >= 1
+    record = listed_and_run(site, tmp_path, one_epoch("ga_mismatch", mismatch_weight=0.5), "knowundo-mismatch 0.1.0",
+                            "mismatch_weight=1.0")
+    assert record["params"]["mismatch_weight"] == 0.5
 
 
 def test_readme_method_table_covers_every_builtin_method_and_its_parameters():

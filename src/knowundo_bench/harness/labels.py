@@ -8,6 +8,7 @@ from dataclasses import replace
 import torch
 
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encoded
+from knowundo_bench.harness.training import answer_loss
 
 
 def allowed_tokens(tokenizer) -> torch.Tensor:
@@ -36,3 +37,8 @@ def relabel(example: Encoded, answer_labels: list[int], *, replace_inputs: bool)
         raise ValueError("relabelling must keep the answer length")
     inputs = example.input_ids[:start] + tuple(answer_labels) if replace_inputs else example.input_ids
     return replace(example, input_ids=inputs, labels=example.labels[:start] + tuple(answer_labels))
+
+
+def relabelled_cross_entropy(model, batch) -> torch.Tensor:
+    """The objective of methods that relabel the forget set and then fine-tune on it."""
+    return answer_loss(model, batch["forget"])

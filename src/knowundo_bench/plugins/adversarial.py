@@ -14,9 +14,9 @@ import torch
 
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encoded, batched
 from knowundo_bench.harness.hookspecs import hookimpl
-from knowundo_bench.harness.labels import relabel
+from knowundo_bench.harness.labels import relabel, relabelled_cross_entropy
 from knowundo_bench.harness.registry import MethodInfo
-from knowundo_bench.harness.training import TrainingParams, answer_loss
+from knowundo_bench.harness.training import TrainingParams
 
 LABEL_BATCH = 16
 
@@ -47,10 +47,6 @@ def adversarial_labels(model, encoder, examples: list[Encoded], reporter) -> lis
     return result
 
 
-def cross_entropy(model, batch) -> torch.Tensor:
-    return answer_loss(model, batch["forget"])
-
-
 @hookimpl
 def register_methods() -> list[MethodInfo]:
     return [MethodInfo(name="adversarial", description="Fine-tuning on the vanilla model's best wrong token (eq. 7).",
@@ -62,4 +58,4 @@ def unlearn(method, model, forget, context):
     examples = context.encode(forget)
     with context.progress(f"adversarial labels {context.label}", len(batched(examples, LABEL_BATCH))) as reporter:
         examples = adversarial_labels(model, context.encoder, examples, reporter)
-    return context.train(model, objective=cross_entropy, params=method.params, forget=examples)
+    return context.train(model, objective=relabelled_cross_entropy, params=method.params, forget=examples)

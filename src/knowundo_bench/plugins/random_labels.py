@@ -14,9 +14,9 @@ import torch
 
 from knowundo_bench.harness.encoding import Encoded
 from knowundo_bench.harness.hookspecs import hookimpl
-from knowundo_bench.harness.labels import allowed_tokens, relabel
+from knowundo_bench.harness.labels import allowed_tokens, relabel, relabelled_cross_entropy
 from knowundo_bench.harness.registry import MethodInfo
-from knowundo_bench.harness.training import TrainingParams, answer_loss
+from knowundo_bench.harness.training import TrainingParams
 
 
 class RandomLabelsParams(TrainingParams):
@@ -34,10 +34,6 @@ def randomly_labelled(examples: list[Encoded], allowed: torch.Tensor, seed: int)
     return result
 
 
-def cross_entropy(model, batch) -> torch.Tensor:
-    return answer_loss(model, batch["forget"])
-
-
 @hookimpl
 def register_methods() -> list[MethodInfo]:
     return [MethodInfo(name="random_labels", description="Fine-tuning on the forget set with random answer tokens.",
@@ -47,4 +43,4 @@ def register_methods() -> list[MethodInfo]:
 @hookimpl
 def unlearn(method, model, forget, context):
     examples = randomly_labelled(context.encode(forget), allowed_tokens(context.encoder.tokenizer), method.seed)
-    return context.train(model, objective=cross_entropy, params=method.params, forget=examples)
+    return context.train(model, objective=relabelled_cross_entropy, params=method.params, forget=examples)
