@@ -167,3 +167,47 @@ def test_ablate_localization_adds_an_all_parameters_row(tmp_path):
     assert control["ablation_of"] == "ga_gd" and localised["ablation_of"] is None
     assert control["params"] == localised["params"] and control["method_seed"] == localised["method_seed"]
     assert localised["training"]["trainable_parameters"] < control["training"]["trainable_parameters"]
+
+
+@pytest.mark.slow
+def test_general_offline_spec_records_general_scores_prefixes_curves_and_plots(tmp_path):
+    spec = yaml.safe_load((SPECS_DIR / "general-offline.yaml").read_text())
+    general_dir = SPECS_DIR.parents[1] / "shared" / "data" / "general"
+    if not general_dir.is_dir():
+        pytest.fail(f"shared general-task samples missing at {general_dir}")
+    spec["eval"]["general_data_dir"] = str(general_dir)
+    spec["eval"]["rouge"] = False
+    path = tmp_path / "general.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run(path, tmp_path / "out")
+    rows = leaderboard(tmp_path / "out")
+    assert list(rows) == ["vanilla", "ga", "ga_gd", "memflex"]
+    offline = ["mmlu", "arc_challenge", "truthfulqa_mc2", "social_iqa"]
+    for method, row in rows.items():
+        for key in offline + ["general_avg"]:
+            assert isinstance(row[key], float) and 0 <= row[key] <= 100, (method, key)
+        assert "race" in row and row["race"] is None  # not run: null, not missing
+        assert row["general_avg"] == pytest.approx(sum(row[k] for k in offline) / 4)
+        for key in ("unlearn_success@helpful_assistant", "retention_success@helpful_assistant"):
+            assert isinstance(row[key], float), (method, key)
+
+    records = {m: json.loads((tmp_path / "out" / f"{m}.json").read_text()) for m in rows}
+    prefixed = records["memflex"]["metrics"]["prompt_prefixes"]["helpful_assistant"]
+    assert prefixed["system_prompt"] == "You are a helpful assistant."
+    vanilla = records["vanilla"]["metrics"]
+    for method in ("ga", "ga_gd", "memflex"):
+        curve = records[method]["curve"]
+        steps = records[method]["training"]["steps"]
+        assert [p["step"] for p in curve] == [*range(0, steps, 5), steps] or [p["step"] for p in curve] == list(
+            range(0, steps + 1, 5))
+        assert curve[0]["retention_success"] == vanilla["retention"]["success"]
+        assert curve[-1]["unlearn_success"] == pytest.approx(records[method]["metrics"]["unlearn"]["success"])
+    assert records["ga"]["curve"][-1]["retention_success"] < 20  # GA collapses along the way
+
+    plotted = runner.invoke(app, ["plot", str(tmp_path / "out")])
+    assert plotted.exit_code == 0, plotted.output
+    series = {Path(p).name: int(n.split()[0]) for p, n in (line.rsplit(" (", 1) for line in plotted.stdout.splitlines())}
+    assert series == {"success.png": 4, "training_loss.png": 3, "curves.png": 3, "prompt_prefixes.png": 4}
+    for name in series:
+        data = (tmp_path / "out" / "plots" / name).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000

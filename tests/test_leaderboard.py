@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from knowundo_bench.cli import app
 from knowundo_bench.harness.results import read_record, write_record
 from knowundo_bench.leaderboard import leaderboard_rows, render
-from knowundo_bench.leaderboard.aggregate import ROW_KEYS
+from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, ROW_KEYS
 from knowundo_bench.leaderboard.export import fmt_ppl
 
 
@@ -48,7 +48,8 @@ def test_rows_order_and_values(tmp_path):
     assert [r["method"] for r in rows] == ["vanilla", "ga", "broken"]
     assert rows[1]["unlearn_ppl"] == math.inf and rows[1]["sec_per_step"] == 0.125
     assert rows[2]["status"] == "failed" and rows[2]["unlearn_success"] is None
-    assert set(rows[0]) == set(ROW_KEYS)
+    assert set(rows[0]) == set(ROW_KEYS) | set(GENERAL_KEYS)
+    assert all(rows[0][key] is None for key in GENERAL_KEYS)  # null where not run
 
 
 def test_markdown_layout(tmp_path):
@@ -79,3 +80,21 @@ def test_csv_and_json_exports(tmp_path):
     for key in ("method", "unlearn_success", "unlearn_ppl", "unlearn_rouge_l", "retention_success",
                 "retention_ppl", "retention_rouge_l", "avg_success", "sec_per_step", "peak_mem_gb"):
         assert key in data[0]
+
+
+def test_general_tasks_and_prompt_prefixes_become_columns(tmp_path):
+    general = {"mmlu": 30.0, "arc_challenge": 25.0, "truthfulqa_mc2": 45.5, "social_iqa": 33.0, "general_avg": 33.375}
+    for order, (label, retention) in enumerate((("vanilla", 100.0), ("ga", 2.5))):
+        body = metrics(50.0, 2.0, retention)
+        body["general"] = general
+        body["prompt_prefixes"] = {"helpful": {"unlearn": {"success": 60.0}, "retention": {"success": retention / 2},
+                                               "avg_success": 0.0}}
+        write_record(tmp_path, label, {"method": label, "order": order, "status": "ok", "metrics": body})
+    rows = leaderboard_rows(tmp_path)
+    assert rows[1]["mmlu"] == 30.0 and rows[1]["race"] is None and rows[1]["general_avg"] == 33.375
+    assert rows[1]["unlearn_success@helpful"] == 60.0 and rows[1]["retention_success@helpful"] == 1.25
+    lines = render(rows, "md").splitlines()
+    assert "| Unlearn Succ@helpful | Retention Succ@helpful | MMLU | ARC | TruthfulQA | SIQA | RACE | General Avg |" in lines[0]
+    assert lines[3].endswith("| 60.00 | 1.25 | 30.00 | 25.00 | 45.50 | 33.00 | – | 33.38 |")
+    table = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
+    assert table[0]["retention_success@helpful"] == "50.0" and table[0]["race"] == ""

@@ -68,6 +68,11 @@ def with_changes(**changes):
         (with_changes(ood_retain={"source": "general_qa", "paht": "x"}), ["ood_retain.paht", "did you mean 'path'"]),
         (with_changes(methods__0__name="ga_kl_odd"), ["did you mean 'ga_kl_ood'"]),
         (with_changes(methods__0__name="npo", methods__0__beta=0), ["methods.0.beta", "greater than 0"]),
+        (with_changes(eval={"general_data_dir": "x"}), ["eval", "general_data_dir is set but general is not"]),
+        (with_changes(eval={"general": {"tasks": ["mmlu", "mmluu"]}}), ["eval.general.tasks.1", "'mmlu'"]),
+        (with_changes(eval={"general": {"limt": 3}}), ["eval.general.limt", "did you mean 'limit'"]),
+        (with_changes(eval={"prompt_prefixes": {"two words": "x"}}), ["eval.prompt_prefixes", "letters, digits"]),
+        (with_changes(eval={"every_n_steps": 0}), ["eval.every_n_steps", "greater than or equal to 1"]),
         ("name: [unclosed", ["invalid YAML"]),
         ("- just\n- a list\n", ["mapping"]),
     ],
@@ -107,3 +112,12 @@ def test_unwritable_output_directory(tmp_path):
 def test_leaderboard_of_missing_directory(tmp_path):
     result = runner.invoke(app, ["leaderboard", str(tmp_path / "none")])
     assert result.exit_code == 2 and "results directory not found" in result.stderr
+
+
+def test_missing_general_task_file_fails_before_any_training(tmp_path):
+    (tmp_path / "general").mkdir()
+    spec = with_changes(eval={"general": {"tasks": ["arc_challenge"]}, "general_data_dir": str(tmp_path / "general")})
+    code, message = run_spec(tmp_path, spec)
+    assert code == 2 and "\n" not in message
+    assert "task arc_challenge needs arc_challenge_test.jsonl here" in message and str(tmp_path / "general") in message
+    assert not (tmp_path / "out" / "vanilla.json").exists()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from knowundo_bench.harness.data import Benchmark, QAPair
 from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
+from knowundo_bench.harness.general import GeneralSpec
 from knowundo_bench.harness.metrics import (
     answer_nll,
     per_example_accuracy,
@@ -17,6 +20,11 @@ from knowundo_bench.harness.metrics import (
     rouge_l,
 )
 from knowundo_bench.harness.progress import Reporter
+
+
+# Finding 2 (Figure 5): the paper prepends "You are a helpful assistant..." to requests.
+HELPFUL_ASSISTANT = "You are a helpful assistant."
+PREFIX_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 class EvalSpec(BaseModel):
@@ -27,6 +35,29 @@ class EvalSpec(BaseModel):
     batch_size: int = Field(32, ge=1)
     rouge: bool = True
     max_new_tokens: int = Field(64, ge=1, le=1024)
+    prompt_prefixes: dict[str, str] = Field(
+        default_factory=lambda: {"helpful_assistant": HELPFUL_ASSISTANT},
+        description="name -> system prompt; the scope metrics are re-run with each ({} for none)",
+    )
+    every_n_steps: int | None = Field(None, ge=1, description="scope metrics every N optimizer steps (curves)")
+    general: GeneralSpec | None = Field(None, description="general tasks through lm-evaluation-harness")
+    general_data_dir: Path | None = Field(None, description="offline general tasks: JSON Lines in hub schemas")
+
+    @field_validator("prompt_prefixes")
+    @classmethod
+    def _prefix_names(cls, prefixes: dict[str, str]) -> dict[str, str]:
+        for name, text in prefixes.items():
+            if not PREFIX_NAME.match(name):
+                raise ValueError(f"prefix name {name!r}: use letters, digits and '_' (it names columns)")
+            if not text.strip():
+                raise ValueError(f"prefix {name!r} is empty")
+        return prefixes
+
+    @model_validator(mode="after")
+    def _data_dir_needs_general(self) -> EvalSpec:
+        if self.general_data_dir is not None and self.general is None:
+            raise ValueError("general_data_dir is set but general is not (add general: {} to run the tasks)")
+        return self
 
 
 @dataclass(frozen=True)

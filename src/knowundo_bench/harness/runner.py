@@ -18,6 +18,7 @@ from knowundo_bench.harness.data import Benchmark, RetainText, check_out_of_dist
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import evaluate, evaluation_work
+from knowundo_bench.harness.general import evaluate_general, general_average, offline_task_configs
 from knowundo_bench.harness.models import ModelSnapshot, resolve_device
 from knowundo_bench.harness.plugin_manager import Plugins
 from knowundo_bench.harness.progress import ProgressBoard
@@ -64,6 +65,12 @@ def load_ood_retain(resolved: ResolvedSpec, plugins: Plugins, benchmark: Benchma
     return texts
 
 
+def curve_point(step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    return {"step": step, "unlearn_success": metrics["unlearn"]["success"],
+            "retention_success": metrics["retention"]["success"], "unlearn_ppl": metrics["unlearn"]["ppl"],
+            "retention_ppl": metrics["retention"]["ppl"]}
+
+
 def output_directory(resolved: ResolvedSpec, override: Path | None) -> Path:
     directory = override or resolved.spec.output_dir or Path("results") / resolved.spec.name
     try:
@@ -100,8 +107,48 @@ class Runner:
         return write_record(self.output_dir, label, {**base, **body})
 
     def evaluate(self, label: str, model, encoder: PromptEncoder, benchmark: Benchmark) -> dict[str, Any]:
-        with self.board.task(f"evaluate {label}", evaluation_work(benchmark, self.spec.eval)) as reporter:
-            return evaluate(model, encoder, benchmark, self.spec.eval, reporter)
+        """Scope metrics, again under each prompt prefix (Finding 2), and general tasks."""
+        spec = self.spec.eval
+        work = evaluation_work(benchmark, spec) * (1 + len(spec.prompt_prefixes))
+        with self.board.task(f"evaluate {label}", work) as reporter:
+            metrics = evaluate(model, encoder, benchmark, spec, reporter)
+            metrics["prompt_prefixes"] = {}
+            for name, prefixed_encoder in self.prefix_encoders(encoder).items():
+                prefixed = evaluate(model, prefixed_encoder, benchmark, spec, reporter)
+                metrics["prompt_prefixes"][name] = {
+                    "system_prompt": spec.prompt_prefixes[name],
+                    **{key: prefixed[key] for key in ("unlearn", "retention", "avg_success")},
+                }
+        if spec.general is not None:
+            with self.board.task(f"general tasks {label}", len(spec.general.tasks)) as reporter:
+                scores = evaluate_general(model, encoder.tokenizer, spec.general, spec.general_data_dir,
+                                          self.spec.seed)
+                reporter.advance(len(spec.general.tasks))
+            metrics["general"] = {**scores, "general_avg": general_average(scores)}
+        return metrics
+
+    def prefix_encoders(self, encoder: PromptEncoder) -> dict[str, PromptEncoder]:
+        if not hasattr(self, "_prefix_encoders"):
+            self._prefix_encoders = {
+                name: PromptEncoder(encoder.tokenizer, encoder.max_length, system_prompt=text)
+                for name, text in self.spec.eval.prompt_prefixes.items()
+            }
+        return self._prefix_encoders
+
+    def curve_recorder(self, model, encoder: PromptEncoder, benchmark: Benchmark, start: dict[str, Any]):
+        """Scope metrics every ``eval.every_n_steps`` optimizer steps (Figure 4), from the
+        vanilla model's (step 0); None when curves are off."""
+        every = self.spec.eval.every_n_steps
+        if every is None:
+            return None, None
+        quick = self.spec.eval.model_copy(update={"rouge": False})
+        curve = [curve_point(0, start)]
+
+        def after_step(step: int) -> None:
+            if step % every == 0:
+                curve.append(curve_point(step, evaluate(model, encoder, benchmark, quick)))
+
+        return curve, after_step
 
     def method_seed(self, method: ResolvedMethod) -> int:
         """spec seed + position among the spec's methods; an ablation control shares
@@ -114,8 +161,9 @@ class Runner:
         model = vanilla.bundle.model
         seed = self.method_seed(method)
         seed_everything(seed)
+        curve, after_step = self.curve_recorder(model, encoder, benchmark, self.vanilla_metrics)
         context = UnlearnContext(encoder=encoder, seed=seed, mixed_precision=self.spec.model.mixed_precision,
-                                 board=self.board, label=method.label)
+                                 board=self.board, label=method.label, after_step=after_step)
         retain = self.retain_sets[method.info.retain]
         localization = None
         if method.localizer is not None:
@@ -135,6 +183,9 @@ class Runner:
             retain=retain,
             context=context,
         )
+        metrics = self.evaluate(method.label, model, encoder, benchmark)
+        if curve is not None and curve[-1]["step"] != len(report.step_seconds):
+            curve.append(curve_point(len(report.step_seconds), metrics))
         return {
             "method_name": method.info.name,
             "ablation_of": method.ablation_of,
@@ -153,7 +204,8 @@ class Runner:
                 "step_peak_mem_gb": report.step_peak_mem_gb,
                 "step_losses": report.step_losses,
             },
-            "metrics": self.evaluate(method.label, model, encoder, benchmark),
+            "metrics": metrics,
+            "curve": curve,
         }
 
     def run(self) -> RunOutcome:
@@ -165,6 +217,9 @@ class Runner:
             f"data: {len(benchmark.instances)} instances, forget {len(benchmark.forget)}, retain "
             f"{len(benchmark.retain)}, val {len(benchmark.unlearn_val)}+{len(benchmark.retention_val)}"
         )
+        general = self.spec.eval.general
+        if general is not None and self.spec.eval.general_data_dir is not None:
+            offline_task_configs(list(general.tasks), self.spec.eval.general_data_dir)  # missing files: fail now
         self.retain_sets: dict[str, list] = {"in_distribution": benchmark.retain, "out_of_distribution": []}
         if self.resolved.needs_ood_retain:  # loaded before any training, so bad input fails fast
             ood = load_ood_retain(self.resolved, self.plugins, benchmark)
@@ -184,6 +239,7 @@ class Runner:
         vanilla_info = {"key": vanilla.key, "path": str(vanilla.path), "reused": vanilla.reused,
                         "training": vanilla.training}
         metrics = self.evaluate("vanilla", vanilla.bundle.model, encoder, benchmark)
+        self.vanilla_metrics = metrics
         outcome.records["vanilla"] = self.record("vanilla", 0, {
             "method_name": "vanilla", "status": "ok", "metrics": metrics, "vanilla": vanilla_info,
             "prompt": {"chat_template": encoder.uses_chat_template, "max_length": encoder.max_length},

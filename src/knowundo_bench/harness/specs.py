@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -178,10 +179,29 @@ class ResolvedSpec:
         return self.spec.model_dump(mode="json")
 
 
+def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The nested pydantic model that ``path`` (field names, list indices) leads to."""
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        candidates += [arg for c in list(candidates) for arg in typing.get_args(c)]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
 def _field_hint(error: ValidationError, model: type[BaseModel], known_extra: set[str]) -> str:
     first = first_error(error)
     if first["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(first["loc"][-1]), [*model.model_fields, *known_extra], n=1)
+        owner = _model_at(model, tuple(first["loc"][:-1]))
+        known = [*(owner.model_fields if owner else []), *(known_extra if owner is model else [])]
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
         if close:
             return f"; did you mean {close[0]!r}?"
     return ""

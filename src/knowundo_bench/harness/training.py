@@ -174,6 +174,7 @@ def train(
     mixed_precision: str = "no",
     reporter=NO_PROGRESS,
     after_epoch: Callable[[int], bool] | None = None,
+    after_step: Callable[[int], None] | None = None,
 ) -> TrainingReport:
     """Run ``objective`` over ``epoch_batches(epoch)`` and update the trainable parameters.
 
@@ -182,7 +183,9 @@ def train(
     ``row_masks`` further restricts named tensors to some output rows: the other rows'
     gradients are zeroed before clipping (so Adam's moments stay zero and the update is
     exactly zero) and weight decay, applied by hand for these tensors, skips them too.
-    ``after_epoch(epoch)`` may return True to stop early (vanilla target accuracy).
+    ``after_epoch(epoch)`` may return True to stop early (vanilla target accuracy);
+    ``after_step(step)`` runs after each optimizer step (1-based), outside the timing
+    (metric curves).
     """
     from accelerate import Accelerator
 
@@ -261,6 +264,8 @@ def train(
                 report.step_losses.append(float(window_loss))
                 step += 1
                 reporter.advance(1, status=f"loss {report.step_losses[-1]:.3f}")
+                if after_step is not None:
+                    after_step(step)
             report.epochs_run = epoch + 1
             if step >= total_steps or (after_epoch is not None and after_epoch(epoch)):
                 break
@@ -301,6 +306,7 @@ class UnlearnContext:
     mixed_precision: str = "no"
     board: ProgressBoard | None = None
     label: str = ""
+    after_step: Callable[[int], None] | None = None  # set by the runner for metric curves
 
     def progress(self, description: str, total: int):
         """A progress bar for long work inside a method or localizer (a context manager
@@ -342,4 +348,5 @@ class UnlearnContext:
                 row_masks=self.row_masks,
                 mixed_precision=self.mixed_precision,
                 reporter=reporter,
+                after_step=self.after_step,
             )

@@ -23,6 +23,15 @@ ROW_KEYS = (
 )
 
 
+# General tasks (lm-evaluation-harness), in the paper's column order; null where not run.
+GENERAL_KEYS = ("mmlu", "arc_challenge", "truthfulqa_mc2", "social_iqa", "race", "general_avg")
+
+
+def prefix_keys(name: str) -> tuple[str, str]:
+    """Row keys of the scope successes under prompt prefix ``name`` (Finding 2)."""
+    return f"unlearn_success@{name}", f"retention_success@{name}"
+
+
 def load_records(directory: Path) -> list[dict[str, Any]]:
     if not directory.is_dir():
         raise InputError("results directory not found", source=str(directory))
@@ -37,7 +46,7 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
     unlearn = metrics.get("unlearn") or {}
     retention = metrics.get("retention") or {}
     training = record.get("training") or {}
-    return {
+    row = {
         "method": record.get("method"),
         "unlearn_success": number(unlearn.get("success")),
         "unlearn_ppl": number(unlearn.get("ppl")),
@@ -50,7 +59,24 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
         "peak_mem_gb": number(training.get("peak_mem_gb")),
         "status": record.get("status", "ok"),
     }
+    general = metrics.get("general") or {}
+    row.update({key: number(general.get(key)) for key in GENERAL_KEYS})
+    for name, prefixed in (metrics.get("prompt_prefixes") or {}).items():
+        unlearn_key, retention_key = prefix_keys(name)
+        row[unlearn_key] = number((prefixed.get("unlearn") or {}).get("success"))
+        row[retention_key] = number((prefixed.get("retention") or {}).get("success"))
+    return row
 
 
 def leaderboard_rows(directory: Path) -> list[dict[str, Any]]:
-    return [record_row(record) for record in load_records(directory)]
+    """One row per record; every row carries the keys any row has (null where absent)."""
+    rows = [record_row(record) for record in load_records(directory)]
+    keys = row_keys(rows)
+    return [{key: row.get(key) for key in keys} for row in rows]
+
+
+def row_keys(rows: list[dict[str, Any]]) -> list[str]:
+    keys = list(ROW_KEYS) + list(GENERAL_KEYS)
+    for row in rows:
+        keys += [key for key in row if key not in keys]
+    return keys

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from knowundo_bench.harness.results import json_safe
-from knowundo_bench.leaderboard.aggregate import ROW_KEYS
+from knowundo_bench.leaderboard.aggregate import row_keys
 
 PPL_CEILING = 1e10
 
@@ -52,12 +52,37 @@ MARKDOWN_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
 ]
 
 
+GENERAL_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
+    ("MMLU", "mmlu", fmt_number),
+    ("ARC", "arc_challenge", fmt_number),
+    ("TruthfulQA", "truthfulqa_mc2", fmt_number),
+    ("SIQA", "social_iqa", fmt_number),
+    ("RACE", "race", fmt_number),
+    ("General Avg", "general_avg", fmt_number),
+]
+
+
+def markdown_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, Callable[[Any], str]]]:
+    """The paper's columns, then per prompt prefix the successes under it (Finding 2),
+    then the general tasks (Tables 2-4's right half) when any row has them."""
+    columns = list(MARKDOWN_COLUMNS)
+    for key in row_keys(rows):
+        if "@" in key:
+            scope, prefix = key.split("@", 1)
+            columns.append((f"{'Unlearn' if scope.startswith('unlearn') else 'Retention'} Succ@{prefix}", key,
+                            fmt_number))
+    if any(row.get("general_avg") is not None for row in rows):
+        columns += GENERAL_COLUMNS
+    return columns
+
+
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    header = "| " + " | ".join(title for title, _, _ in MARKDOWN_COLUMNS) + " |"
-    rule = "|" + "|".join(["---"] + ["---:"] * (len(MARKDOWN_COLUMNS) - 1)) + "|"
+    columns = markdown_columns(rows)
+    header = "| " + " | ".join(title for title, _, _ in columns) + " |"
+    rule = "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"
     lines = [header, rule]
     for row in rows:
-        cells = [fmt(row[key]) for _, key, fmt in MARKDOWN_COLUMNS]
+        cells = [fmt(row.get(key)) for _, key, fmt in columns]
         if row.get("status") not in (None, "ok"):
             cells[0] += f" ({row['status']})"
         lines.append("| " + " | ".join(cells) + " |")
@@ -66,10 +91,11 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(ROW_KEYS), lineterminator="\n")
+    keys = row_keys(rows)
+    writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row[k] is None else row[k] for k in ROW_KEYS})
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in keys})
     return buffer.getvalue()
 
 

@@ -3,6 +3,10 @@
 * ``success.png`` — Unlearn, Retention and Avg Success per method (grouped bars; the
   layout of the paper's result tables at a glance).
 * ``training_loss.png`` — each method's training loss per optimizer step.
+* ``curves.png`` (runs with ``eval.every_n_steps``) — Figure 4's view: Unlearn and
+  Retention Success and both perplexities against optimizer steps, a line per method.
+* ``prompt_prefixes.png`` (runs with ``eval.prompt_prefixes``) — Figure 5's view: each
+  method's success without and with every prefix, as grouped bars.
 """
 
 from __future__ import annotations
@@ -69,6 +73,68 @@ def plot_training_loss(records: list[dict[str, Any]], path: Path, title: str) ->
     return lines
 
 
+CURVE_PANELS = (("unlearn_success", "Unlearn Success (%) ↑", False), ("retention_success", "Retention Success (%) ↑", False),
+                ("unlearn_ppl", "Unlearn perplexity ↑", True), ("retention_ppl", "Retention perplexity ↓", True))
+
+
+def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> int:
+    """Scope metrics against optimizer steps, one line per method; returns the number of lines."""
+    plt = _pyplot()
+    curves = [(r["method"], r["curve"]) for r in records if r.get("curve")]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=110, sharex=True)
+    for ax, (key, label, log_scale) in zip(axes.flat, CURVE_PANELS, strict=True):
+        for method, curve in curves:
+            ax.plot([p["step"] for p in curve], [number(p[key]) for p in curve], marker="o", markersize=3,
+                    label=method)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if log_scale:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(-5, 105)
+    for ax in axes[1]:
+        ax.set_xlabel("optimizer step")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+    return len(curves)
+
+
+def plot_prompt_prefixes(records: list[dict[str, Any]], path: Path, title: str) -> int:
+    """Unlearn and Retention Success per method without and with each prompt prefix;
+    returns the number of methods drawn."""
+    plt = _pyplot()
+    records = [r for r in records if (r.get("metrics") or {}).get("prompt_prefixes")]
+    prefixes = list(dict.fromkeys(name for r in records for name in r["metrics"]["prompt_prefixes"]))
+    settings = ["no prefix", *prefixes]
+    width = 0.8 / len(settings)
+    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(records) + 3), 4.8), dpi=110, sharey=True)
+    for ax, (scope, label) in zip(axes, (("unlearn", "Unlearn Success (%) ↑"), ("retention", "Retention Success (%) ↑")),
+                                  strict=True):
+        for offset, setting in enumerate(settings):
+            values = []
+            for record in records:
+                metrics = record["metrics"] if setting == "no prefix" else record["metrics"]["prompt_prefixes"].get(setting, {})
+                values.append(number((metrics.get(scope) or {}).get("success")) or 0.0)
+            xs = [i + (offset - (len(settings) - 1) / 2) * width for i in range(len(records))]
+            ax.bar(xs, values, width, label=setting)
+        ax.set_xticks(range(len(records)), [r["method"] for r in records], rotation=20, ha="right")
+        ax.set_ylim(0, 105)
+        ax.set_title(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("success (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="system prompt", loc="lower center", ncol=len(labels), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+    return len(records)
+
+
 def plot_results(results_dir: Path, output_dir: Path | None = None) -> dict[Path, int]:
     """Write the plots; returns each file with the number of series (methods) in it."""
     records = load_records(results_dir)
@@ -77,7 +143,14 @@ def plot_results(results_dir: Path, output_dir: Path | None = None) -> dict[Path
     run = records[0].get("run", results_dir.name)
     success = output_dir / "success.png"
     loss = output_dir / "training_loss.png"
-    return {
+    written = {
         success: plot_success([record_row(r) for r in records], success, f"{run}: scope success per method"),
         loss: plot_training_loss(records, loss, f"{run}: training loss per step"),
     }
+    if any(r.get("curve") for r in records):
+        curves = output_dir / "curves.png"
+        written[curves] = plot_curves(records, curves, f"{run}: scope metrics during unlearning")
+    if any((r.get("metrics") or {}).get("prompt_prefixes") for r in records):
+        prefixes = output_dir / "prompt_prefixes.png"
+        written[prefixes] = plot_prompt_prefixes(records, prefixes, f"{run}: success with and without a system prompt")
+    return written
