@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -422,24 +420,37 @@ def test_snapshot_copies_not_aliases_and_skips_frozen():
 
 
 def test_summary_of_hand_made_report():
-    """median sec_per_step (middle of sorted), max memory, last loss."""
+    """The warm-up step is left out of the medians and reported apart; tokens/s over the
+    measured steps; MFU = flops per token x tokens/s / peak."""
     report = TrainingReport(
-        step_seconds=[3.0, 1.0, 2.0],
-        step_peak_mem_gb=[0.5, 1.5, 1.0],
-        step_losses=[4.0, 3.0, 2.5],
+        step_seconds=[9.0, 1.0, 3.0, 2.0],
+        step_peak_mem_gb=[4.0, 0.5, 1.5, 1.0],
+        step_tokens=[100, 100, 200, 300],
+        step_losses=[5.0, 4.0, 3.0, 2.5],
         epochs_run=2,
         trainable_tensors=5,
         trainable_parameters=100,
+        flops_per_token=600.0,
+        warmup_steps=1,
     )
-    summary = report.summary()
-    assert summary["steps"] == 3
-    assert summary["sec_per_step"] == 2.0
-    assert summary["peak_mem_gb"] == 1.5
+    summary = report.summary(peak_flops=1e6)
+    assert summary["steps"] == 4 and summary["measured_steps"] == 3
+    assert summary["sec_per_step"] == 2.0 and summary["sec_per_step_p90"] == 3.0
+    assert summary["warmup_sec_per_step"] == [9.0]
+    assert summary["peak_mem_gb"] == 1.5  # the warm-up step's 4.0 is not a training step's peak
+    assert summary["tokens_per_sec"] == 600 / 6.0
+    assert summary["mfu"] == pytest.approx(600.0 * 100 / 1e6)
     assert summary["final_loss"] == 2.5
     assert summary["epochs_run"] == 2
     assert summary["trainable_tensors"] == 5
     assert summary["trainable_parameters"] == 100
-    assert summary["memory_kind"] == "cpu_peak_rss"
+    assert summary["memory_kind"] == "cpu_peak_rss_growth"
+    assert report.summary()["mfu"] is None  # no peak known (CPU)
+
+
+def test_summary_with_no_step_after_warmup_uses_the_warmup_step():
+    summary = TrainingReport(step_seconds=[2.0], step_peak_mem_gb=[1.0], step_tokens=[10]).summary()
+    assert summary["measured_steps"] == 1 and summary["sec_per_step"] == 2.0 and summary["warmup_sec_per_step"] == []
 
 
 def test_summary_of_empty_report():
@@ -448,34 +459,44 @@ def test_summary_of_empty_report():
     assert summary["steps"] == 0
     assert summary["sec_per_step"] is None
     assert summary["peak_mem_gb"] is None
+    assert summary["tokens_per_sec"] is None
     assert summary["final_loss"] is None
 
 
-def _vm_hwm_gb() -> float | None:
-    status = Path("/proc/self/status")
-    if not sys.platform.startswith("linux") or not status.exists():
-        return None
-    for line in status.read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024**2  # kB -> GB
-    return None
-
-
 def test_summary_of_real_cpu_run(encoder):
-    """A CPU run reports positive step times, the process's peak RSS in GB, the last loss."""
-    hwm_before = _vm_hwm_gb()
+    """A CPU run: positive step times, peak-RSS growth per step, tokens per step from
+    the attention masks, 6N FLOPs per token when every parameter trains."""
     batches = make_epoch_batches(encoder, [example(10 + i) for i in range(6)], None, 2, random.Random(0))
-    report = train(tiny_llama(), objective=forget_objective, params=params(), epoch_batches=fixed_batches(batches), seed=0)
+    model = tiny_llama()
+    report = train(model, objective=forget_objective, params=params(), epoch_batches=fixed_batches(batches), seed=0)
     summary = report.summary()
-    assert summary["steps"] == 3
-    assert summary["sec_per_step"] > 0
-    assert summary["sec_per_step"] == sorted(report.step_seconds)[1]
-    assert summary["peak_mem_gb"] > 0
-    assert summary["memory_kind"] == "cpu_peak_rss"
+    assert summary["steps"] == 3 and summary["measured_steps"] == 2
+    assert summary["sec_per_step"] > 0 and len(summary["warmup_sec_per_step"]) == 1
+    assert summary["sec_per_step"] == pytest.approx(sum(report.step_seconds[1:]) / 2)  # median of two
+    assert summary["memory_kind"] == "cpu_peak_rss_growth"
+    assert all(0 <= gb < 2 for gb in report.step_peak_mem_gb)  # growth within a step, in GB
+    assert report.step_tokens == [int(b["forget"]["attention_mask"].sum()) for b in batches]
+    assert summary["tokens_per_sec"] == pytest.approx(sum(report.step_tokens[1:]) / sum(report.step_seconds[1:]))
+    n = sum(p.numel() for p in model.parameters())
+    assert report.flops_per_token == 6 * n and summary["model_parameters"] == n
     assert summary["final_loss"] == report.step_losses[-1]
-    assert report.step_peak_mem_gb == sorted(report.step_peak_mem_gb)  # a peak never decreases
-    if hwm_before is not None:
-        # units: the peak is at least the resident high-water mark before training (in GB)
-        # and of the same order after it (a kB/MB mix-up would be off by 1024x)
-        hwm_after = _vm_hwm_gb()
-        assert hwm_before * 0.99 <= summary["peak_mem_gb"] <= 2 * hwm_after + 0.1
+
+
+def test_frozen_parameters_count_4n_flops_per_token(encoder):
+    batches = make_epoch_batches(encoder, [example(10 + i) for i in range(4)], None, 2, random.Random(0))
+    model = tiny_llama()
+    some = {name for name, _ in list(model.named_parameters())[:3]}
+    report = train(model, objective=forget_objective, params=params(), epoch_batches=fixed_batches(batches), seed=0,
+                   trainable=some)
+    assert report.flops_per_token == 4 * sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA path: needs a GPU")
+def test_cuda_events_time_each_step_and_memory_is_the_allocator_peak(encoder):
+    batches = make_epoch_batches(encoder, [example(10 + i) for i in range(8)], None, 2, random.Random(0))
+    model = tiny_llama().cuda()
+    report = train(model, objective=forget_objective, params=params(), epoch_batches=fixed_batches(batches), seed=0)
+    assert report.memory_kind == "cuda_max_allocated" and report.device != "cpu"
+    assert len(report.step_seconds) == 4 and all(s > 0 for s in report.step_seconds)
+    assert all(gb > 0 for gb in report.step_peak_mem_gb)
+    assert report.summary(peak_flops=1e12)["mfu"] > 0

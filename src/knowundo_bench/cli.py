@@ -87,19 +87,27 @@ def methods() -> None:
         console.print(table)
 
 
+class View(str, Enum):
+    scope = "scope"
+    efficiency = "efficiency"
+
+
 @app.command()
 def leaderboard(
     results_dir: Annotated[Path, typer.Argument(help="directory of result records")],
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
+    view: Annotated[View, typer.Option("--view", help="scope metrics, or Table 5's time/memory per step")] = View.scope,
 ) -> None:
     """Print the leaderboard of a results directory."""
     from knowundo_bench.leaderboard import leaderboard_rows, render
+    from knowundo_bench.leaderboard.aggregate import efficiency_rows
 
+    rows_of = {View.scope: leaderboard_rows, View.efficiency: efficiency_rows}
     try:
-        rows = leaderboard_rows(results_dir)
+        rows = rows_of[view](results_dir)
     except InputError as error:
         fail(error)
-    sys.stdout.write(render(rows, format.value))
+    sys.stdout.write(render(rows, format.value, view.value))
 
 
 @app.command()

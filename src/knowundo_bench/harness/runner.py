@@ -15,6 +15,7 @@ import torch
 import transformers
 
 from knowundo_bench.harness.data import Benchmark, RetainText, check_out_of_distribution, first_instances
+from knowundo_bench.harness.efficiency import peak_flops
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import evaluate, evaluation_work
@@ -163,7 +164,8 @@ class Runner:
         seed_everything(seed)
         curve, after_step = self.curve_recorder(model, encoder, benchmark, self.vanilla_metrics)
         context = UnlearnContext(encoder=encoder, seed=seed, mixed_precision=self.spec.model.mixed_precision,
-                                 board=self.board, label=method.label, after_step=after_step)
+                                 board=self.board, label=method.label, after_step=after_step,
+                                 warmup_steps=self.spec.efficiency.warmup_steps)
         retain = self.retain_sets[method.info.retain]
         localization = None
         if method.localizer is not None:
@@ -199,9 +201,10 @@ class Runner:
                 **localization.details,
             },
             "training": {
-                **report.summary(),
+                **report.summary(peak_flops(next(model.parameters()).device, self.spec.efficiency)),
                 "step_seconds": report.step_seconds,
                 "step_peak_mem_gb": report.step_peak_mem_gb,
+                "step_tokens": report.step_tokens,
                 "step_losses": report.step_losses,
             },
             "metrics": metrics,

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from knowundo_bench.harness.data import first_error, format_validation_error
+from knowundo_bench.harness.efficiency import EfficiencySpec
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import EvalSpec
 from knowundo_bench.harness.plugin_manager import Plugins
@@ -117,6 +118,7 @@ class Spec(BaseModel):
     vanilla: VanillaSpec = VanillaSpec()
     methods: list[MethodSpec] = Field(default_factory=list)
     eval: EvalSpec = EvalSpec()
+    efficiency: EfficiencySpec = EfficiencySpec()
 
     @field_validator("name")
     @classmethod

@@ -13,9 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import resource
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +20,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from knowundo_bench.harness.efficiency import StepMeter, step_summary
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encodable, Encoded, PromptEncoder, batched
 from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
 from knowundo_bench.harness.registry import Params
@@ -78,27 +76,34 @@ class Localization:
 
 @dataclass
 class TrainingReport:
-    """Per optimizer step: wall seconds, peak memory (GB) and mean loss."""
+    """Per optimizer step: seconds, peak memory (GB), tokens and mean loss (see
+    :mod:`knowundo_bench.harness.efficiency` for how they are measured)."""
 
     step_seconds: list[float] = field(default_factory=list)
     step_peak_mem_gb: list[float] = field(default_factory=list)
+    step_tokens: list[int] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     epochs_run: int = 0
     trainable_tensors: int = 0
     trainable_parameters: int = 0
-    memory_kind: str = "cpu_peak_rss"
+    model_parameters: int = 0
+    flops_per_token: float | None = None  # 6N, or 4N with frozen parameters
+    warmup_steps: int = 1
+    memory_kind: str = "cpu_peak_rss_growth"
+    device: str = "cpu"
 
-    def summary(self) -> dict[str, Any]:
-        seconds = sorted(self.step_seconds)
+    def summary(self, peak_flops: float | None = None) -> dict[str, Any]:
         return {
-            "steps": len(seconds),
+            "steps": len(self.step_seconds),
             "epochs_run": self.epochs_run,
-            "sec_per_step": seconds[len(seconds) // 2] if seconds else None,
-            "peak_mem_gb": max(self.step_peak_mem_gb) if self.step_peak_mem_gb else None,
+            **step_summary(self.step_seconds, self.step_peak_mem_gb, self.step_tokens, self.warmup_steps,
+                           self.flops_per_token, peak_flops),
             "memory_kind": self.memory_kind,
+            "device": self.device,
             "final_loss": self.step_losses[-1] if self.step_losses else None,
             "trainable_tensors": self.trainable_tensors,
             "trainable_parameters": self.trainable_parameters,
+            "model_parameters": self.model_parameters,
         }
 
 
@@ -120,11 +125,6 @@ def answer_log_likelihood(model: torch.nn.Module, batch: dict[str, torch.Tensor]
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _peak_rss_gb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024**3 if sys.platform == "darwin" else 1024**2)
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -175,6 +175,7 @@ def train(
     reporter=NO_PROGRESS,
     after_epoch: Callable[[int], bool] | None = None,
     after_step: Callable[[int], None] | None = None,
+    warmup_steps: int = 1,
 ) -> TrainingReport:
     """Run ``objective`` over ``epoch_batches(epoch)`` and update the trainable parameters.
 
@@ -206,11 +207,19 @@ def train(
     masks = _row_masks(dict(named), row_masks or {})
     for p in frozen:
         p.requires_grad_(False)
+    model_parameters = sum(p.numel() for p in model.parameters())
+    meter = StepMeter(device)
     report = TrainingReport(
         trainable_tensors=len(named),
         trainable_parameters=sum(p.numel() for _, p in named) - sum(int((~m).sum()) * p[0].numel() for p, m in masks),
-        memory_kind="cuda_max_allocated" if device.type == "cuda" else "cpu_peak_rss",
+        model_parameters=model_parameters,
+        flops_per_token=(4 if frozen or masks or len(named) < sum(1 for _ in model.parameters()) else 6)
+        * model_parameters,
+        warmup_steps=warmup_steps,
+        memory_kind=meter.memory_kind,
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     )
+    losses: list[torch.Tensor] = []
     try:
         first_epoch = epoch_batches(0)
         micro_per_epoch = len(first_epoch)
@@ -233,9 +242,8 @@ def train(
             for window in batched(batches, params.grad_accum):
                 if step >= total_steps:
                     break
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                started = time.perf_counter()
+                report.step_tokens.append(sum(int(part["attention_mask"].sum()) for b in window for part in b.values()))
+                meter.start()
                 window_loss = torch.zeros((), device=accelerator.device)
                 for index, batch in enumerate(window):
                     batch = {k: {t: v.to(accelerator.device) for t, v in b.items()} for k, b in batch.items()}
@@ -255,20 +263,19 @@ def train(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                    report.step_peak_mem_gb.append(torch.cuda.max_memory_allocated(device) / 1024**3)
-                else:
-                    report.step_peak_mem_gb.append(_peak_rss_gb())
-                report.step_seconds.append(time.perf_counter() - started)
-                report.step_losses.append(float(window_loss))
+                meter.stop()
+                losses.append(window_loss)
                 step += 1
-                reporter.advance(1, status=f"loss {report.step_losses[-1]:.3f}")
+                # Reading the loss waits for the device: on CUDA the bar shows steps only.
+                reporter.advance(1, status="" if meter.cuda else f"loss {float(window_loss):.3f}")
                 if after_step is not None:
                     after_step(step)
             report.epochs_run = epoch + 1
             if step >= total_steps or (after_epoch is not None and after_epoch(epoch)):
                 break
+        report.step_seconds = meter.finish()
+        report.step_peak_mem_gb = meter.peaks_gb
+        report.step_losses = torch.stack(losses).tolist() if losses else []
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -307,6 +314,7 @@ class UnlearnContext:
     board: ProgressBoard | None = None
     label: str = ""
     after_step: Callable[[int], None] | None = None  # set by the runner for metric curves
+    warmup_steps: int = 1  # steps measured apart (efficiency.warmup_steps)
 
     def progress(self, description: str, total: int):
         """A progress bar for long work inside a method or localizer (a context manager
@@ -349,4 +357,5 @@ class UnlearnContext:
                 mixed_precision=self.mixed_precision,
                 reporter=reporter,
                 after_step=self.after_step,
+                warmup_steps=self.warmup_steps,
             )

@@ -80,3 +80,27 @@ def row_keys(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         keys += [key for key in row if key not in keys]
     return keys
+
+
+EFFICIENCY_KEYS = ("method", "sec_per_step", "sec_per_step_p90", "peak_mem_gb", "tokens_per_sec", "mfu",
+                   "sec_per_step_vs_ga", "peak_mem_gb_vs_ga", "tokens_per_sec_vs_ga", "memory_kind", "device")
+
+
+def efficiency_rows(directory: Path) -> list[dict[str, Any]]:
+    """Table 5's layout: per unlearning method, time, memory and throughput per step,
+    each also as a ratio to GA's (null when the run has no GA)."""
+    rows = []
+    for record in load_records(directory):
+        training = record.get("training") or {}
+        if record.get("status", "ok") != "ok" or not training:
+            continue
+        rows.append({"method": record.get("method"), "method_name": record.get("method_name"),
+                     **{key: training.get(key) for key in EFFICIENCY_KEYS[1:6]},
+                     "memory_kind": training.get("memory_kind"), "device": training.get("device")})
+    reference = next((r for r in rows if r["method_name"] == "ga"), None)
+    for row in rows:
+        for key in ("sec_per_step", "peak_mem_gb", "tokens_per_sec"):
+            base = number(reference[key]) if reference else None
+            value = number(row[key])
+            row[f"{key}_vs_ga"] = value / base if value is not None and base else None
+    return [{key: row.get(key) for key in EFFICIENCY_KEYS} for row in rows]

@@ -89,9 +89,39 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fmt_ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+EFFICIENCY_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
+    ("Method", "method", str),
+    ("s/step", "sec_per_step", lambda v: fmt_number(v, 3)),
+    ("p90 s/step", "sec_per_step_p90", lambda v: fmt_number(v, 3)),
+    ("peak GB", "peak_mem_gb", lambda v: fmt_number(v, 3)),
+    ("tokens/s", "tokens_per_sec", lambda v: fmt_number(v, 0)),
+    ("MFU", "mfu", lambda v: "–" if v is None else f"{100 * v:.1f}%"),
+    ("s/step vs GA", "sec_per_step_vs_ga", fmt_ratio),
+    ("peak GB vs GA", "peak_mem_gb_vs_ga", fmt_ratio),
+    ("tokens/s vs GA", "tokens_per_sec_vs_ga", fmt_ratio),
+]
+
+
+def efficiency_markdown(rows: list[dict[str, Any]]) -> str:
+    """Table 5's layout; the memory kind (CUDA allocated, or CPU RSS growth) and device
+    are named under the table."""
+    header = "| " + " | ".join(title for title, _, _ in EFFICIENCY_COLUMNS) + " |"
+    rule = "|" + "|".join(["---"] + ["---:"] * (len(EFFICIENCY_COLUMNS) - 1)) + "|"
+    lines = [header, rule] + ["| " + " | ".join(fmt(row.get(key)) for _, key, fmt in EFFICIENCY_COLUMNS) + " |"
+                              for row in rows]
+    kinds = sorted({f"{row['memory_kind']} on {row['device']}" for row in rows if row.get("memory_kind")})
+    if kinds:
+        lines.append(f"\nmemory: {', '.join(kinds)}; medians after warm-up steps")
+    return "\n".join(lines) + "\n"
+
+
 def to_csv(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
-    keys = row_keys(rows)
+    keys = list(dict.fromkeys(key for row in rows for key in row))
     writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
     writer.writeheader()
     for row in rows:
@@ -107,5 +137,7 @@ def to_json(rows: list[dict[str, Any]]) -> str:
 RENDERERS: dict[str, Callable[[list[dict[str, Any]]], str]] = {"md": to_markdown, "csv": to_csv, "json": to_json}
 
 
-def render(rows: list[dict[str, Any]], fmt: str) -> str:
+def render(rows: list[dict[str, Any]], fmt: str, view: str = "scope") -> str:
+    if view == "efficiency" and fmt == "md":
+        return efficiency_markdown(rows)
     return RENDERERS[fmt](rows)
