@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SPEC ?= benchmark_specs/quickstart.yaml
 OUTPUT ?= results/quickstart
 
-.PHONY: setup run test clean
+.PHONY: setup run test bench clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Efficiency ratios measured side by side (benchmarks/README.md); run nothing else meanwhile.
+bench: setup
+	$(BIN)/python benchmarks/efficiency.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,190 @@
+"""Efficiency figures, each a ratio of two timings measured side by side in one run.
+
+    python benchmarks/efficiency.py            # or: make bench
+
+prints one ``name=value`` line per figure:
+
+1. memflex_vs_ga_gd_step_ratio  MemFlex's optimizer step / GA+GD's, same model, batches
+                                and objective; MemFlex trains only its selected tensors
+2. harness_vs_bare_loop_ratio   the harness's training loop / a bare PyTorch loop with
+                                the same loss, optimizer, schedule and clipping
+3. batched_eval_speedup         per-example evaluation (batch size 1, as the official
+                                code) / the harness's batched evaluation, privacy val splits
+4. localize_vs_epoch_ratio      MemFlex localisation / one epoch of GA+GD
+
+Timings alternate between the two sides over several rounds and the medians are compared,
+so drift on a shared machine affects both sides alike. Run nothing else meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PRIVACY = ROOT.parent / "shared" / "data" / "knowundo" / "privacy"
+
+from knowundo_bench.harness.data import Benchmark, first_instances, infer_instances, read_local_domain  # noqa: E402
+from knowundo_bench.harness.encoding import PromptEncoder  # noqa: E402
+from knowundo_bench.harness.evaluation import EvalSpec, evaluate  # noqa: E402
+from knowundo_bench.harness.models import ModelSnapshot  # noqa: E402
+from knowundo_bench.harness.training import (  # noqa: E402
+    LocalizerRun,
+    TrainingParams,
+    UnlearnContext,
+    _lr_lambda,
+    make_epoch_batches,
+    train,
+)
+from knowundo_bench.plugins.ga_gd import weighted_objective  # noqa: E402
+from knowundo_bench.plugins.memflex_localizer import MemFlexLocalizerParams, localize  # noqa: E402
+from knowundo_bench.plugins.tiny_model import train_tokenizer  # noqa: E402
+
+
+def tiny_model(vocab: int, hidden: int, layers: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
+                                        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
+                                        max_position_embeddings=512))
+
+
+def setup(instances: int, hidden: int, layers: int):
+    pairs = infer_instances(read_local_domain(PRIVACY))
+    benchmark = Benchmark(tuple(first_instances(pairs, instances)))
+    tokenizer = train_tokenizer(["Question: Answer:"] + [t for p in pairs for t in (p.question, p.answer)], 2048)
+    encoder = PromptEncoder(tokenizer, 256)
+    return benchmark, encoder, tiny_model(len(tokenizer), hidden, layers), pairs
+
+
+def step_seconds(model, batches, objective, params, trainable=None) -> list[float]:
+    report = train(model, objective=objective, params=params, epoch_batches=lambda epoch: batches, seed=0,
+                   trainable=trainable, warmup_steps=1)
+    return report.step_seconds[1:]
+
+
+def bare_loop_seconds(model, batches, objective, params) -> list[float]:
+    """The same optimisation in plain PyTorch: AdamW, warm-up + cosine schedule, clipping."""
+    named = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(named, lr=params.lr, weight_decay=params.weight_decay)
+    total = len(batches)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, int(params.warmup_ratio * total)))
+    model.train()
+    seconds = []
+    for batch in batches:
+        started = time.perf_counter()
+        loss = objective(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(named, params.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds.append(time.perf_counter() - started)
+    return seconds[1:]
+
+
+def alternate(rounds: int, first, second) -> tuple[float, float]:
+    """Median of each side's per-step seconds over ``rounds`` alternating runs."""
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(rounds):
+        a += first()
+        b += second()
+    return statistics.median(a), statistics.median(b)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--instances", type=int, default=20, help="authors for training batches")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    args = parser.parse_args()
+    if not PRIVACY.is_dir():
+        print(f"error: KnowUnDo privacy data missing at {PRIVACY}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    benchmark, encoder, model, all_pairs = setup(args.instances, args.hidden, args.layers)
+    snapshot = ModelSnapshot(model)
+    forget, retain = encoder.encode_all(benchmark.forget), encoder.encode_all(benchmark.retain)
+    batch_size = 8
+    batches = make_epoch_batches(encoder, forget, retain, batch_size, random.Random(0))
+    params = TrainingParams(epochs=1, lr=1e-4, batch_size=batch_size, grad_accum=1)
+    objective = weighted_objective(-1.0, 1.0)
+    context = UnlearnContext(encoder=encoder, seed=0)
+
+    localizer = LocalizerRun("memflex", MemFlexLocalizerParams(mu=0.96, sigma_percentile=50), 0)
+    started = time.perf_counter()
+    selection = localize(localizer=localizer, model=model, forget=benchmark.forget, retain=benchmark.retain,
+                         context=context)
+    localize_seconds = time.perf_counter() - started
+    trainable = set(selection.selected)
+
+    def run_ga_gd():
+        snapshot.restore(model)
+        return step_seconds(model, batches, objective, params)
+
+    def run_memflex():
+        snapshot.restore(model)
+        return step_seconds(model, batches, objective, params, trainable)
+
+    def run_bare():
+        snapshot.restore(model)
+        return bare_loop_seconds(model, batches, objective, params)
+
+    upper_half = {n for n, _ in model.named_parameters()
+                  if any(f".layers.{i}." in n for i in range(args.layers // 2, args.layers)) or "lm_head" in n}
+
+    def run_upper_half():
+        snapshot.restore(model)
+        return step_seconds(model, batches, objective, params, upper_half)
+
+    memflex, ga_gd = alternate(args.rounds, run_memflex, run_ga_gd)
+    upper, ga_gd_again = alternate(max(1, args.rounds // 2), run_upper_half, run_ga_gd)
+    harness, bare = alternate(args.rounds, run_ga_gd, run_bare)
+
+    snapshot.restore(model)
+    started = time.perf_counter()
+    step_seconds(model, batches, objective, params)
+    epoch_seconds = time.perf_counter() - started
+
+    # Evaluation on the whole privacy val splits (all authors), ROUGE-L included.
+    full = Benchmark(tuple(all_pairs))
+    eval_spec = EvalSpec(batch_size=64, rouge=True, max_new_tokens=32, prompt_prefixes={})
+    snapshot.restore(model)
+    started = time.perf_counter()
+    batched = evaluate(model, encoder, full, eval_spec)
+    batched_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    single = evaluate(model, encoder, full, eval_spec.model_copy(update={"batch_size": 1}))
+    single_seconds = time.perf_counter() - started
+    assert math.isclose(single["retention"]["success"], batched["retention"]["success"], abs_tol=1e-6)
+
+    selected = sum(p.numel() for n, p in model.named_parameters() if n in trainable)
+    total = sum(p.numel() for p in model.parameters())
+    print(f"# {args.layers}-layer Llama, hidden {args.hidden}, {total / 1e6:.1f}M parameters; MemFlex selected "
+          f"{len(trainable)} tensors ({100 * selected / total:.0f}% of parameters); {len(batches)} batches of "
+          f"{batch_size}; {torch.get_num_threads()} threads; medians of {args.rounds} alternating rounds")
+    print(f"# ga_gd {ga_gd:.4f}s memflex {memflex:.4f}s harness {harness:.4f}s bare {bare:.4f}s; "
+          f"eval batch 1 {single_seconds:.1f}s batch 64 {batched_seconds:.1f}s; localize {localize_seconds:.2f}s, "
+          f"epoch {epoch_seconds:.2f}s")
+    lowest = min(int(n.split(".layers.")[1].split(".")[0]) for n in trainable if ".layers." in n)
+    print(f"# MemFlex's lowest selected layer: {lowest} (back-propagation must reach it); what-if, training only "
+          f"the upper half of the layers + lm_head: step ratio {upper / ga_gd_again:.3f}")
+    print(f"memflex_vs_ga_gd_step_ratio={memflex / ga_gd:.3f}")
+    print(f"harness_vs_bare_loop_ratio={harness / bare:.3f}")
+    print(f"batched_eval_speedup={single_seconds / batched_seconds:.2f}")
+    print(f"localize_vs_epoch_ratio={localize_seconds / epoch_seconds:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
