@@ -196,3 +196,21 @@ def test_methods_command_lists_every_method_localizer_and_ood_source():
     line = next(l for l in result.output.splitlines() if l.split("│")[1:2] and l.split("│")[1].strip() == "ga_kl_ood")
     assert "[retain data: ood_retain]" in line  # brackets shown, not taken as rich markup
     assert "[default localizer: memflex]" in result.output
+
+
+@pytest.mark.slow
+def test_plugin_autoload_can_be_disabled_or_allow_listed(tmp_path, third_party_site):
+    def listing(**env):
+        result = subprocess.run([sys.executable, "-m", "knowundo_bench", "methods"], cwd=tmp_path,
+                                env={**os.environ, "PYTHONPATH": str(third_party_site), "COLUMNS": "250", **env},
+                                capture_output=True, text=True, timeout=300)
+        return result
+
+    assert "scaled_ga" in listing().stdout
+    disabled = listing(KNOWUNDO_BENCH_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert disabled.returncode == 0 and "scaled_ga" not in disabled.stdout and "memflex" in disabled.stdout
+    allowed = listing(KNOWUNDO_BENCH_PLUGINS="scaled_ga")
+    assert allowed.returncode == 0 and "scaled_ga" in allowed.stdout and "knowundo-extra 0.3.1" in allowed.stdout
+    unknown = listing(KNOWUNDO_BENCH_PLUGINS="scaled_gaa")
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert "KNOWUNDO_BENCH_PLUGINS: unknown plugin 'scaled_gaa'; did you mean 'scaled_ga'" in unknown.stderr

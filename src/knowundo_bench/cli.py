@@ -34,6 +34,7 @@ def run(
     spec: Annotated[Path, typer.Argument(help="benchmark spec (YAML)")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="results directory")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    force: Annotated[bool, typer.Option("--force", help="recompute results a previous run finished")] = False,
 ) -> None:
     """Run a benchmark spec: vanilla model, every method, result records, leaderboard."""
     from knowundo_bench.harness.plugin_manager import get_plugins
@@ -48,7 +49,7 @@ def run(
         resolved = load_spec(spec, plugins)
         directory = output_directory(resolved, output)
         with ProgressBoard(console, enabled=progress) as board:
-            outcome = Runner(resolved, plugins, directory, board).run()
+            outcome = Runner(resolved, plugins, directory, board, force=force).run()
     except InputError as error:
         fail(error)
     sys.stdout.write(render(leaderboard_rows(outcome.output_dir), "md"))
@@ -63,7 +64,10 @@ def methods() -> None:
     """List every registered method, localizer, data source, OOD retain source and model source."""
     from knowundo_bench.harness.plugin_manager import get_plugins
 
-    plugins = get_plugins()
+    try:
+        plugins = get_plugins()
+    except InputError as error:
+        fail(error)
     console = Console()
     for title, registry in (
         ("Methods", plugins.methods),

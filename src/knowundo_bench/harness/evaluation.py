@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from knowundo_bench.harness.data import Benchmark, QAPair
 from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
+from knowundo_bench.harness.faults import fault_point
 from knowundo_bench.harness.general import GeneralSpec
 from knowundo_bench.harness.metrics import (
     answer_nll,
@@ -120,6 +121,7 @@ def greedy_answers(model, encoder: PromptEncoder, examples: Sequence[Encoded], b
 
 def score_split(model, encoder: PromptEncoder, pairs: Sequence[QAPair], spec: EvalSpec,
                 reporter: Reporter | None = None) -> ScopeScores:
+    fault_point("evaluate")
     scoring = encoder.encode_all(pairs, with_eos=False)
     accuracy, ppl = teacher_forced(model, encoder, scoring, spec.batch_size, reporter)
     rouge = None

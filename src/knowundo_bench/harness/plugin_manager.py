@@ -8,6 +8,8 @@ they carry in the ``knowundo_bench`` entry-point group, then entry points are lo
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -21,7 +23,9 @@ from knowundo_bench.harness.registry import (
     ModelSourceInfo,
     OodSourceInfo,
     Registry,
+    unknown_name_message,
 )
+from knowundo_bench.harness.errors import InputError
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 
@@ -102,13 +106,35 @@ class Plugins:
         return "registered at run time"
 
 
+DISABLE_AUTOLOAD_ENV = "KNOWUNDO_BENCH_DISABLE_PLUGIN_AUTOLOAD"
+ALLOW_LIST_ENV = "KNOWUNDO_BENCH_PLUGINS"
+
+
+def _load_third_party(manager: pluggy.PluginManager) -> None:
+    """Entry points of the ``knowundo_bench`` group, unless
+    ``KNOWUNDO_BENCH_DISABLE_PLUGIN_AUTOLOAD=1``; with ``KNOWUNDO_BENCH_PLUGINS=a,b`` only
+    those entry-point names (built-ins are always registered)."""
+    if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() not in ("", "0"):
+        return
+    allowed = [n.strip() for n in os.environ.get(ALLOW_LIST_ENV, "").split(",") if n.strip()]
+    if not allowed:
+        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        return
+    available = {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    for name in allowed:
+        if name not in available:
+            raise InputError(unknown_name_message("plugin", name, sorted(available - set(BUILTIN_PLUGINS))),
+                             source=ALLOW_LIST_ENV)
+        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
+
+
 def make_plugin_manager(*extra_plugins: object, load_entry_points: bool = True) -> pluggy.PluginManager:
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     for name, module in BUILTIN_PLUGINS.items():
         manager.register(importlib.import_module(module), name=name)
     if load_entry_points:
-        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        _load_third_party(manager)
     for plugin in extra_plugins:
         manager.register(plugin)
     manager.check_pending()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import random
 import time
@@ -23,7 +26,9 @@ from knowundo_bench.harness.general import evaluate_general, general_average, of
 from knowundo_bench.harness.models import ModelSnapshot, resolve_device
 from knowundo_bench.harness.plugin_manager import Plugins
 from knowundo_bench.harness.progress import ProgressBoard
-from knowundo_bench.harness.results import package_versions, write_record
+from knowundo_bench import __version__
+from knowundo_bench.harness.results import package_versions, read_record, write_record
+from knowundo_bench.harness.storage import remove_stale_temporaries
 from knowundo_bench.harness.specs import ResolvedMethod, ResolvedSpec
 from knowundo_bench.harness.training import (
     LocalizerRun,
@@ -31,7 +36,7 @@ from knowundo_bench.harness.training import (
     UnlearnContext,
     seed_everything,
 )
-from knowundo_bench.harness.vanilla import VanillaModel, cache_root, prepare_vanilla
+from knowundo_bench.harness.vanilla import VanillaModel, cache_root, prepare_vanilla, vanilla_key
 
 
 @dataclass
@@ -39,6 +44,7 @@ class RunOutcome:
     output_dir: Path
     records: dict[str, Path] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)  # finished units a previous run left
     vanilla_reused: bool = False
 
 
@@ -66,6 +72,23 @@ def load_ood_retain(resolved: ResolvedSpec, plugins: Plugins, benchmark: Benchma
     return texts
 
 
+FINISHED = ("ok", "nonfinite")  # statuses a rerun keeps; "failed" is retried
+
+
+def numerical_faults(losses: list[float], metrics: dict[str, Any]) -> list[str]:
+    """NaN/inf training losses and NaN metrics, in words (a diverged perplexity, inf, is
+    an expected outcome of gradient ascent and not listed)."""
+    faults = []
+    bad = [step + 1 for step, loss in enumerate(losses) if not math.isfinite(loss)]
+    if bad:
+        faults.append(f"non-finite training loss at {len(bad)} of {len(losses)} steps (first: step {bad[0]})")
+    for scope in ("unlearn", "retention"):
+        values = {k: v for k, v in metrics[scope].items() if isinstance(v, float) and math.isnan(v)}
+        if values:
+            faults.append(f"{scope} metrics are NaN: {', '.join(values)}")
+    return faults
+
+
 def curve_point(step: int, metrics: dict[str, Any]) -> dict[str, Any]:
     return {"step": step, "unlearn_success": metrics["unlearn"]["success"],
             "retention_success": metrics["retention"]["success"], "unlearn_ppl": metrics["unlearn"]["ppl"],
@@ -87,7 +110,9 @@ def output_directory(resolved: ResolvedSpec, override: Path | None) -> Path:
 class Runner:
     """One run of a spec; methods run one after another from the same vanilla weights."""
 
-    def __init__(self, resolved: ResolvedSpec, plugins: Plugins, output_dir: Path, board: ProgressBoard) -> None:
+    def __init__(self, resolved: ResolvedSpec, plugins: Plugins, output_dir: Path, board: ProgressBoard,
+                 force: bool = False) -> None:
+        self.force = force
         self.resolved = resolved
         self.spec = resolved.spec
         self.plugins = plugins
@@ -188,7 +213,10 @@ class Runner:
         metrics = self.evaluate(method.label, model, encoder, benchmark)
         if curve is not None and curve[-1]["step"] != len(report.step_seconds):
             curve.append(curve_point(len(report.step_seconds), metrics))
+        faults = numerical_faults(report.step_losses, metrics)
         return {
+            "status": "nonfinite" if faults else "ok",
+            "numerical_faults": faults,
             "method_name": method.info.name,
             "ablation_of": method.ablation_of,
             "method_seed": seed,
@@ -211,6 +239,30 @@ class Runner:
             "curve": curve,
         }
 
+    def unit_key(self, vanilla_key: str, method: ResolvedMethod | None) -> str:
+        """What a finished unit's result depends on; a rerun reuses a record with the same key."""
+        identity: dict[str, Any] = {"vanilla": vanilla_key, "eval": self.spec.eval.model_dump(mode="json"),
+                                    "knowundo_bench": __version__}
+        if method is not None:
+            identity.update(
+                method=method.info.name, label=method.label, seed=self.method_seed(method),
+                params=method.params.model_dump(mode="json"), retain=method.info.retain,
+                efficiency=self.spec.efficiency.model_dump(mode="json"),
+                localizer=None if method.localizer is None else [
+                    method.localizer.info.name, method.localizer.params.model_dump(mode="json")],
+                ood=self.spec.ood_retain.model_dump(mode="json") if method.info.retain == "out_of_distribution" else None,
+            )
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def finished(self, label: str, key: str) -> dict[str, Any] | None:
+        """The record of ``label`` if a previous run finished it with these inputs."""
+        if self.force:
+            return None
+        record = read_record(self.output_dir / f"{label}.json")
+        if record and record.get("unit_key") == key and record.get("status") in FINISHED:
+            return record
+        return None
+
     def run(self) -> RunOutcome:
         outcome = RunOutcome(self.output_dir)
         transformers.utils.logging.disable_progress_bar()  # our own bars only
@@ -228,6 +280,21 @@ class Runner:
             ood = load_ood_retain(self.resolved, self.plugins, benchmark)
             self.retain_sets["out_of_distribution"] = ood
             self.board.log(f"out-of-distribution retain data: {len(ood)} passages ({self.spec.ood_retain.source})")
+        for leftover in remove_stale_temporaries(self.output_dir, "*.json"):
+            self.board.log(f"removed a half-written file from an interrupted run: {leftover.name}")
+
+        v_key = vanilla_key(self.resolved, benchmark)
+        keys = {"vanilla": self.unit_key(v_key, None)}
+        keys.update({m.label: self.unit_key(v_key, m) for m in self.resolved.methods})
+        done = {label: record for label, key in keys.items() if (record := self.finished(label, key))}
+        for label in done:
+            outcome.records[label] = self.output_dir / f"{label}.json"
+            outcome.reused.append(label)
+        if done:
+            self.board.log(f"reused finished results: {', '.join(done)} (--force recomputes)")
+        if len(done) == len(keys):
+            return outcome
+
         device = resolve_device(self.spec.model.device)
         source = self.plugins.model_sources.get(self.spec.model.source, "model.source")
         factory = source.factory(self.resolved.model_params, cache_root(self.resolved))
@@ -241,23 +308,32 @@ class Runner:
         snapshot = ModelSnapshot(vanilla.bundle.model)
         vanilla_info = {"key": vanilla.key, "path": str(vanilla.path), "reused": vanilla.reused,
                         "training": vanilla.training}
-        metrics = self.evaluate("vanilla", vanilla.bundle.model, encoder, benchmark)
-        self.vanilla_metrics = metrics
-        outcome.records["vanilla"] = self.record("vanilla", 0, {
-            "method_name": "vanilla", "status": "ok", "metrics": metrics, "vanilla": vanilla_info,
-            "prompt": {"chat_template": encoder.uses_chat_template, "max_length": encoder.max_length},
-            "wall_seconds": time.perf_counter() - started,
-        })
+        if "vanilla" in done:
+            self.vanilla_metrics = done["vanilla"]["metrics"]
+        else:
+            metrics = self.evaluate("vanilla", vanilla.bundle.model, encoder, benchmark)
+            self.vanilla_metrics = metrics
+            outcome.records["vanilla"] = self.record("vanilla", 0, {
+                "method_name": "vanilla", "status": "ok", "unit_key": keys["vanilla"], "metrics": metrics,
+                "vanilla": vanilla_info,
+                "prompt": {"chat_template": encoder.uses_chat_template, "max_length": encoder.max_length},
+                "wall_seconds": time.perf_counter() - started,
+            })
         for index, method in enumerate(self.resolved.methods):
+            if method.label in done:
+                continue
             snapshot.restore(vanilla.bundle.model)
             started = time.perf_counter()
             try:
-                body = {"status": "ok", **self.run_method(method, vanilla, encoder, benchmark)}
+                body = self.run_method(method, vanilla, encoder, benchmark)
             except Exception as error:  # one failing method must not lose the others
                 self.board.log(f"[red]method {method.label} failed: {type(error).__name__}: {error}")
                 body = {"method_name": method.info.name, "status": "failed",
                         "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
                 outcome.failed.append(method.label)
+            if body["status"] == "nonfinite":
+                self.board.log(f"[yellow]method {method.label}: {'; '.join(body['numerical_faults'])}")
+            body["unit_key"] = keys[method.label]
             body["vanilla"] = vanilla_info
             body["wall_seconds"] = time.perf_counter() - started
             outcome.records[method.label] = self.record(method.label, index + 1, body)

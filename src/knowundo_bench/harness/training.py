@@ -21,6 +21,7 @@ import torch
 from pydantic import Field
 
 from knowundo_bench.harness.efficiency import StepMeter, step_summary
+from knowundo_bench.harness.faults import fault_point
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encodable, Encoded, PromptEncoder, batched
 from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
 from knowundo_bench.harness.registry import Params
@@ -176,6 +177,7 @@ def train(
     after_epoch: Callable[[int], bool] | None = None,
     after_step: Callable[[int], None] | None = None,
     warmup_steps: int = 1,
+    phase: str = "unlearn",
 ) -> TrainingReport:
     """Run ``objective`` over ``epoch_batches(epoch)`` and update the trainable parameters.
 
@@ -266,6 +268,7 @@ def train(
                 meter.stop()
                 losses.append(window_loss)
                 step += 1
+                fault_point(f"{phase}_step")
                 # Reading the loss waits for the device: on CUDA the bar shows steps only.
                 reporter.advance(1, status="" if meter.cuda else f"loss {float(window_loss):.3f}")
                 if after_step is not None:

@@ -104,6 +104,7 @@ def fit_vanilla(bundle: ModelBundle, benchmark: Benchmark, resolved: ResolvedSpe
             mixed_precision=spec.model.mixed_precision,
             reporter=reporter,
             after_epoch=reached_target,
+            phase="vanilla",
         )
     bundle.model.eval()
     return {**report.summary(), "accuracy_checks": accuracy_log}

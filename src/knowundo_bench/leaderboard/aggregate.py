@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.results import number, read_record
+from knowundo_bench.harness.results import number
+from knowundo_bench.harness.store import indexed_records
 
 ROW_KEYS = (
     "method",
@@ -35,7 +36,7 @@ def prefix_keys(name: str) -> tuple[str, str]:
 def load_records(directory: Path) -> list[dict[str, Any]]:
     if not directory.is_dir():
         raise InputError("results directory not found", source=str(directory))
-    records = [r for path in sorted(directory.glob("*.json")) if (r := read_record(path)) is not None]
+    records = indexed_records(directory)
     if not records:
         raise InputError("no knowundo-bench result records in this directory", source=str(directory))
     return sorted(records, key=lambda r: (r.get("order", 10**9), r.get("method", "")))

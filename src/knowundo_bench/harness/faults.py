@@ -1,0 +1,24 @@
+"""Fault injection for the crash-safety tests: ``KNOWUNDO_BENCH_FAULT=POINT:N`` kills the
+process with SIGKILL the N-th time it passes ``POINT`` (``vanilla_step``,
+``unlearn_step``, ``evaluate``, ``write``). Unset, each point costs one dict lookup."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+ENV = "KNOWUNDO_BENCH_FAULT"
+_passes: Counter[str] = Counter()
+
+
+def fault_point(point: str) -> None:
+    target = os.environ.get(ENV)
+    if not target:
+        return
+    name, _, count = target.partition(":")
+    if name != point:
+        return
+    _passes[point] += 1
+    if _passes[point] == int(count or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
