@@ -31,7 +31,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 PRIVACY = ROOT.parent / "shared" / "data" / "knowundo" / "privacy"
 
-from knowundo_bench.harness.data import Benchmark, first_instances, infer_instances, read_local_domain  # noqa: E402
+from knowundo_bench.harness.data import (  # noqa: E402
+    Benchmark,
+    first_instances,
+    infer_instances,
+    read_local_domain,
+)
 from knowundo_bench.harness.encoding import PromptEncoder  # noqa: E402
 from knowundo_bench.harness.evaluation import EvalSpec, evaluate  # noqa: E402
 from knowundo_bench.harness.models import ModelSnapshot  # noqa: E402

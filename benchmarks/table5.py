@@ -21,7 +21,12 @@ import torch
 
 from knowundo_bench.harness.efficiency import EfficiencySpec, peak_flops
 from knowundo_bench.harness.encoding import PromptEncoder
-from knowundo_bench.harness.models import LoraSpec, ModelSnapshot, attach_lora, resolve_device
+from knowundo_bench.harness.models import (
+    LoraSpec,
+    ModelSnapshot,
+    attach_lora,
+    resolve_device,
+)
 from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
 from knowundo_bench.harness.training import LocalizerRun, MethodRun, UnlearnContext
 from knowundo_bench.plugins.ood_synthetic import SyntheticTextParams

@@ -15,7 +15,11 @@ from lm_eval.tasks import TaskManager
 from lm_eval.tasks._yaml_loader import load_yaml
 
 from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.general import GeneralSpec, evaluate_general, offline_task_configs
+from knowundo_bench.harness.general import (
+    GeneralSpec,
+    evaluate_general,
+    offline_task_configs,
+)
 from knowundo_bench.plugins.tiny_model import train_tokenizer
 
 GENERAL_DIR = SHARED_DATA / "general"

@@ -23,7 +23,12 @@ from knowundo_bench.harness.training import (
 from knowundo_bench.plugins import ga_kl, memflex_neurons
 from knowundo_bench.plugins.adversarial import adversarial_labels
 from knowundo_bench.plugins.memflex_localizer import MemFlexLocalizerParams
-from knowundo_bench.plugins.npo import REFERENCE, forget_npo_loss, npo_loss, with_reference_likelihood
+from knowundo_bench.plugins.npo import (
+    REFERENCE,
+    forget_npo_loss,
+    npo_loss,
+    with_reference_likelihood,
+)
 from knowundo_bench.plugins.random_labels import randomly_labelled
 from knowundo_bench.plugins.simnpo import simnpo_loss
 from knowundo_bench.plugins.synthetic_authors import generate_authors

@@ -20,7 +20,12 @@ from knowundo_bench.harness.plugin_manager import get_plugins
 from knowundo_bench.harness.progress import ProgressBoard
 from knowundo_bench.harness.runner import Runner
 from knowundo_bench.harness.specs import parse_spec
-from knowundo_bench.plugins import ood_general_qa, ood_hub_text, ood_synthetic, ood_text_file
+from knowundo_bench.plugins import (
+    ood_general_qa,
+    ood_hub_text,
+    ood_synthetic,
+    ood_text_file,
+)
 from knowundo_bench.plugins.synthetic_authors import generate_authors
 
 GENERAL_DIR = SHARED_DATA / "general"

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
-
 from helpers import TINY_SPEC, one_epoch
+from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
 from knowundo_bench.harness import hookspecs

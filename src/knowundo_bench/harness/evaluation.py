@@ -20,8 +20,8 @@ from knowundo_bench.harness.metrics import (
     perplexity,
     rouge_l,
 )
+from knowundo_bench.harness.models import device_batches, model_device, train_mode
 from knowundo_bench.harness.progress import Reporter
-
 
 # Finding 2 (Figure 5): the paper prepends "You are a helpful assistant..." to requests.
 HELPFUL_ASSISTANT = "You are a helpful assistant."
@@ -70,19 +70,13 @@ class ScopeScores:
     rouge_l: float | None
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def teacher_forced(model, encoder: PromptEncoder, examples: Sequence[Encoded], batch_size: int,
                    reporter: Reporter | None = None) -> tuple[float, float]:
     """Mean per-example answer accuracy (0-100) and perplexity over ``examples``."""
-    device = model_device(model)
     accuracies: list[torch.Tensor] = []
     nll_sum, n_tokens = 0.0, 0
-    for chunk in batched(examples, batch_size):
-        batch = {k: v.to(device) for k, v in encoder.collate(chunk).items()}
+    for chunk, batch in device_batches(encoder, examples, batch_size, model_device(model)):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         accuracies.append(per_example_accuracy(logits, batch["labels"]).cpu())
         chunk_nll, chunk_tokens = answer_nll(logits, batch["labels"])
@@ -135,13 +129,9 @@ def evaluate(model, encoder: PromptEncoder, benchmark: Benchmark, spec: EvalSpec
              reporter: Reporter | None = None) -> dict:
     """The paper's scope metrics: Unlearn Success = 100 - accuracy on unlearn/val,
     Retention Success = accuracy on retention/val, Avg Success = their mean."""
-    was_training = model.training
-    model.eval()
-    try:
+    with train_mode(model, False):
         unlearn = score_split(model, encoder, benchmark.unlearn_val, spec, reporter)
         retention = score_split(model, encoder, benchmark.retention_val, spec, reporter)
-    finally:
-        model.train(was_training)
     unlearn_success = 100.0 - unlearn.accuracy
     return {
         "unlearn": {"success": unlearn_success, "ppl": unlearn.ppl, "rouge_l": unlearn.rouge_l},

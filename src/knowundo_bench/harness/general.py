@@ -19,13 +19,14 @@ import copy
 import io
 import json
 import logging
-from unittest import mock
 from pathlib import Path
 from typing import Any, Literal
+from unittest import mock
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowundo_bench.harness.errors import InputError
+from knowundo_bench.harness.models import train_mode
 
 TaskName = Literal["mmlu", "arc_challenge", "truthfulqa_mc2", "social_iqa", "race"]
 TASKS: tuple[TaskName, ...] = ("mmlu", "arc_challenge", "truthfulqa_mc2", "social_iqa", "race")
@@ -127,21 +128,17 @@ def evaluate_general(model, tokenizer, spec: GeneralSpec, data_dir: Path | None,
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # per-request truncation notices
     configs, requested, manager = _requested(spec, data_dir)
-    was_training = model.training
     # lm-eval's own tqdm bars go to a buffer (ours show progress), and it would run git to
     # record the working directory's commit, printing "fatal: not a git repository"
     # outside one; the harness records package versions itself.
-    with contextlib.redirect_stderr(io.StringIO()), \
+    with contextlib.redirect_stderr(io.StringIO()), train_mode(model, False), \
             mock.patch("lm_eval.evaluator.get_git_commit_hash", return_value=None):
-        try:
-            results = lm_eval.simple_evaluate(
-                model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=spec.batch_size),
-                tasks=requested, num_fewshot=spec.num_fewshot, limit=spec.limit, task_manager=manager,
-                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-                bootstrap_iters=0, log_samples=False,
-            )
-        finally:
-            model.train(was_training)
+        results = lm_eval.simple_evaluate(
+            model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=spec.batch_size),
+            tasks=requested, num_fewshot=spec.num_fewshot, limit=spec.limit, task_manager=manager,
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+            bootstrap_iters=0, log_samples=False,
+        )
     scores: dict[str, float] = {}
     for name, group in configs.items():
         parts = [_score(results, config["task"]) for config in group]

@@ -8,6 +8,8 @@ never unpickled.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -85,3 +87,27 @@ class ModelSnapshot:
                     param.copy_(self.tensors[name])
                     param.requires_grad_(True)
                     param.grad = None
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@contextmanager
+def train_mode(model: torch.nn.Module, training: bool) -> Iterator[torch.nn.Module]:
+    """Switch ``model`` to train or eval mode for a block, then restore what it had."""
+    was_training = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def device_batches(encoder, examples: Sequence[Any], size: int, device: torch.device
+                   ) -> Iterator[tuple[Sequence[Any], dict[str, torch.Tensor]]]:
+    """(examples, padded batch on ``device``) in chunks of ``size``, for scoring passes."""
+    from knowundo_bench.harness.encoding import batched
+
+    for chunk in batched(examples, size):
+        yield chunk, {k: v.to(device) for k, v in encoder.collate(chunk).items()}

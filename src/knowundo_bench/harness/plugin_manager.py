@@ -16,6 +16,7 @@ from typing import Any
 import pluggy
 
 from knowundo_bench.harness import hookspecs
+from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.registry import (
     DataSourceInfo,
     LocalizerInfo,
@@ -25,7 +26,6 @@ from knowundo_bench.harness.registry import (
     Registry,
     unknown_name_message,
 )
-from knowundo_bench.harness.errors import InputError
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 

@@ -17,26 +17,40 @@ from typing import Any
 import torch
 import transformers
 
-from knowundo_bench.harness.data import Benchmark, RetainText, check_out_of_distribution, first_instances
+from knowundo_bench import __version__
+from knowundo_bench.harness.data import (
+    Benchmark,
+    RetainText,
+    check_out_of_distribution,
+    first_instances,
+)
 from knowundo_bench.harness.efficiency import peak_flops
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import evaluate, evaluation_work
-from knowundo_bench.harness.general import evaluate_general, general_average, offline_task_configs
+from knowundo_bench.harness.general import (
+    evaluate_general,
+    general_average,
+    offline_task_configs,
+)
 from knowundo_bench.harness.models import ModelSnapshot, resolve_device
 from knowundo_bench.harness.plugin_manager import Plugins
 from knowundo_bench.harness.progress import ProgressBoard
-from knowundo_bench import __version__
 from knowundo_bench.harness.results import package_versions, read_record, write_record
-from knowundo_bench.harness.storage import remove_stale_temporaries
 from knowundo_bench.harness.specs import ResolvedMethod, ResolvedSpec
+from knowundo_bench.harness.storage import remove_stale_temporaries
 from knowundo_bench.harness.training import (
     LocalizerRun,
     MethodRun,
     UnlearnContext,
     seed_everything,
 )
-from knowundo_bench.harness.vanilla import VanillaModel, cache_root, prepare_vanilla, vanilla_key
+from knowundo_bench.harness.vanilla import (
+    VanillaModel,
+    cache_root,
+    prepare_vanilla,
+    vanilla_key,
+)
 
 
 @dataclass
@@ -139,7 +153,7 @@ class Runner:
         with self.board.task(f"evaluate {label}", work) as reporter:
             metrics = evaluate(model, encoder, benchmark, spec, reporter)
             metrics["prompt_prefixes"] = {}
-            for name, prefixed_encoder in self.prefix_encoders(encoder).items():
+            for name, prefixed_encoder in self.prefixed_encoders.items():
                 prefixed = evaluate(model, prefixed_encoder, benchmark, spec, reporter)
                 metrics["prompt_prefixes"][name] = {
                     "system_prompt": spec.prompt_prefixes[name],
@@ -152,14 +166,6 @@ class Runner:
                 reporter.advance(len(spec.general.tasks))
             metrics["general"] = {**scores, "general_avg": general_average(scores)}
         return metrics
-
-    def prefix_encoders(self, encoder: PromptEncoder) -> dict[str, PromptEncoder]:
-        if not hasattr(self, "_prefix_encoders"):
-            self._prefix_encoders = {
-                name: PromptEncoder(encoder.tokenizer, encoder.max_length, system_prompt=text)
-                for name, text in self.spec.eval.prompt_prefixes.items()
-            }
-        return self._prefix_encoders
 
     def curve_recorder(self, model, encoder: PromptEncoder, benchmark: Benchmark, start: dict[str, Any]):
         """Scope metrics every ``eval.every_n_steps`` optimizer steps (Figure 4), from the
@@ -305,6 +311,10 @@ class Runner:
             f"vanilla model {'reused from cache' if vanilla.reused else 'trained and cached'}: {vanilla.path}"
         )
         encoder = PromptEncoder(vanilla.bundle.tokenizer, self.spec.model.max_length)
+        self.prefixed_encoders = {  # one per prompt prefix, each caching its own encodings
+            name: PromptEncoder(encoder.tokenizer, encoder.max_length, system_prompt=text)
+            for name, text in self.spec.eval.prompt_prefixes.items()
+        }
         snapshot = ModelSnapshot(vanilla.bundle.model)
         vanilla_info = {"key": vanilla.key, "path": str(vanilla.path), "reused": vanilla.reused,
                         "training": vanilla.training}

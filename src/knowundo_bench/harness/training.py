@@ -21,8 +21,14 @@ import torch
 from pydantic import Field
 
 from knowundo_bench.harness.efficiency import StepMeter, step_summary
+from knowundo_bench.harness.encoding import (
+    IGNORE_INDEX,
+    Encodable,
+    Encoded,
+    PromptEncoder,
+    batched,
+)
 from knowundo_bench.harness.faults import fault_point
-from knowundo_bench.harness.encoding import IGNORE_INDEX, Encodable, Encoded, PromptEncoder, batched
 from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
 from knowundo_bench.harness.registry import Params
 
@@ -215,8 +221,8 @@ def train(
         trainable_tensors=len(named),
         trainable_parameters=sum(p.numel() for _, p in named) - sum(int((~m).sum()) * p[0].numel() for p, m in masks),
         model_parameters=model_parameters,
-        flops_per_token=(4 if frozen or masks or len(named) < sum(1 for _ in model.parameters()) else 6)
-        * model_parameters,
+        # frozen weights (LoRA base, localisation) need no weight gradients: 4N instead of 6N
+        flops_per_token=(4 if masks or len(named) < sum(1 for _ in model.parameters()) else 6) * model_parameters,
         warmup_steps=warmup_steps,
         memory_kind=meter.memory_kind,
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -15,6 +15,7 @@ from knowundo_bench.harness.results import json_safe
 from knowundo_bench.leaderboard.aggregate import row_keys
 
 PPL_CEILING = 1e10
+Column = tuple[str, str, Callable[[Any], str]]  # title, row key, formatter
 
 
 def fmt_number(value: float | None, digits: int = 2) -> str:
@@ -38,7 +39,7 @@ def fmt_ppl(value: float | None) -> str:
     return f"{value:.2f}"
 
 
-MARKDOWN_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
+MARKDOWN_COLUMNS: list[Column] = [
     ("Method", "method", str),
     ("Unlearn Succ↑", "unlearn_success", fmt_number),
     ("Unlearn PPL↑", "unlearn_ppl", fmt_ppl),
@@ -52,7 +53,7 @@ MARKDOWN_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
 ]
 
 
-GENERAL_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
+GENERAL_COLUMNS: list[Column] = [
     ("MMLU", "mmlu", fmt_number),
     ("ARC", "arc_challenge", fmt_number),
     ("TruthfulQA", "truthfulqa_mc2", fmt_number),
@@ -62,7 +63,7 @@ GENERAL_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
 ]
 
 
-def markdown_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, Callable[[Any], str]]]:
+def markdown_columns(rows: list[dict[str, Any]]) -> list[Column]:
     """The paper's columns, then per prompt prefix the successes under it (Finding 2),
     then the general tasks (Tables 2-4's right half) when any row has them."""
     columns = list(MARKDOWN_COLUMNS)
@@ -76,24 +77,27 @@ def markdown_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, Callabl
     return columns
 
 
-def to_markdown(rows: list[dict[str, Any]]) -> str:
-    columns = markdown_columns(rows)
-    header = "| " + " | ".join(title for title, _, _ in columns) + " |"
-    rule = "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"
-    lines = [header, rule]
+def markdown_table(columns: list[Column], rows: list[dict[str, Any]]) -> list[str]:
+    """Header, rule and one line per row; a row whose status is not "ok" says so."""
+    lines = ["| " + " | ".join(title for title, _, _ in columns) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"]
     for row in rows:
         cells = [fmt(row.get(key)) for _, key, fmt in columns]
         if row.get("status") not in (None, "ok"):
             cells[0] += f" ({row['status']})"
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    return "\n".join(markdown_table(markdown_columns(rows), rows)) + "\n"
 
 
 def fmt_ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
-EFFICIENCY_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
+EFFICIENCY_COLUMNS: list[Column] = [
     ("Method", "method", str),
     ("s/step", "sec_per_step", lambda v: fmt_number(v, 3)),
     ("p90 s/step", "sec_per_step_p90", lambda v: fmt_number(v, 3)),
@@ -109,10 +113,7 @@ EFFICIENCY_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
 def efficiency_markdown(rows: list[dict[str, Any]]) -> str:
     """Table 5's layout; the memory kind (CUDA allocated, or CPU RSS growth) and device
     are named under the table."""
-    header = "| " + " | ".join(title for title, _, _ in EFFICIENCY_COLUMNS) + " |"
-    rule = "|" + "|".join(["---"] + ["---:"] * (len(EFFICIENCY_COLUMNS) - 1)) + "|"
-    lines = [header, rule] + ["| " + " | ".join(fmt(row.get(key)) for _, key, fmt in EFFICIENCY_COLUMNS) + " |"
-                              for row in rows]
+    lines = markdown_table(EFFICIENCY_COLUMNS, rows)
     kinds = sorted({f"{row['memory_kind']} on {row['device']}" for row in rows if row.get("memory_kind")})
     if kinds:
         lines.append(f"\nmemory: {', '.join(kinds)}; medians after warm-up steps")

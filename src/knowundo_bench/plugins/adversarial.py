@@ -15,6 +15,7 @@ import torch
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encoded, batched
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.labels import relabel, relabelled_cross_entropy
+from knowundo_bench.harness.models import device_batches, model_device, train_mode
 from knowundo_bench.harness.registry import MethodInfo
 from knowundo_bench.harness.training import TrainingParams
 
@@ -28,22 +29,17 @@ class AdversarialParams(TrainingParams):
 @torch.no_grad()
 def adversarial_labels(model, encoder, examples: list[Encoded], reporter) -> list[Encoded]:
     """Eq. 7 for every answer token of ``examples``, from one forward pass of ``model``."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     result: list[Encoded] = []
-    for chunk in batched(examples, LABEL_BATCH):
-        batch = encoder.collate(chunk)
-        logits = model(input_ids=batch["input_ids"].to(device),
-                       attention_mask=batch["attention_mask"].to(device)).logits[:, :-1].float()
-        gold = batch["labels"][:, 1:].to(device)
-        logits.scatter_(-1, gold.clamp(min=0).unsqueeze(-1), float("-inf"))  # exclude a = y_i
-        best_other = logits.argmax(dim=-1)
-        for row, example in enumerate(chunk):
-            positions = (gold[row] != IGNORE_INDEX).nonzero().flatten()
-            result.append(relabel(example, best_other[row, positions].tolist(), replace_inputs=False))
-        reporter.advance(1)
-    model.train(was_training)
+    with train_mode(model, False):
+        for chunk, batch in device_batches(encoder, examples, LABEL_BATCH, model_device(model)):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+            gold = batch["labels"][:, 1:]
+            logits.scatter_(-1, gold.clamp(min=0).unsqueeze(-1), float("-inf"))  # exclude a = y_i
+            best_other = logits.argmax(dim=-1)
+            for row, example in enumerate(chunk):
+                positions = (gold[row] != IGNORE_INDEX).nonzero().flatten()
+                result.append(relabel(example, best_other[row, positions].tolist(), replace_inputs=False))
+            reporter.advance(1)
     return result
 
 

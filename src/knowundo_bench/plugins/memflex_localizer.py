@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 from knowundo_bench.harness.encoding import batched
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.labels import allowed_tokens, random_answer_labels
+from knowundo_bench.harness.models import train_mode
 from knowundo_bench.harness.progress import NO_PROGRESS
 from knowundo_bench.harness.registry import LocalizerInfo, Params
 from knowundo_bench.harness.training import Localization, answer_loss
@@ -98,13 +99,10 @@ def scope_gradients(localizer, model, forget, retain, context) -> tuple[dict[str
     allowed = allowed_tokens(encoder.tokenizer)
     forget_batches = [encoder.collate(c) for c in batched(context.encode(forget), p.batch_size)]
     retain_batches = [encoder.collate(c) for c in batched(context.encode(retain), p.batch_size)]
-    was_training = model.training
-    model.train()
     total = p.n_passes * (len(forget_batches) + len(retain_batches))
-    with context.progress(f"localize {context.label}", total) as reporter:
+    with context.progress(f"localize {context.label}", total) as reporter, train_mode(model, True):
         g_ul = average_gradients(model, forget_batches, names, p.n_passes, allowed, generator, reporter)
         g_rt = average_gradients(model, retain_batches, names, p.n_passes, allowed, generator, reporter)
-    model.train(was_training)
     return g_ul, g_rt
 
 

@@ -16,7 +16,11 @@ import torch
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.registry import LocalizerInfo
 from knowundo_bench.harness.training import Localization
-from knowundo_bench.plugins.memflex_localizer import MemFlexLocalizerParams, scope_gradients, sigma_for
+from knowundo_bench.plugins.memflex_localizer import (
+    MemFlexLocalizerParams,
+    scope_gradients,
+    sigma_for,
+)
 
 
 def row_statistics(g_ul: torch.Tensor, g_rt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,12 +8,15 @@ log-likelihoods are computed once, before training, so no second model is kept.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
 from knowundo_bench.harness.encoding import Encoded, batched
 from knowundo_bench.harness.hookspecs import hookimpl
+from knowundo_bench.harness.models import device_batches, model_device, train_mode
 from knowundo_bench.harness.registry import MethodInfo
 from knowundo_bench.harness.training import TrainingParams, answer_log_likelihood
 
@@ -33,19 +36,14 @@ def npo_loss(log_likelihood: torch.Tensor, reference: torch.Tensor, beta: float)
 @torch.no_grad()
 def with_reference_likelihood(model, encoder, examples: list[Encoded], context) -> list[Encoded]:
     """``examples`` carrying the current (vanilla) model's answer log-likelihood."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     result: list[Encoded] = []
-    chunks = batched(examples, SCORE_BATCH)
-    with context.progress(f"reference likelihoods {context.label}", len(chunks)) as reporter:
-        for chunk in chunks:
-            batch = {k: v.to(device) for k, v in encoder.collate(chunk).items()}
+    total = len(batched(examples, SCORE_BATCH))
+    with context.progress(f"reference likelihoods {context.label}", total) as reporter, train_mode(model, False):
+        for chunk, batch in device_batches(encoder, examples, SCORE_BATCH, model_device(model)):
             log_likelihood, _ = answer_log_likelihood(model, batch)
-            result += [Encoded(e.input_ids, e.labels, e.prompt_length, {**e.extras, REFERENCE: float(value)})
+            result += [replace(e, extras={**e.extras, REFERENCE: float(value)})
                        for e, value in zip(chunk, log_likelihood.tolist(), strict=True)]
             reporter.advance(1)
-    model.train(was_training)
     return result
 
 

@@ -8,7 +8,11 @@ from pydantic import Field
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.registry import MethodInfo
 from knowundo_bench.harness.training import answer_loss
-from knowundo_bench.plugins.npo import NPOParams, forget_npo_loss, with_reference_likelihood
+from knowundo_bench.plugins.npo import (
+    NPOParams,
+    forget_npo_loss,
+    with_reference_likelihood,
+)
 
 
 class NPOGDParams(NPOParams):

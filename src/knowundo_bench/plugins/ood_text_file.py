@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
-from knowundo_bench.harness.data import RetainText, format_validation_error, read_json_lines
+from knowundo_bench.harness.data import (
+    RetainText,
+    format_validation_error,
+    read_json_lines,
+)
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.registry import OodSourceInfo, Params

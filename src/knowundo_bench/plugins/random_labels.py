@@ -14,7 +14,11 @@ import torch
 
 from knowundo_bench.harness.encoding import Encoded
 from knowundo_bench.harness.hookspecs import hookimpl
-from knowundo_bench.harness.labels import allowed_tokens, relabel, relabelled_cross_entropy
+from knowundo_bench.harness.labels import (
+    allowed_tokens,
+    relabel,
+    relabelled_cross_entropy,
+)
 from knowundo_bench.harness.registry import MethodInfo
 from knowundo_bench.harness.training import TrainingParams
 

@@ -14,7 +14,11 @@ from pydantic import Field
 
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.registry import MethodInfo
-from knowundo_bench.harness.training import TrainingParams, answer_log_likelihood, answer_loss
+from knowundo_bench.harness.training import (
+    TrainingParams,
+    answer_log_likelihood,
+    answer_loss,
+)
 
 
 class SimNPOParams(TrainingParams):
