@@ -10,7 +10,14 @@ prints one ``name=value`` line per figure:
                                 the same loss, optimizer, schedule and clipping
 3. batched_eval_speedup         per-example evaluation (batch size 1, as the official
                                 code) / the harness's batched evaluation, privacy val splits
-4. localize_vs_epoch_ratio      MemFlex localisation / one epoch of GA+GD
+4. localize_vs_epoch_ratio      MemFlex localisation (faithful: N corrupted copies) / one
+                                epoch of GA+GD
+5. localize_fast_vs_epoch_ratio the fast localizer (random targets, one forward and one
+                                backward per batch) / one epoch of GA+GD
+6. localize_fast_agreement      mean Jaccard similarity of the tensors the two localizers
+                                select, over several seeds (min and each seed on a # line)
+
+GA+GD batches are the official mixed forget+retain dataset (``retain_batching: mixed``).
 
 Timings alternate between the two sides over several rounds and the medians are compared,
 so drift on a shared machine affects both sides alike. Run nothing else meanwhile.
@@ -45,11 +52,14 @@ from knowundo_bench.harness.training import (  # noqa: E402
     TrainingParams,
     UnlearnContext,
     _lr_lambda,
-    make_epoch_batches,
+    make_mixed_batches,
+    mixed_dataset,
     train,
+    warmup_steps_for,
 )
+from knowundo_bench.plugins import memflex_fast, memflex_localizer  # noqa: E402
 from knowundo_bench.plugins.ga_gd import weighted_objective  # noqa: E402
-from knowundo_bench.plugins.memflex_localizer import MemFlexLocalizerParams, localize  # noqa: E402
+from knowundo_bench.plugins.memflex_localizer import MemFlexLocalizerParams  # noqa: E402
 from knowundo_bench.plugins.tiny_model import train_tokenizer  # noqa: E402
 
 
@@ -81,7 +91,8 @@ def bare_loop_seconds(model, batches, objective, params) -> list[float]:
     named = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(named, lr=params.lr, weight_decay=params.weight_decay)
     total = len(batches)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, int(params.warmup_ratio * total)))
+    warmup = warmup_steps_for(total, params.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, warmup))
     model.train()
     seconds = []
     for batch in batches:
@@ -106,12 +117,26 @@ def alternate(rounds: int, first, second) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def timed_localization(plugin, model, benchmark, context, seed: int) -> tuple[float, set[str]]:
+    localizer = LocalizerRun(plugin.__name__.rsplit(".", 1)[1], MemFlexLocalizerParams(mu=0.96, sigma_percentile=50),
+                             seed)
+    started = time.perf_counter()
+    selection = plugin.localize(localizer=localizer, model=model, forget=benchmark.forget, retain=benchmark.retain,
+                                context=context)
+    return time.perf_counter() - started, set(selection.selected)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--instances", type=int, default=20, help="authors for training batches")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--agreement-seeds", type=int, default=3, help="seeds for localize_fast_agreement")
     args = parser.parse_args()
     if not PRIVACY.is_dir():
         print(f"error: KnowUnDo privacy data missing at {PRIVACY}", file=sys.stderr)
@@ -121,17 +146,17 @@ def main() -> int:
     snapshot = ModelSnapshot(model)
     forget, retain = encoder.encode_all(benchmark.forget), encoder.encode_all(benchmark.retain)
     batch_size = 8
-    batches = make_epoch_batches(encoder, forget, retain, batch_size, random.Random(0))
+    batches = make_mixed_batches(encoder, mixed_dataset(forget, retain, 1, random.Random(0)), batch_size)
     params = TrainingParams(epochs=1, lr=1e-4, batch_size=batch_size, grad_accum=1)
     objective = weighted_objective(-1.0, 1.0)
     context = UnlearnContext(encoder=encoder, seed=0)
 
-    localizer = LocalizerRun("memflex", MemFlexLocalizerParams(mu=0.96, sigma_percentile=50), 0)
-    started = time.perf_counter()
-    selection = localize(localizer=localizer, model=model, forget=benchmark.forget, retain=benchmark.retain,
-                         context=context)
-    localize_seconds = time.perf_counter() - started
-    trainable = set(selection.selected)
+    localize_seconds, trainable = timed_localization(memflex_localizer, model, benchmark, context, 0)
+    fast_seconds, fast_selection = timed_localization(memflex_fast, model, benchmark, context, 0)
+    agreements = [jaccard(trainable, fast_selection)]
+    for seed in range(1, args.agreement_seeds):
+        agreements.append(jaccard(timed_localization(memflex_localizer, model, benchmark, context, seed)[1],
+                                  timed_localization(memflex_fast, model, benchmark, context, seed)[1]))
 
     def run_ga_gd():
         snapshot.restore(model)
@@ -180,7 +205,9 @@ def main() -> int:
           f"{batch_size}; {torch.get_num_threads()} threads; medians of {args.rounds} alternating rounds")
     print(f"# ga_gd {ga_gd:.4f}s memflex {memflex:.4f}s harness {harness:.4f}s bare {bare:.4f}s; "
           f"eval batch 1 {single_seconds:.1f}s batch 64 {batched_seconds:.1f}s; localize {localize_seconds:.2f}s, "
-          f"epoch {epoch_seconds:.2f}s")
+          f"localize fast {fast_seconds:.2f}s, epoch {epoch_seconds:.2f}s")
+    print(f"# localizer agreement (Jaccard of selected tensors) per seed: "
+          f"{', '.join(f'{a:.3f}' for a in agreements)}; min {min(agreements):.3f}")
     lowest = min(int(n.split(".layers.")[1].split(".")[0]) for n in trainable if ".layers." in n)
     print(f"# MemFlex's lowest selected layer: {lowest} (back-propagation must reach it); what-if, training only "
           f"the upper half of the layers + lm_head: step ratio {upper / ga_gd_again:.3f}")
@@ -188,6 +215,8 @@ def main() -> int:
     print(f"harness_vs_bare_loop_ratio={harness / bare:.3f}")
     print(f"batched_eval_speedup={single_seconds / batched_seconds:.2f}")
     print(f"localize_vs_epoch_ratio={localize_seconds / epoch_seconds:.2f}")
+    print(f"localize_fast_vs_epoch_ratio={fast_seconds / epoch_seconds:.2f}")
+    print(f"localize_fast_agreement={statistics.mean(agreements):.3f}")
     return 0
 
 

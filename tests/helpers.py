@@ -35,3 +35,26 @@ TINY_SPEC = {
 def one_epoch(name: str, **params) -> dict:
     """A method entry that trains one epoch of batch-4 steps."""
     return {"name": name, "epochs": 1, "batch_size": 4, "grad_accum": 1, "lr": 1e-3, **params}
+
+
+def two_authors():
+    """Two synthetic authors' pairs: (all pairs, forget train, retain train)."""
+    from knowundo_bench.plugins.synthetic_authors import generate_authors
+
+    pairs = generate_authors(2)
+    forget = [p for p in pairs if p.scope == "unlearn" and p.split == "train"]
+    retain = [p for p in pairs if p.scope == "retention" and p.split == "train"]
+    return pairs, forget, retain
+
+
+def authors_tokenizer(pairs):
+    """The tiny source's byte-level BPE trained on ``pairs`` (400 tokens)."""
+    from knowundo_bench.plugins.tiny_model import train_tokenizer
+
+    return train_tokenizer(["Question: Answer:"] + [t for p in pairs for t in (p.question, p.answer)], 400)
+
+
+def authors_model(tokenizer, **overrides) -> LlamaForCausalLM:
+    """A 1-layer Llama sized for ``authors_tokenizer`` (hidden 32, 128 positions, seed 3)."""
+    return tiny_llama(len(tokenizer), **{"hidden_size": 32, "tokenizer": tokenizer, "max_position_embeddings": 128,
+                                         "seed": 3, **overrides})

@@ -56,9 +56,9 @@ def test_backprop_stops_below_the_lowest_trainable_layer():
     assert all(p.requires_grad for p in model.parameters())  # frozen only for the duration
 
 
-def test_efficiency_benchmark_script_documents_its_four_figures():
+def test_efficiency_benchmark_script_documents_its_six_figures():
     text = (ROOT / "benchmarks" / "efficiency.py").read_text()
     for name in ("memflex_vs_ga_gd_step_ratio", "harness_vs_bare_loop_ratio", "batched_eval_speedup",
-                 "localize_vs_epoch_ratio"):
+                 "localize_vs_epoch_ratio", "localize_fast_vs_epoch_ratio", "localize_fast_agreement"):
         assert f'print(f"{name}=' in text, name
     assert "bench:" in (ROOT / "Makefile").read_text()

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from helpers import tiny_llama
 
 from knowundo_bench.harness.data import QAPair
-from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
-from knowundo_bench.harness.labels import random_answer_labels
+from knowundo_bench.harness.encoding import IGNORE_INDEX, Encoded, PromptEncoder
+from knowundo_bench.harness.labels import allowed_tokens
 from knowundo_bench.harness.models import LoraSpec, attach_lora
 from knowundo_bench.harness.training import LocalizerRun, UnlearnContext
 from knowundo_bench.plugins import memflex_localizer
 from knowundo_bench.plugins.memflex_localizer import (
     MemFlexLocalizerParams,
+    corrupted_copy,
     cosine,
     localize,
+    random_targets,
     select,
 )
 from knowundo_bench.plugins.tiny_model import train_tokenizer
@@ -45,9 +49,9 @@ KNOWN_GRADIENTS = {
 
 @pytest.fixture
 def known_gradients(monkeypatch):
-    calls = iter([0, 1])
+    calls = itertools.cycle([0, 1])
 
-    def fake_average(model, batches, names, n_passes, allowed, generator, reporter=None):
+    def fake_average(model, encoder, examples, names, params, allowed, generator, reporter=None):
         which = next(calls)  # first call: forget set (G_UL); second: retain set (G_RT)
         return {n: torch.tensor(KNOWN_GRADIENTS[n][which]) for n in names}
 
@@ -98,7 +102,24 @@ def test_empty_selection_is_an_error(known_gradients, context):
 def test_params_reject_both_sigmas():
     with pytest.raises(ValueError, match="either sigma or sigma_percentile"):
         MemFlexLocalizerParams(sigma=1e-3, sigma_percentile=50)
-    assert MemFlexLocalizerParams().sigma == 4e-4  # Table 12, privacy / LLaMA-2
+    assert MemFlexLocalizerParams().sigma == "auto" and MemFlexLocalizerParams().mu == "auto"
+
+
+def test_auto_thresholds_are_table_12_by_domain_and_family(known_gradients, context):
+    llama = FourTensors()
+    llama.config = SimpleNamespace(model_type="llama")
+    result = run_localize(MemFlexLocalizerParams(), llama, context)
+    assert (result.details["mu"], result.details["sigma"]) == (0.96, 4e-4)  # privacy, LLaMA-2
+    context.domain = "copyright"
+    qwen = FourTensors()
+    qwen.config = SimpleNamespace(model_type="qwen2")
+    result = run_localize(MemFlexLocalizerParams(sigma=0.1), qwen, context)
+    assert (result.details["mu"], result.details["sigma"]) == (0.94, 0.1)  # copyright, Qwen; sigma given
+    other = FourTensors()
+    other.config = SimpleNamespace(model_type="gpt2")
+    with pytest.raises(ValueError, match="model type 'gpt2': give mu and sigma"):
+        run_localize(MemFlexLocalizerParams(), other, context)
+    assert run_localize(MemFlexLocalizerParams(mu=0.5, sigma=1e-3), other, context).selected == ["a"]
 
 
 def test_cosine_edge_cases():
@@ -107,18 +128,22 @@ def test_cosine_edge_cases():
     assert cosine(torch.ones(2, 2), torch.ones(4)) == pytest.approx(1.0)
 
 
-def test_random_labels_replace_only_answer_tokens():
-    batch = {
-        "input_ids": torch.tensor([[5, 6, 7, 8, 0]]),
-        "attention_mask": torch.tensor([[1, 1, 1, 1, 0]]),
-        "labels": torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 7, 8, IGNORE_INDEX]]),
-    }
-    allowed = torch.tensor([100, 101])
-    out = random_answer_labels(batch, allowed, torch.Generator().manual_seed(0))
-    assert out["input_ids"][0, :2].tolist() == [5, 6] and out["input_ids"][0, 4] == 0
-    assert set(out["input_ids"][0, 2:4].tolist()) <= {100, 101}
-    assert torch.equal(out["labels"][0, 2:4], out["input_ids"][0, 2:4])
-    assert (out["labels"][0, [0, 1, 4]] == IGNORE_INDEX).all()
+def test_corruption_replaces_half_the_answer_in_inputs_and_targets():
+    """The official scheme: floor(n/2) draws with replacement among the n answer
+    positions (not the trailing EOS); the targets follow the corrupted input."""
+    example = Encoded(input_ids=(1, 5, 6, 7, 8, 9, 10, 11, 2),
+                      labels=(IGNORE_INDEX, IGNORE_INDEX, 6, 7, 8, 9, 10, 11, 2), prompt_length=2)
+    allowed = torch.tensor([100, 101, 102])
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        copy = corrupted_copy(example, allowed, 2, generator)
+        changed = [i for i, (a, b) in enumerate(zip(copy.input_ids, example.input_ids, strict=True)) if a != b]
+        assert 1 <= len(changed) <= 3  # floor(7/2) = 3 draws, with replacement
+        assert all(2 <= i <= 7 and copy.input_ids[i] in {100, 101, 102} for i in changed)
+        assert copy.input_ids[:2] == (1, 5) and copy.input_ids[-1] == 2
+        assert copy.labels[:2] == (IGNORE_INDEX, IGNORE_INDEX) and copy.labels[2:] == copy.input_ids[2:]
+        targets = random_targets(example, allowed, 2, generator)
+        assert targets.input_ids == example.input_ids and targets.labels[:2] == (IGNORE_INDEX, IGNORE_INDEX)
 
 
 def test_real_gradients_on_fresh_lora_give_no_nan(context):
@@ -136,3 +161,60 @@ def test_real_gradients_on_fresh_lora_give_no_nan(context):
     for name, param in model.named_parameters():  # localisation never changes the model
         assert torch.equal(param, before[name]), name
         assert param.grad is None
+
+
+def test_selection_does_not_flip_on_float_noise(monkeypatch, context):
+    """Gradients summed in another order (thread count, machine) differ in the last bits;
+    statistics are rounded to 5 significant digits before the thresholds, so a cosine a
+    hair below mu and the same cosine a hair above select alike."""
+    selections = []
+    for nudge in (-1e-9, 1e-9):
+        c = 0.96 + nudge
+        g_ul = {"a": torch.tensor([c, math.sqrt(1 - c * c)], dtype=torch.float64), "b": torch.tensor([0.0, 1.0]),
+                "c": torch.tensor([0.0, 1.0]), "d": torch.tensor([0.0, 1.0])}
+        g_rt = {n: torch.tensor([1.0, 0.0], dtype=torch.float64) for n in "abcd"}
+        gradients = iter([g_ul, g_rt])
+        monkeypatch.setattr(memflex_localizer, "average_gradients", lambda *args, **kw: next(gradients))
+        selections.append(run_localize(MemFlexLocalizerParams(mu=0.96, sigma=1e-3), FourTensors(), context).selected)
+    assert selections == [["b", "c", "d"], ["b", "c", "d"]]
+
+
+def test_selection_is_the_same_with_one_or_two_threads(context):
+    tokenizer = context.encoder.tokenizer
+    threads = torch.get_num_threads()
+    selections = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            model = tiny_llama(len(tokenizer), hidden_size=32)
+            result = run_localize(MemFlexLocalizerParams(mu=0.99, sigma_percentile=50, n_passes=3), model, context)
+            selections.append((result.selected, result.details["tensors"]))
+    finally:
+        torch.set_num_threads(threads)
+    assert selections[0] == selections[1]
+
+
+def test_fast_localizer_gradient_is_the_mean_over_label_draws(context):
+    """One forward and one backward give exactly the mean over the N label draws of the
+    per-draw, per-example gradients (the inputs never change, so neither do the logits)."""
+    from knowundo_bench.plugins.memflex_fast import fast_average_gradients
+
+    encoder = context.encoder
+    tokenizer = encoder.tokenizer
+    model = tiny_llama(len(tokenizer), hidden_size=32).eval()
+    names = [n for n, _ in model.named_parameters()]
+    examples = encoder.encode_all(PAIRS * 3, with_eos=True)
+    allowed = allowed_tokens(tokenizer)
+    params = MemFlexLocalizerParams(n_passes=4, batch_size=2, mu=0.9, sigma=0.0)
+    fast = fast_average_gradients(model, encoder, examples, names, params, allowed, torch.Generator().manual_seed(3))
+    generator = torch.Generator().manual_seed(3)
+    draws = [random_targets(e, allowed, tokenizer.eos_token_id, generator) for _ in range(4) for e in examples]
+    expected = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for draw in draws:
+        model.zero_grad()
+        model(input_ids=torch.tensor([draw.input_ids]), labels=torch.tensor([draw.labels])).loss.backward()
+        for n, p in model.named_parameters():
+            expected[n] += p.grad / len(draws)
+    for n in names:
+        assert torch.allclose(fast[n], expected[n], atol=1e-6, rtol=1e-4), n
+    assert any(d.labels != e.labels for d, e in zip(draws, examples * 4, strict=True))

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import tiny_llama
+from helpers import authors_model, authors_tokenizer, two_authors
 
 from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
 from knowundo_bench.harness.labels import allowed_tokens
@@ -31,17 +31,13 @@ from knowundo_bench.plugins.npo import (
 )
 from knowundo_bench.plugins.random_labels import randomly_labelled
 from knowundo_bench.plugins.simnpo import simnpo_loss
-from knowundo_bench.plugins.synthetic_authors import generate_authors
-from knowundo_bench.plugins.tiny_model import train_tokenizer
 
-PAIRS = generate_authors(2)
-FORGET = [p for p in PAIRS if p.scope == "unlearn" and p.split == "train"]
-RETAIN = [p for p in PAIRS if p.scope == "retention" and p.split == "train"]
+PAIRS, FORGET, RETAIN = two_authors()
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return train_tokenizer(["Question: Answer:"] + [t for p in PAIRS for t in (p.question, p.answer)], 400)
+    return authors_tokenizer(PAIRS)
 
 
 @pytest.fixture
@@ -51,7 +47,7 @@ def encoder(tokenizer) -> PromptEncoder:
 
 @pytest.fixture
 def model(tokenizer):
-    return tiny_llama(len(tokenizer), hidden_size=32, tokenizer=tokenizer, max_position_embeddings=128, seed=3)
+    return authors_model(tokenizer)
 
 
 def state(model) -> dict[str, torch.Tensor]:
@@ -78,23 +74,31 @@ def test_adversarial_labels_are_the_vanilla_models_best_other_token(model, encod
     assert checked > 100
 
 
-def test_random_labels_avoid_special_tokens_and_keep_the_prompt(encoder, tokenizer):
+def test_random_labels_are_random_targets_on_real_inputs(encoder, tokenizer):
+    """Official "completely random": inputs unchanged, a random non-special target at
+    every non-special position (prompt included); ``answer`` restricts them."""
     examples = encoder.encode_all(FORGET)
-    labelled = randomly_labelled(examples, allowed_tokens(tokenizer), seed=0)
     special = set(tokenizer.all_special_ids)
-    answer_tokens = changed = 0
+    labelled = randomly_labelled(examples, allowed_tokens(tokenizer), special, seed=0)
+    targets = changed = prompt_targets = 0
     for original, random_example in zip(examples, labelled, strict=True):
+        assert random_example.input_ids == original.input_ids  # the model reads the real text
+        for token, label, gold in zip(original.input_ids, random_example.labels, original.labels, strict=True):
+            if token in special:
+                assert label == IGNORE_INDEX
+                continue
+            assert label not in special and label != IGNORE_INDEX
+            targets += 1
+            changed += label != gold
+        prompt_targets += sum(label != IGNORE_INDEX for label in random_example.labels[:original.prompt_length])
+    assert changed / targets > 0.95 and prompt_targets > 0
+    assert randomly_labelled(examples, allowed_tokens(tokenizer), special, seed=0) == labelled
+    assert randomly_labelled(examples, allowed_tokens(tokenizer), special, seed=1) != labelled
+    answer_only = randomly_labelled(examples, allowed_tokens(tokenizer), special, seed=0, targets="answer")
+    for original, random_example in zip(examples, answer_only, strict=True):
         start = original.prompt_length
-        assert random_example.input_ids[:start] == original.input_ids[:start]
-        assert len(random_example.input_ids) == len(original.input_ids)
-        answer = random_example.labels[start:]
-        assert answer == random_example.input_ids[start:]  # the model reads the random answer
-        assert not special & set(answer)
-        answer_tokens += len(answer)
-        changed += sum(a != b for a, b in zip(answer, original.labels[start:], strict=True))
-    assert changed / answer_tokens > 0.95
-    assert randomly_labelled(examples, allowed_tokens(tokenizer), seed=0) == labelled
-    assert randomly_labelled(examples, allowed_tokens(tokenizer), seed=1) != labelled
+        assert set(random_example.labels[:start]) == {IGNORE_INDEX}
+        assert all(label != IGNORE_INDEX for label in random_example.labels[start:])
 
 
 def test_kl_reference_model_is_frozen_and_never_changes(model, encoder, monkeypatch):

@@ -4,6 +4,7 @@ and the retain batches an OOD method actually trains on."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -131,14 +132,14 @@ def test_contaminated_ood_file_fails_the_run_before_training(tmp_path):
 @pytest.mark.slow
 def test_ood_methods_train_on_ood_passages_only(tmp_path, monkeypatch, general_dir):
     batches: list[dict] = []
-    real = training.make_epoch_batches
+    real = training.make_mixed_batches  # ga_gd_ood and ga_kl_ood read the mixed dataset
 
     def recording(*args, **kwargs):
         result = real(*args, **kwargs)
         batches.extend(result)
         return result
 
-    monkeypatch.setattr(training, "make_epoch_batches", recording)
+    monkeypatch.setattr(training, "make_mixed_batches", recording)
     spec = {**TINY, "ood_retain": {"source": "general_qa", "path": str(general_dir), "max_examples": 24},
             "methods": [one_epoch("ga_gd_ood"), one_epoch("ga_kl_ood")]}
     plugins = get_plugins()
@@ -149,7 +150,7 @@ def test_ood_methods_train_on_ood_passages_only(tmp_path, monkeypatch, general_d
     passages = [p.text for p in ood_general_qa.load(ood_general_qa.GeneralQaParams(path=general_dir))]
     benchmark_text = [t for p in generate_authors(3) for t in (p.question, p.answer)]
     retain_batches = [b["retain"] for b in batches if "retain" in b]
-    assert len(retain_batches) == len(batches) > 0
+    assert 0 < len(retain_batches) <= len(batches)
     tokenizer = get_tokenizer(outcome.records["vanilla"])
     seen = set()
     for batch in retain_batches:
@@ -161,6 +162,10 @@ def test_ood_methods_train_on_ood_passages_only(tmp_path, monkeypatch, general_d
     assert len(seen) <= 24
     records = {label: json.loads(path.read_text()) for label, path in outcome.records.items()}
     assert records["ga_gd_ood"]["retain_data"] == "out_of_distribution"
+    # The official mixed dataset: N forget + the first N of the 24 passages, batch 4, one step per batch.
+    n_forget = sum(p.scope == "unlearn" and p.split == "train" for p in generate_authors(3))
+    for label in ("ga_gd_ood", "ga_kl_ood"):
+        assert records[label]["training"]["steps"] == math.ceil((n_forget + min(n_forget, 24)) / 4), label
 
 
 def get_tokenizer(vanilla_record: Path):

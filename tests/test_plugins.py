@@ -171,14 +171,16 @@ def test_example_plugin_package_installs_and_runs_through_the_cli(tmp_path):
 
 
 def test_readme_method_table_covers_every_builtin_method_and_its_parameters():
-    from knowundo_bench.harness.training import TrainingParams
+    from knowundo_bench.harness.training import ForgetRetainParams, TrainingParams
 
     plugins = Plugins(make_plugin_manager(load_entry_points=False))
     readme = (REPO_ROOT / "README.md").read_text()
+    shared = set(ForgetRetainParams.model_fields) - set(TrainingParams.model_fields)
+    assert shared and all(f"`{field}`" in readme for field in shared)  # retain_batching, retain_ratio
     rows = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines() if line.startswith("| `")}
     assert set(rows) == set(plugins.methods.names())
     for name, (info, _) in plugins.methods.entries.items():
-        own = set(info.params.model_fields) - set(TrainingParams.model_fields)
+        own = set(info.params.model_fields) - set(ForgetRetainParams.model_fields)
         inherited = "as `" in rows[name]  # "as `ga_gd`": same parameters as another row
         assert inherited or all(f"`{field}`" in rows[name] for field in own), name
     for name in [*plugins.localizers.names(), *plugins.ood_sources.names()]:

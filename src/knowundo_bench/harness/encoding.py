@@ -1,8 +1,18 @@
 """Prompt formatting, tokenisation and padding.
 
-Prompts use the tokenizer's chat template when it has one, else
-``Question: {q}\\nAnswer:``; loss and metrics cover answer tokens only (labels are
--100 elsewhere). Sequences are capped at ``max_length`` tokens (256 in the paper).
+Three prompt formats (``model.prompt_format``):
+
+* ``raw``: the official KnowUnDo code's ``question + "\\n\\n" + answer`` tokenised as one
+  text with the tokenizer's own special tokens, no chat template; the unlearning data carries no EOS while vanilla
+  fine-tuning labels one (``llm_tokenize_with_chunk.py`` and ``pretrain/data_module.py``).
+  Every spec that reproduces the paper uses it.
+* ``chat``: the tokenizer's chat template (a system message for prompt prefixes).
+* ``qa``: ``Question: {q}\\nAnswer:``.
+
+``auto`` (the default) is ``chat`` when the tokenizer has a template, else ``qa``: a
+user's own chat model sees the format it was tuned on. Loss and metrics cover answer
+tokens only (labels are -100 elsewhere). Sequences are capped at ``max_length`` tokens
+(256 in the paper).
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ Encodable = QAPair | RetainText  # or an already encoded example
 
 IGNORE_INDEX = -100
 PLAIN_TEMPLATE = "Question: {question}\nAnswer:"
+RAW_SEPARATOR = "\n\n"  # the official code's '\n\n'.join([question, answer])
+PROMPT_FORMATS = ("auto", "raw", "chat", "qa")
 
 
 @dataclass(frozen=True)
@@ -35,19 +47,58 @@ class Encoded:
 class PromptEncoder:
     """Turns QA pairs into token ids the same way for training, scoring and generation."""
 
-    def __init__(self, tokenizer, max_length: int = 256, system_prompt: str | None = None) -> None:
+    def __init__(self, tokenizer, max_length: int = 256, system_prompt: str | None = None,
+                 prompt_format: str = "auto") -> None:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}")
+        if prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
+            raise ValueError("prompt_format is 'chat' but the tokenizer has no chat template (use raw or qa)")
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.system_prompt = system_prompt
+        if prompt_format == "auto":
+            prompt_format = "chat" if getattr(tokenizer, "chat_template", None) else "qa"
+        self.prompt_format = prompt_format
         self._cache: dict[tuple[str, str, bool], Encoded] = {}
 
     @property
     def uses_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
+        return self.prompt_format == "chat"
+
+    @property
+    def unlearning_eos(self) -> bool:
+        """Whether unlearning examples end with a labelled EOS: not in ``raw`` (the
+        official unlearning data has none), yes otherwise (generation learns to stop)."""
+        return self.prompt_format != "raw"
+
+    def with_prefix(self, prompt_format: str | None = None, system_prompt: str | None = None) -> PromptEncoder:
+        """An encoder of the same tokenizer and length with another format or prefix."""
+        return PromptEncoder(self.tokenizer, self.max_length, system_prompt=system_prompt,
+                             prompt_format=prompt_format or self.prompt_format)
+
+    def _raw_question(self, question: str) -> str:
+        if not self.system_prompt:
+            return question
+        prefix = self.system_prompt if self.system_prompt.endswith("\n") else self.system_prompt + "\n"
+        return prefix + question  # the official direct_prompts end in a newline
+
+    def _raw_ids(self, question: str, answer: str) -> tuple[list[int], int]:
+        """``question\\n\\nanswer`` tokenised as one text with the tokenizer's own special
+        tokens (BOS for LLaMA, none for Qwen or SmolLM2), as the official ``tokenize``;
+        the prompt is the question's own tokens (the official ``pre_len``), so
+        ``\\n\\n`` is labelled."""
+        question = self._raw_question(question)
+        prompt = self.tokenizer(question)["input_ids"]
+        full = self.tokenizer(question + RAW_SEPARATOR + answer)["input_ids"]
+        if full[: len(prompt)] != prompt:  # a merge across the boundary: tokenise the parts apart
+            full = prompt + self.tokenizer(RAW_SEPARATOR + answer, add_special_tokens=False)["input_ids"]
+        return full, len(prompt)
 
     def prompt_ids(self, question: str) -> list[int]:
+        if self.prompt_format == "raw":
+            return self.tokenizer(self._raw_question(question))["input_ids"]
         if self.uses_chat_template:
             messages = [{"role": "user", "content": question}]
             if self.system_prompt:
@@ -67,8 +118,12 @@ class PromptEncoder:
         """Encode a pair; ``with_eos`` appends (and labels) EOS so generation learns to stop."""
         key = (pair.question, pair.answer, with_eos)
         if key not in self._cache:
-            prompt = self.prompt_ids(pair.question)[-(self.max_length - 1) :]
-            answer = self.answer_ids(pair.answer)
+            if self.prompt_format == "raw":
+                full, prompt_length = self._raw_ids(pair.question, pair.answer)
+                prompt, answer = full[:prompt_length][-(self.max_length - 1) :], full[prompt_length:]
+            else:
+                prompt = self.prompt_ids(pair.question)[-(self.max_length - 1) :]
+                answer = self.answer_ids(pair.answer)
             if with_eos and self.tokenizer.eos_token_id is not None:
                 answer = answer + [self.tokenizer.eos_token_id]
             answer = answer[: self.max_length - len(prompt)]
@@ -79,16 +134,20 @@ class PromptEncoder:
             )
         return self._cache[key]
 
-    def encode_text(self, item: RetainText) -> Encoded:
-        """Plain text (out-of-distribution retain data): BOS + text + EOS, every token
+    def encode_text(self, item: RetainText, *, with_eos: bool = True) -> Encoded:
+        """Plain text (out-of-distribution retain data): BOS + text (+ EOS), every token
         after BOS labelled, so the loss is ordinary language modelling."""
-        key = (item.text, "", True)
+        key = (item.text, "", with_eos)
         if key not in self._cache:
             bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
-            ids = self.tokenizer(item.text, add_special_tokens=False)["input_ids"]
-            ids = (([bos] if bos is not None else []) + ids)[: self.max_length - 1]
-            ids = ids + ([eos] if eos is not None else [])
-            start = 1 if bos is not None else 0
+            if self.prompt_format == "raw":  # the tokenizer's own special tokens, as officially
+                ids = self.tokenizer(item.text)["input_ids"][: self.max_length - 1]
+                start = 1
+            else:
+                ids = self.tokenizer(item.text, add_special_tokens=False)["input_ids"]
+                ids = (([bos] if bos is not None else []) + ids)[: self.max_length - 1]
+                start = 1 if bos is not None else 0
+            ids = ids + ([eos] if eos is not None and with_eos else [])
             self._cache[key] = Encoded(
                 input_ids=tuple(ids), labels=tuple([IGNORE_INDEX] * start + ids[start:]), prompt_length=start
             )
@@ -96,7 +155,8 @@ class PromptEncoder:
 
     def encode_all(self, items: Sequence[Encodable | Encoded], *, with_eos: bool = True) -> list[Encoded]:
         """Encode QA pairs and retain texts; already encoded examples pass through."""
-        encoders = {QAPair: lambda item: self.encode(item, with_eos=with_eos), RetainText: self.encode_text,
+        encoders = {QAPair: lambda item: self.encode(item, with_eos=with_eos),
+                    RetainText: lambda item: self.encode_text(item, with_eos=with_eos),
                     Encoded: lambda item: item}
         return [encoders[type(item)](item) for item in items]
 

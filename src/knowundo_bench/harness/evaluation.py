@@ -16,6 +16,7 @@ from knowundo_bench.harness.faults import fault_point
 from knowundo_bench.harness.general import GeneralSpec
 from knowundo_bench.harness.metrics import (
     answer_nll,
+    example_nll,
     per_example_accuracy,
     perplexity,
     rouge_l,
@@ -63,22 +64,27 @@ class EvalSpec(BaseModel):
 
 @dataclass(frozen=True)
 class ScopeScores:
-    """Raw scores on one split: accuracy in [0, 100], perplexity, ROUGE-L in [0, 100]."""
+    """Raw scores on one split: accuracy in [0, 100], perplexity (per example, the
+    official reading, and token-pooled), ROUGE-L in [0, 100]."""
 
     accuracy: float
     ppl: float
     rouge_l: float | None
+    ppl_token: float = float("nan")
 
 
 @torch.no_grad()
 def teacher_forced(model, encoder: PromptEncoder, examples: Sequence[Encoded], batch_size: int,
-                   reporter: Reporter | None = None) -> tuple[float, float]:
-    """Mean per-example answer accuracy (0-100) and perplexity over ``examples``."""
+                   reporter: Reporter | None = None) -> tuple[float, float, float]:
+    """Mean per-example answer accuracy (0-100), perplexity (exp of the mean over
+    examples of each one's mean answer NLL) and token-pooled perplexity."""
     accuracies: list[torch.Tensor] = []
+    example_nlls: list[torch.Tensor] = []
     nll_sum, n_tokens = 0.0, 0
     for chunk, batch in device_batches(encoder, examples, batch_size, model_device(model)):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         accuracies.append(per_example_accuracy(logits, batch["labels"]).cpu())
+        example_nlls.append(example_nll(logits, batch["labels"]).cpu())
         chunk_nll, chunk_tokens = answer_nll(logits, batch["labels"])
         nll_sum += chunk_nll
         n_tokens += chunk_tokens
@@ -87,7 +93,9 @@ def teacher_forced(model, encoder: PromptEncoder, examples: Sequence[Encoded], b
     values = torch.cat(accuracies)
     values = values[~values.isnan()]
     accuracy = 100.0 * float(values.mean()) if len(values) else float("nan")
-    return accuracy, perplexity(nll_sum, n_tokens)
+    nlls = torch.cat(example_nlls)
+    nlls = nlls[~nlls.isnan()]
+    return accuracy, perplexity(float(nlls.sum()), len(nlls)), perplexity(nll_sum, n_tokens)
 
 
 @torch.no_grad()
@@ -117,12 +125,12 @@ def score_split(model, encoder: PromptEncoder, pairs: Sequence[QAPair], spec: Ev
                 reporter: Reporter | None = None) -> ScopeScores:
     fault_point("evaluate")
     scoring = encoder.encode_all(pairs, with_eos=False)
-    accuracy, ppl = teacher_forced(model, encoder, scoring, spec.batch_size, reporter)
+    accuracy, ppl, ppl_token = teacher_forced(model, encoder, scoring, spec.batch_size, reporter)
     rouge = None
     if spec.rouge:
         predictions = greedy_answers(model, encoder, scoring, spec.batch_size, spec.max_new_tokens, reporter)
         rouge = 100.0 * sum(rouge_l(p, pair.answer) for p, pair in zip(predictions, pairs)) / len(pairs)
-    return ScopeScores(accuracy=accuracy, ppl=ppl, rouge_l=rouge)
+    return ScopeScores(accuracy=accuracy, ppl=ppl, rouge_l=rouge, ppl_token=ppl_token)
 
 
 def evaluate(model, encoder: PromptEncoder, benchmark: Benchmark, spec: EvalSpec,
@@ -134,8 +142,10 @@ def evaluate(model, encoder: PromptEncoder, benchmark: Benchmark, spec: EvalSpec
         retention = score_split(model, encoder, benchmark.retention_val, spec, reporter)
     unlearn_success = 100.0 - unlearn.accuracy
     return {
-        "unlearn": {"success": unlearn_success, "ppl": unlearn.ppl, "rouge_l": unlearn.rouge_l},
-        "retention": {"success": retention.accuracy, "ppl": retention.ppl, "rouge_l": retention.rouge_l},
+        "unlearn": {"success": unlearn_success, "ppl": unlearn.ppl, "rouge_l": unlearn.rouge_l,
+                    "ppl_token": unlearn.ppl_token},
+        "retention": {"success": retention.accuracy, "ppl": retention.ppl, "rouge_l": retention.rouge_l,
+                      "ppl_token": retention.ppl_token},
         "avg_success": (unlearn_success + retention.accuracy) / 2,
         "raw": {"unlearn": asdict(unlearn), "retention": asdict(retention)},
     }

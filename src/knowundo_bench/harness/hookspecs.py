@@ -98,7 +98,11 @@ def unlearn(
 
     ``method`` carries the method's name, label and validated parameters;
     ``context.train`` runs the shared training loop with a given loss, restricted to
-    the parameters the localizer selected (if any). Return the training report.
+    the parameters the localizer selected (if any). With parameters derived from
+    ``ForgetRetainParams`` the loss receives the official mixed micro-batches: a
+    ``"forget"`` part, a ``"retain"`` part or both, each with its ``share`` of the
+    examples (``training.scope_terms`` sums them); otherwise every micro-batch pairs a
+    forget batch with a retain batch. Return the training report.
     """
 
 

@@ -3,8 +3,10 @@
 * Success: teacher-forced next-token argmax accuracy over answer tokens, averaged per
   example and then over examples (the official evaluation). Unlearn Success is 100
   minus that accuracy on the Unlearn Scope; Retention Success is the accuracy itself.
-* Perplexity: exp of the mean answer-token negative log-likelihood over a whole split
-  (equation 5 with natural logs; the base cancels). Overflow gives ``inf``.
+* Perplexity: equation 5 per example (its mean answer-token negative log-likelihood),
+  then exp of the mean over examples, as the official ``compute_min_k_ppl_acc`` (ratio
+  1) computes it; natural logs (the base cancels). ``ppl_token`` pools the tokens of the
+  whole split instead (the earlier reading). Overflow gives ``inf``.
 * ROUGE-L: F-measure between the greedy answer and the reference (rouge-score).
 """
 
@@ -46,6 +48,16 @@ def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         reduction="sum",
     )
     return float(losses), int((labels != IGNORE_INDEX).sum())
+
+
+def example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per example: the mean answer-token negative log-likelihood (NaN without answer tokens)."""
+    logits, labels = shifted(logits, labels)
+    losses = F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
+    ).view(labels.shape)
+    counts = (labels != IGNORE_INDEX).sum(dim=1)
+    return losses.sum(dim=1).double() / counts.double()
 
 
 def perplexity(nll_sum: float, n_tokens: int) -> float:

@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "ga_gd": "knowundo_bench.plugins.ga_gd",
     "memflex": "knowundo_bench.plugins.memflex",
     "memflex_localizer": "knowundo_bench.plugins.memflex_localizer",
+    "memflex_fast": "knowundo_bench.plugins.memflex_fast",
     "memflex_neurons": "knowundo_bench.plugins.memflex_neurons",
     "random_labels": "knowundo_bench.plugins.random_labels",
     "adversarial": "knowundo_bench.plugins.adversarial",

@@ -47,6 +47,7 @@ from knowundo_bench.harness.training import (
 )
 from knowundo_bench.harness.vanilla import (
     VanillaModel,
+    build_encoder,
     cache_root,
     prepare_vanilla,
     vanilla_key,
@@ -194,7 +195,8 @@ class Runner:
         seed = self.method_seed(method)
         seed_everything(seed)
         curve, after_step = self.curve_recorder(model, encoder, benchmark, self.vanilla_metrics)
-        context = UnlearnContext(encoder=encoder, seed=seed, mixed_precision=self.spec.model.mixed_precision,
+        context = UnlearnContext(encoder=encoder, seed=seed, domain=self.spec.data.domain,
+                                 mixed_precision=self.spec.model.mixed_precision,
                                  board=self.board, label=method.label, after_step=after_step,
                                  warmup_steps=self.spec.efficiency.warmup_steps)
         retain = self.retain_sets[method.info.retain]
@@ -310,10 +312,9 @@ class Runner:
         self.board.log(
             f"vanilla model {'reused from cache' if vanilla.reused else 'trained and cached'}: {vanilla.path}"
         )
-        encoder = PromptEncoder(vanilla.bundle.tokenizer, self.spec.model.max_length)
+        encoder = build_encoder(self.resolved, vanilla.bundle.tokenizer)
         self.prefixed_encoders = {  # one per prompt prefix, each caching its own encodings
-            name: PromptEncoder(encoder.tokenizer, encoder.max_length, system_prompt=text)
-            for name, text in self.spec.eval.prompt_prefixes.items()
+            name: encoder.with_prefix(system_prompt=text) for name, text in self.spec.eval.prompt_prefixes.items()
         }
         snapshot = ModelSnapshot(vanilla.bundle.model)
         vanilla_info = {"key": vanilla.key, "path": str(vanilla.path), "reused": vanilla.reused,
@@ -326,7 +327,8 @@ class Runner:
             outcome.records["vanilla"] = self.record("vanilla", 0, {
                 "method_name": "vanilla", "status": "ok", "unit_key": keys["vanilla"], "metrics": metrics,
                 "vanilla": vanilla_info,
-                "prompt": {"chat_template": encoder.uses_chat_template, "max_length": encoder.max_length},
+                "prompt": {"format": encoder.prompt_format, "chat_template": encoder.uses_chat_template,
+                           "max_length": encoder.max_length},
                 "wall_seconds": time.perf_counter() - started,
             })
         for index, method in enumerate(self.resolved.methods):

@@ -70,6 +70,9 @@ class ModelSpec(BaseModel):
     device: str = "auto"
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     max_length: int = Field(256, ge=8)
+    prompt_format: Literal["auto", "raw", "chat", "qa"] = Field(
+        "auto", description="raw: the official question\\n\\nanswer (paper specs); auto: chat template if any, else qa"
+    )
 
 
 class VanillaSpec(TrainingParams):

@@ -3,9 +3,20 @@
 Built on ``accelerate.Accelerator`` for device placement, mixed precision and
 distributed back-propagation; gradient accumulation is explicit (``grad_accum``
 micro-batches per optimizer step, a shorter last window per epoch) so that the step
-count does not depend on how accelerate tracks dataloaders. Optimiser: AdamW with
-linear warm-up and cosine decay. Wall time and peak memory are recorded per
-optimizer step.
+count does not depend on how accelerate tracks dataloaders. Optimiser: AdamW with the
+official run scripts' schedule (HF ``cosine``, ``warmup_ratio`` 0.03: linear warm-up
+from 0 over ceil(ratio x steps) steps, then cosine decay to 0). Wall time and peak
+memory are recorded per optimizer step.
+
+Methods that take retain data batch it as the official code does by default
+(``retain_batching: mixed``, ``ascent_plus_descent_tokenizer.py``): the N forget
+examples and the first N x ``retain_ratio`` retain examples form one dataset, shuffled
+once and read in the same order every epoch, so an epoch has N(1 + ratio)/(bs x accum)
+optimizer steps and a micro-batch may hold forget examples, retain examples or both.
+Each part of a micro-batch carries its ``share`` of the examples, so that
+``share x mean per-example loss`` summed over the parts is the official mean over the
+micro-batch of factor x per-example loss. ``paired`` keeps the earlier scheme: each
+forget batch with a retain batch of the same size, drawn cyclically.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -44,9 +55,18 @@ class TrainingParams(Params):
     batch_size: int = Field(1, ge=1)
     grad_accum: int = Field(16, ge=1)
     weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="official run scripts: 0.03")
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
+
+
+class ForgetRetainParams(TrainingParams):
+    """Training settings of methods with a retain term (GA+GD, GA+KL, MemFlex, NPO+GD)."""
+
+    retain_batching: Literal["mixed", "paired"] = Field(
+        "mixed", description="mixed: the official forget+retain dataset; paired: a retain batch per forget batch"
+    )
+    retain_ratio: int = Field(1, ge=1, description="retain examples per forget example (official positive_ratio)")
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,37 @@ def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
 
 
+def example_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per example: the mean cross-entropy over its labelled tokens (the official
+    ``AscentPlusDescentTrainer.compute_loss`` before the factors)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    losses = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
+    ).view(labels.shape)
+    counts = (labels != IGNORE_INDEX).sum(dim=1).clamp(min=1)
+    return losses.sum(dim=1) / counts
+
+
+def example_mean_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The mean over examples of each example's mean token cross-entropy."""
+    return example_losses(model, batch).mean()
+
+
+def share(part: dict[str, torch.Tensor]) -> torch.Tensor | float:
+    """The fraction of the micro-batch's examples in this part (1 when batches are paired)."""
+    return part.get("share", 1.0)
+
+
+def scope_terms(batch: Batch, **terms: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor:
+    """Sum over the parts present in ``batch`` (``forget=``, ``retain=``) of the part's
+    share times its term; a mixed micro-batch may lack either part."""
+    present = [(share(batch[kind]), term(batch[kind])) for kind, term in terms.items() if kind in batch]
+    if not present:
+        raise ValueError(f"batch has none of the parts {sorted(terms)}")
+    return sum(weight * value for weight, value in present)
+
+
 def answer_log_likelihood(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per example: the summed log-probability of its answer tokens, and their count."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
@@ -134,12 +185,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def warmup_steps_for(total_steps: int, warmup_ratio: float) -> int:
+    """HF Trainer's ``get_warmup_steps``: ceil(ratio x total)."""
+    return math.ceil(total_steps * warmup_ratio)
+
+
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """HF ``get_cosine_schedule_with_warmup`` (the official ``lr_scheduler_type cosine``)."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
+            return step / max(1, warmup_steps)
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
     return factor
 
@@ -165,6 +223,33 @@ def make_epoch_batches(
             picked = [retain_order[(cursor + i) % len(retain_order)] for i in range(len(chunk))]
             cursor += len(chunk)
             batch["retain"] = encoder.collate(picked)
+        batches.append(batch)
+    return batches
+
+
+def mixed_dataset(forget: Sequence[Encoded], retain: Sequence[Encoded], ratio: int,
+                  rng: random.Random) -> list[tuple[str, Encoded]]:
+    """The official ``AdvSupervisedDataset``: forget example i followed by retain
+    examples i*ratio .. (i+1)*ratio - 1 (the first N x ratio, fewer if the retain set is
+    smaller), then shuffled once."""
+    items: list[tuple[str, Encoded]] = []
+    for index, example in enumerate(forget):
+        items.append(("forget", example))
+        items += [("retain", r) for r in retain[index * ratio:(index + 1) * ratio]]
+    rng.shuffle(items)
+    return items
+
+
+def make_mixed_batches(encoder: PromptEncoder, items: Sequence[tuple[str, Encoded]], batch_size: int) -> list[Batch]:
+    """Consecutive micro-batches of the (already shuffled) mixed dataset, each split into
+    its forget and retain parts with their shares of the micro-batch."""
+    batches: list[Batch] = []
+    for chunk in batched(items, batch_size):
+        batch: Batch = {}
+        for kind in ("forget", "retain"):
+            examples = [example for k, example in chunk if k == kind]
+            if examples:
+                batch[kind] = {**encoder.collate(examples), "share": torch.tensor(len(examples) / len(chunk))}
         batches.append(batch)
     return batches
 
@@ -240,7 +325,7 @@ def train(
                   {"params": [p for p, _ in masks], "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=params.lr, weight_decay=params.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _lr_lambda(total_steps, int(params.warmup_ratio * total_steps))
+            optimizer, _lr_lambda(total_steps, warmup_steps_for(total_steps, params.warmup_ratio))
         )
         model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
         model.train()
@@ -306,8 +391,10 @@ def _row_masks(named: dict[str, torch.nn.Parameter], row_masks: dict[str, torch.
     return result
 
 
-def planned_steps(n_forget: int, params: TrainingParams) -> int:
-    steps = math.ceil(math.ceil(n_forget / params.batch_size) / params.grad_accum) * params.epochs
+def planned_steps(n_examples: int, params: TrainingParams) -> int:
+    """Optimizer steps for ``n_examples`` per epoch (forget examples, plus the retain
+    examples of a mixed dataset)."""
+    steps = math.ceil(math.ceil(n_examples / params.batch_size) / params.grad_accum) * params.epochs
     return min(steps, params.max_steps) if params.max_steps else steps
 
 
@@ -317,6 +404,7 @@ class UnlearnContext:
 
     encoder: PromptEncoder
     seed: int
+    domain: str = "privacy"  # the benchmark's domain (Table 12's mu/sigma depend on it)
     trainable: set[str] | None = None
     row_masks: dict[str, torch.Tensor] = field(default_factory=dict)
     mixed_precision: str = "no"
@@ -331,8 +419,9 @@ class UnlearnContext:
         return self.board.task(description, total) if self.board else contextlib.nullcontext(NO_PROGRESS)
 
     def encode(self, items: Sequence[Encodable | Encoded]) -> list[Encoded]:
-        """Encode QA pairs or retain texts (already encoded examples pass through)."""
-        return self.encoder.encode_all(items)
+        """Encode QA pairs or retain texts for unlearning (already encoded examples pass
+        through); EOS as the prompt format says (none in ``raw``, as officially)."""
+        return self.encoder.encode_all(items, with_eos=self.encoder.unlearning_eos)
 
     def train(
         self,
@@ -343,18 +432,26 @@ class UnlearnContext:
         forget: Sequence[Encodable | Encoded],
         retain: Sequence[Encodable | Encoded] | None = None,
     ) -> TrainingReport:
-        """Train ``objective`` on forget batches (each paired with a retain batch when
-        ``retain`` is given) with the shared loop, restricted to the localised
-        parameters (``self.trainable``, ``self.row_masks``). Examples a method has
-        relabelled may be passed already encoded."""
+        """Train ``objective`` on the forget set, with the retain set batched as
+        ``params.retain_batching`` says (mixed, the official default, for
+        :class:`ForgetRetainParams`; paired for other parameter models), restricted to
+        the localised parameters (``self.trainable``, ``self.row_masks``). Examples a
+        method has relabelled may be passed already encoded."""
         forget_encoded = self.encode(forget)
         retain_encoded = self.encode(retain) if retain else None
+        n_examples = len(forget_encoded)
+        if retain_encoded and getattr(params, "retain_batching", "paired") == "mixed":
+            items = mixed_dataset(forget_encoded, retain_encoded, params.retain_ratio, random.Random(self.seed))
+            n_examples = len(items)
 
-        def epoch_batches(epoch: int) -> list[Batch]:
-            rng = random.Random(self.seed * 1_000_003 + epoch)
-            return make_epoch_batches(self.encoder, forget_encoded, retain_encoded, params.batch_size, rng)
+            def epoch_batches(epoch: int) -> list[Batch]:  # same order every epoch (SequentialSampler)
+                return make_mixed_batches(self.encoder, items, params.batch_size)
+        else:
+            def epoch_batches(epoch: int) -> list[Batch]:
+                rng = random.Random(self.seed * 1_000_003 + epoch)
+                return make_epoch_batches(self.encoder, forget_encoded, retain_encoded, params.batch_size, rng)
 
-        with self.progress(f"unlearn {self.label}", planned_steps(len(forget_encoded), params)) as reporter:
+        with self.progress(f"unlearn {self.label}", planned_steps(n_examples, params)) as reporter:
             return train(
                 model,
                 objective=objective,

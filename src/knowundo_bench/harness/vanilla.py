@@ -16,6 +16,7 @@ from typing import Any
 from knowundo_bench import __version__
 from knowundo_bench.harness.data import Benchmark
 from knowundo_bench.harness.encoding import PromptEncoder
+from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import teacher_forced
 from knowundo_bench.harness.models import ModelBundle, ModelFactory
 from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
@@ -28,7 +29,7 @@ from knowundo_bench.harness.training import (
     train,
 )
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: prompt formats and the official warm-up schedule
 DEFAULT_CACHE = Path.home() / ".cache" / "knowundo-bench"
 
 
@@ -64,13 +65,23 @@ def corpus(benchmark: Benchmark) -> list[str]:
     return ["Question: Answer:"] + [text for p in benchmark.pairs for text in (p.question, p.answer)]
 
 
+def build_encoder(resolved: ResolvedSpec, tokenizer) -> PromptEncoder:
+    """The spec's prompt encoder for ``tokenizer``; a format the tokenizer cannot do is
+    one line naming ``model.prompt_format``."""
+    model = resolved.spec.model
+    try:
+        return PromptEncoder(tokenizer, model.max_length, prompt_format=model.prompt_format)
+    except ValueError as error:
+        raise InputError(f"model.prompt_format: {error}") from None
+
+
 def fit_vanilla(bundle: ModelBundle, benchmark: Benchmark, resolved: ResolvedSpec, device,
                 board: ProgressBoard | None) -> dict[str, Any]:
     spec = resolved.spec
     params = spec.vanilla
     bundle.model.to(device)
-    encoder = PromptEncoder(bundle.tokenizer, spec.model.max_length)
-    examples = encoder.encode_all(benchmark.pairs)
+    encoder = build_encoder(resolved, bundle.tokenizer)
+    examples = encoder.encode_all(benchmark.pairs)  # with EOS in every format, as the official pretraining
     scoring = encoder.encode_all(benchmark.pairs, with_eos=False)
     accuracy_log: list[tuple[int, float]] = []
 
@@ -81,7 +92,7 @@ def fit_vanilla(bundle: ModelBundle, benchmark: Benchmark, resolved: ResolvedSpe
         if params.target_accuracy is None or (epoch + 1) % params.check_every:
             return False
         bundle.model.eval()
-        accuracy, _ = teacher_forced(bundle.model, encoder, scoring, spec.eval.batch_size)
+        accuracy, _, _ = teacher_forced(bundle.model, encoder, scoring, spec.eval.batch_size)
         bundle.model.train()
         accuracy_log.append((epoch + 1, accuracy))
         if board:

@@ -38,7 +38,7 @@ def adversarial_labels(model, encoder, examples: list[Encoded], reporter) -> lis
             best_other = logits.argmax(dim=-1)
             for row, example in enumerate(chunk):
                 positions = (gold[row] != IGNORE_INDEX).nonzero().flatten()
-                result.append(relabel(example, best_other[row, positions].tolist(), replace_inputs=False))
+                result.append(relabel(example, best_other[row, positions].tolist()))
             reporter.advance(1)
     return result
 

@@ -1,8 +1,10 @@
 """Method ``ga_gd``: gradient ascent on forget + gradient descent on retain (section 3.2).
 
-Loss = forget_weight * CE(forget batch) + retain_weight * CE(retain batch), with
-in-distribution retain data (the Retention Scope's train split); defaults -1 / +1.
-Each forget batch is paired with a retain batch of the same size, drawn cyclically.
+The official ``AscentPlusDescentTrainer``: each example's loss is its mean answer-token
+cross-entropy times its factor (``forget_weight`` -1, ``retain_weight`` +1 by default),
+averaged over the micro-batch, with in-distribution retain data (the Retention Scope's
+train split). Forget and retain examples are batched as ``retain_batching`` says
+(mixed by default, as officially; see :mod:`knowundo_bench.harness.training`).
 """
 
 from __future__ import annotations
@@ -11,19 +13,24 @@ from pydantic import Field
 
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.registry import MethodInfo
-from knowundo_bench.harness.training import TrainingParams, answer_loss
+from knowundo_bench.harness.training import (
+    ForgetRetainParams,
+    example_mean_loss,
+    scope_terms,
+)
 
 
-class GAGDParams(TrainingParams):
+class GAGDParams(ForgetRetainParams):
     forget_weight: float = Field(-1.0, description="weight of the forget cross-entropy (negative: ascent)")
     retain_weight: float = Field(1.0, description="weight of the retain cross-entropy")
 
 
 def weighted_objective(forget_weight: float, retain_weight: float):
-    """forget_weight * CE(forget) + retain_weight * CE(retain)."""
+    """Mean over the micro-batch of factor x per-example CE (factor: the scope's weight)."""
 
     def objective(model, batch):
-        return forget_weight * answer_loss(model, batch["forget"]) + retain_weight * answer_loss(model, batch["retain"])
+        return scope_terms(batch, forget=lambda part: forget_weight * example_mean_loss(model, part),
+                           retain=lambda part: retain_weight * example_mean_loss(model, part))
 
     return objective
 

@@ -1,16 +1,20 @@
 """Method ``ga_kl``: gradient ascent on forget + KL divergence on retain (section 3.2).
 
-Loss = forget_weight * CE(forget batch) + kl_weight * KL(P_vanilla || P_theta) on the
-retain batch, where P_vanilla comes from a frozen copy of the model taken when
-unlearning starts (the vanilla model). Readings: forward KL (reference first), summed
-over the vocabulary and averaged over the retain batch's labelled tokens (answer
-tokens of QA pairs, every token of plain text), computed in float32. The frozen copy
-costs one more model in memory.
+Loss = forget_weight * CE(forget examples) + kl_weight * KL(P_vanilla || P_theta) on the
+retain examples, where P_vanilla comes from a frozen copy of the model taken when
+unlearning starts (the vanilla model). As the official ``compute_kl`` and
+open-unlearning: forward KL (reference first), summed over the vocabulary and averaged
+over every position of the retain examples, prompt included (``kl_positions: all``);
+padding is left out (the official mean includes the padding up to 256 tokens, which only
+rescales the term by the padded length). ``kl_positions: answer`` averages over the
+answer tokens only. Computed in float32; batched as ``retain_batching`` says. The frozen
+copy costs one more model in memory.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,12 +23,19 @@ from pydantic import Field
 from knowundo_bench.harness.encoding import IGNORE_INDEX
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.registry import MethodInfo
-from knowundo_bench.harness.training import TrainingParams, answer_loss
+from knowundo_bench.harness.training import (
+    ForgetRetainParams,
+    example_mean_loss,
+    scope_terms,
+)
 
 
-class GAKLParams(TrainingParams):
+class GAKLParams(ForgetRetainParams):
     forget_weight: float = Field(-1.0, description="weight of the forget cross-entropy (negative: ascent)")
     kl_weight: float = Field(1.0, ge=0, description="weight of KL(vanilla || current) on retain data")
+    kl_positions: Literal["all", "answer"] = Field(
+        "all", description="all: every non-padding position (official); answer: answer tokens only"
+    )
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -34,19 +45,30 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return reference
 
 
-def retain_kl(model, reference, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """KL(P_reference || P_model) per labelled token, averaged over those tokens."""
+def kl_mask(batch: dict[str, torch.Tensor], positions: str) -> torch.Tensor:
+    """Which positions' next-token distributions the KL averages over: every real
+    (non-padding) position, or those that predict an answer token."""
+    if positions == "all":
+        return batch["attention_mask"].bool()
+    mask = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    mask[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
+    return mask
+
+
+def retain_kl(model, reference, batch: dict[str, torch.Tensor], positions: str = "all") -> torch.Tensor:
+    """KL(P_reference || P_model) per selected position, averaged over those positions."""
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    mask = batch["labels"][:, 1:] != IGNORE_INDEX
-    log_p = torch.log_softmax(model(**inputs).logits[:, :-1].float(), dim=-1)[mask]
+    mask = kl_mask(batch, positions)
+    log_p = torch.log_softmax(model(**inputs).logits.float(), dim=-1)[mask]
     with torch.no_grad():
-        log_ref = torch.log_softmax(reference(**inputs).logits[:, :-1].float(), dim=-1)[mask]
+        log_ref = torch.log_softmax(reference(**inputs).logits.float(), dim=-1)[mask]
     return F.kl_div(log_p, log_ref, log_target=True, reduction="batchmean")
 
 
-def ga_kl_objective(reference, forget_weight: float, kl_weight: float):
+def ga_kl_objective(reference, forget_weight: float, kl_weight: float, positions: str = "all"):
     def objective(model, batch):
-        return forget_weight * answer_loss(model, batch["forget"]) + kl_weight * retain_kl(model, reference, batch["retain"])
+        return scope_terms(batch, forget=lambda part: forget_weight * example_mean_loss(model, part),
+                           retain=lambda part: kl_weight * retain_kl(model, reference, part, positions))
 
     return objective
 
@@ -65,5 +87,5 @@ def register_methods() -> list[MethodInfo]:
 @hookimpl
 def unlearn(method, model, forget, retain, context):
     p = method.params
-    objective = ga_kl_objective(frozen_copy(model), p.forget_weight, p.kl_weight)
+    objective = ga_kl_objective(frozen_copy(model), p.forget_weight, p.kl_weight, p.kl_positions)
     return context.train(model, objective=objective, params=p, forget=forget, retain=retain)

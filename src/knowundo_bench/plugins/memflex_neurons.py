@@ -6,7 +6,8 @@ is applied to each output row of every weight matrix: row r of a tensor is selec
 cos(G_UL[r], G_RT[r]) < mu and mean|G_UL[r]| > sigma. Tensors with a selected row are
 trained with a row mask (the training loop zeroes the other rows' gradients), so updates
 touch only the selected neurons. Readings: a 1-D tensor (a norm's scale, a bias) is one
-unit, tested as a whole; ``sigma_percentile`` is taken over all rows of all tensors.
+unit, tested as a whole; ``sigma_percentile`` is taken over all rows of all tensors;
+statistics are rounded as the tensor-level localizer rounds them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from knowundo_bench.harness.registry import LocalizerInfo
 from knowundo_bench.harness.training import Localization
 from knowundo_bench.plugins.memflex_localizer import (
     MemFlexLocalizerParams,
+    round_significant,
     scope_gradients,
-    sigma_for,
+    thresholds,
 )
 
 
@@ -30,7 +32,7 @@ def row_statistics(g_ul: torch.Tensor, g_rt: torch.Tensor) -> tuple[torch.Tensor
     norms = ul.norm(dim=1) * rt.norm(dim=1)
     dots = (ul * rt).sum(dim=1)
     cos = torch.where(norms > 0, dots / norms.clamp(min=torch.finfo(torch.float64).tiny), torch.zeros_like(dots))
-    return cos, ul.abs().mean(dim=1)
+    return round_significant(cos), round_significant(ul.abs().mean(dim=1))
 
 
 @hookimpl
@@ -49,12 +51,12 @@ def localize(localizer, model, forget, retain, context) -> Localization:
     p: MemFlexLocalizerParams = localizer.params
     g_ul, g_rt = scope_gradients(localizer, model, forget, retain, context)
     rows = {n: row_statistics(g_ul[n], g_rt[n]) for n in g_ul}
-    sigma = sigma_for(p, torch.cat([magnitude for _, magnitude in rows.values()]))
+    mu, sigma = thresholds(p, model, context, torch.cat([magnitude for _, magnitude in rows.values()]))
     selected: list[str] = []
     row_masks: dict[str, torch.Tensor] = {}
     tensors: dict[str, dict[str, int]] = {}
     for name, (cos, magnitude) in rows.items():
-        keep = (cos < p.mu) & (magnitude > sigma)
+        keep = (cos < mu) & (magnitude > sigma)
         tensors[name] = {"rows": len(keep), "selected_rows": int(keep.sum())}
         if not keep.any():
             continue
@@ -62,6 +64,6 @@ def localize(localizer, model, forget, retain, context) -> Localization:
         if g_ul[name].dim() > 1 and not keep.all():
             row_masks[name] = keep
     if not selected:
-        raise ValueError(f"memflex_neurons selected no row (mu={p.mu}, sigma={sigma:.3g}); raise mu or lower sigma")
+        raise ValueError(f"memflex_neurons selected no row (mu={mu}, sigma={sigma:.3g}); raise mu or lower sigma")
     return Localization(selected=selected, row_masks=row_masks,
-                        details={"mu": p.mu, "sigma": sigma, "tensors": tensors})
+                        details={"mu": mu, "sigma": sigma, "tensors": tensors})

@@ -1,5 +1,6 @@
 """Method ``npo_gd``: NPO on forget + cross-entropy on retain (Zhang et al. 2024's
-NPO+RT): L = L_NPO(forget) + retain_weight * CE(retain), in-distribution retain data."""
+NPO+RT): L = L_NPO(forget) + retain_weight * CE(retain), in-distribution retain data,
+batched as ``retain_batching`` says (mixed by default, like the paper's GA+GD)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from pydantic import Field
 
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.registry import MethodInfo
-from knowundo_bench.harness.training import answer_loss
+from knowundo_bench.harness.training import (
+    ForgetRetainParams,
+    example_mean_loss,
+    scope_terms,
+)
 from knowundo_bench.plugins.npo import (
     NPOParams,
     forget_npo_loss,
@@ -15,7 +20,7 @@ from knowundo_bench.plugins.npo import (
 )
 
 
-class NPOGDParams(NPOParams):
+class NPOGDParams(NPOParams, ForgetRetainParams):
     retain_weight: float = Field(1.0, ge=0, description="weight of the retain cross-entropy")
 
 
@@ -30,7 +35,8 @@ def unlearn(method, model, forget, retain, context):
     p = method.params
 
     def objective(model, batch):
-        return forget_npo_loss(model, batch["forget"], p.beta) + p.retain_weight * answer_loss(model, batch["retain"])
+        return scope_terms(batch, forget=lambda part: forget_npo_loss(model, part, p.beta),
+                           retain=lambda part: p.retain_weight * example_mean_loss(model, part))
 
     examples = with_reference_likelihood(model, context.encoder, context.encode(forget), context)
     return context.train(model, objective=objective, params=p, forget=examples, retain=retain)

@@ -1,0 +1,205 @@
+"""Guards against specific wrong versions of the code that the rest of the suite lets pass.
+
+Each test names the mutation it catches. All inputs are hand-made and small: a stub
+causal LM with dictated logits, hand-written gradient tensors, a one-layer Llama.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from helpers import tiny_llama
+
+from knowundo_bench.harness.data import Benchmark, QAPair
+from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
+from knowundo_bench.harness.evaluation import EvalSpec, evaluate
+from knowundo_bench.harness.training import LocalizerRun, answer_loss
+from knowundo_bench.plugins import memflex_localizer, memflex_neurons
+from knowundo_bench.plugins.ga import gradient_ascent
+from knowundo_bench.plugins.memflex_localizer import MemFlexLocalizerParams, select
+from knowundo_bench.plugins.memflex_neurons import row_statistics
+from knowundo_bench.plugins.tiny_model import train_tokenizer
+
+# --------------------------------------------------------------------------------------
+# evaluate(): Unlearn Success = 100 - accuracy, Avg Success = mean of the two scopes
+# --------------------------------------------------------------------------------------
+
+
+class ScriptedLM(torch.nn.Module):
+    """A causal LM stub whose greedy next-token prediction is dictated per example.
+
+    For a row whose unpadded token sequence is in ``answered``, the logits at position t
+    peak on the token actually at t+1 (every answer token right); for any other row they
+    peak on a different token (every answer token wrong). So each example's accuracy is
+    exactly 1 or 0, whatever the tokenizer splits the text into.
+    """
+
+    def __init__(self, vocab_size: int, answered: set[tuple[int, ...]]) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.answered = answered
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the stub a device
+
+    def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
+        batch, width = input_ids.shape
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        logits = torch.zeros(batch, width, self.vocab_size)
+        for row in range(batch):
+            length = int(attention_mask[row].sum())
+            ids = input_ids[row, :length].tolist()
+            right = tuple(ids) in self.answered
+            for t in range(length - 1):
+                gold = ids[t + 1]
+                logits[row, t, gold if right else (gold + 1) % self.vocab_size] = 10.0
+        return SimpleNamespace(logits=logits)
+
+
+def qa(i: int, scope: str) -> QAPair:
+    return QAPair(question=f"Who is person {scope} {i}?", answer=f"Person {i} is a writer.",
+                  scope=scope, split="val")
+
+
+def test_evaluate_unlearn_success_is_100_minus_accuracy_and_avg_is_the_mean():
+    """Guards evaluate() against (a) Avg Success = max(unlearn, retention) instead of their
+    mean and (b) Unlearn Success = accuracy instead of 100 - accuracy.
+
+    Unlearn val: 1 of 5 examples answered -> accuracy 20 -> Unlearn Success 80 (not 20).
+    Retention val: 3 of 5 answered -> Retention Success 60.
+    Avg Success = (80 + 60) / 2 = 70 (max would be 80; with mutation (b) it would be 40).
+    """
+    unlearn = [qa(i, "unlearn") for i in range(5)]
+    retention = [qa(i, "retention") for i in range(5)]
+    train = [QAPair(question="Q?", answer="A.", scope=s, split="train") for s in ("unlearn", "retention")]
+    benchmark = Benchmark(pairs=tuple(unlearn + retention + train))
+    tokenizer = train_tokenizer([f"Question: {p.question}\nAnswer: {p.answer}" for p in unlearn + retention], 300)
+    encoder = PromptEncoder(tokenizer, max_length=64)
+    answered_pairs = unlearn[:1] + retention[:3]
+    answered = {tuple(encoder.encode(p, with_eos=False).input_ids) for p in answered_pairs}
+    assert len(answered) == 4
+    model = ScriptedLM(len(tokenizer), answered)
+    spec = EvalSpec(batch_size=2, rouge=False, prompt_prefixes={})
+
+    metrics = evaluate(model, encoder, benchmark, spec)
+
+    assert metrics["raw"]["unlearn"]["accuracy"] == pytest.approx(20.0)
+    assert metrics["raw"]["retention"]["accuracy"] == pytest.approx(60.0)
+    assert metrics["unlearn"]["success"] == pytest.approx(80.0)
+    assert metrics["retention"]["success"] == pytest.approx(60.0)
+    assert metrics["avg_success"] == pytest.approx(70.0)
+    assert metrics["unlearn"]["rouge_l"] is None and metrics["retention"]["rouge_l"] is None
+
+
+# --------------------------------------------------------------------------------------
+# memflex_neurons: per-row test cos < mu and magnitude > sigma
+# --------------------------------------------------------------------------------------
+
+# Rows of one 3x2 tensor "w":
+#   row 0: same direction, large   -> cos  1, magnitude 1    -> frozen (aligned)
+#   row 1: opposite, large         -> cos -1, magnitude 1    -> selected
+#   row 2: opposite, tiny          -> cos -1, magnitude 1e-3 -> frozen (below sigma)
+G_UL_W = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1e-3, 1e-3]])
+G_RT_W = torch.tensor([[2.0, 2.0], [-1.0, -1.0], [-1.0, -1.0]])
+# A second tensor, aligned in every row: never selected.
+G_UL_V = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+G_RT_V = torch.tensor([[3.0, 0.0], [0.0, 3.0]])
+
+
+def test_row_statistics_hand_made_rows():
+    """row_statistics returns each row's cosine (1, -1, -1) and mean|G_UL| (1, 1, 1e-3);
+    guards the inputs of the memflex_neurons cosine test."""
+    cos, magnitude = row_statistics(G_UL_W, G_RT_W)
+    assert cos.tolist() == pytest.approx([1.0, -1.0, -1.0])
+    assert magnitude.tolist() == pytest.approx([1.0, 1.0, 1e-3])
+
+
+def test_memflex_neurons_keeps_only_the_opposite_large_row(monkeypatch):
+    """Guards memflex_neurons.localize against a flipped cosine test (cos > mu instead of
+    cos < mu): with mu=0.5, sigma=0.01 only row 1 of "w" (cos -1, magnitude 1) passes;
+    the flipped test would keep row 0 and every row of "v" instead."""
+    grads = ({"w": G_UL_W, "v": G_UL_V}, {"w": G_RT_W, "v": G_RT_V})
+    monkeypatch.setattr(memflex_neurons, "scope_gradients", lambda *args, **kwargs: grads)
+    run = LocalizerRun(name="memflex_neurons", params=MemFlexLocalizerParams(mu=0.5, sigma=0.01), seed=0)
+
+    result = memflex_neurons.localize(localizer=run, model=None, forget=[], retain=[], context=None)
+
+    assert result.selected == ["w"]
+    assert set(result.row_masks) == {"w"}
+    assert result.row_masks["w"].tolist() == [False, True, False]
+    assert result.details["tensors"]["w"] == {"rows": 3, "selected_rows": 1}
+    assert result.details["tensors"]["v"] == {"rows": 2, "selected_rows": 0}
+
+
+# --------------------------------------------------------------------------------------
+# memflex (tensor level): select = cos < mu and magnitude > sigma, both strict
+# --------------------------------------------------------------------------------------
+
+
+def test_memflex_select_strict_inequalities():
+    """Guards memflex_localizer.select against a flipped cosine test (cos > mu) and
+    against non-strict comparisons (cos <= mu, magnitude >= sigma)."""
+    stats = {
+        "opposite_large": {"cos": -1.0, "magnitude": 1.0},   # selected
+        "aligned_large": {"cos": 1.0, "magnitude": 1.0},     # cos above mu
+        "opposite_tiny": {"cos": -1.0, "magnitude": 1e-3},   # magnitude below sigma
+        "cos_at_mu": {"cos": 0.5, "magnitude": 1.0},         # cos == mu: not < mu
+        "magnitude_at_sigma": {"cos": -1.0, "magnitude": 0.01},  # magnitude == sigma: not > sigma
+    }
+    assert select(stats, mu=0.5, sigma=0.01) == ["opposite_large"]
+
+
+def test_memflex_localize_selects_the_opposite_large_tensor(monkeypatch):
+    """Guards memflex_localizer.localize (through select) against cos > mu: of three
+    tensors only the one whose gradients point apart with a large G_UL is selected."""
+    g_ul = {"aligned": torch.tensor([1.0, 1.0]), "opposite": torch.tensor([1.0, 1.0]),
+            "tiny": torch.tensor([1e-3, 1e-3])}
+    g_rt = {"aligned": torch.tensor([2.0, 2.0]), "opposite": torch.tensor([-1.0, -1.0]),
+            "tiny": torch.tensor([-1.0, -1.0])}
+    monkeypatch.setattr(memflex_localizer, "scope_gradients", lambda *args, **kwargs: (g_ul, g_rt))
+    run = LocalizerRun(name="memflex", params=MemFlexLocalizerParams(mu=0.5, sigma=0.01), seed=0)
+
+    result = memflex_localizer.localize(localizer=run, model=None, forget=[], retain=[], context=None)
+
+    assert result.selected == ["opposite"]
+    assert result.details["tensors"]["aligned"]["cos"] == pytest.approx(1.0)
+    assert result.details["tensors"]["opposite"]["cos"] == pytest.approx(-1.0)
+
+
+# --------------------------------------------------------------------------------------
+# ga: the objective is minus the answer cross-entropy
+# --------------------------------------------------------------------------------------
+
+
+def forget_batch() -> dict[str, torch.Tensor]:
+    """Two right-padded examples over a 12-token vocabulary, prompts masked (-100)."""
+    X = IGNORE_INDEX
+    return {
+        "input_ids": torch.tensor([[1, 4, 5, 6, 7, 8], [1, 9, 10, 3, 0, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]),
+        "labels": torch.tensor([[X, X, X, 6, 7, 8], [X, X, 10, 3, X, X]]),
+    }
+
+
+def test_gradient_ascent_is_minus_answer_loss_and_raises_forget_loss():
+    """Guards ga.gradient_ascent against a lost sign (returning +answer_loss, i.e. plain
+    fine-tuning): the objective equals -answer_loss, and one SGD step on it raises the
+    forget loss instead of lowering it."""
+    model = tiny_llama(12, hidden_size=16, seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model.eval()  # deterministic forward; gradients still flow
+    batch = forget_batch()
+
+    objective = gradient_ascent(model, {"forget": batch})
+    with torch.no_grad():
+        before = answer_loss(model, batch)
+    assert before.item() > 0
+    assert objective.item() == pytest.approx(-before.item(), rel=1e-6)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    optimizer.zero_grad()
+    objective.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = answer_loss(model, batch)
+    assert after.item() > before.item()
