@@ -273,3 +273,38 @@ def test_paper_specs_use_the_official_protocol(name):
                 assert (method.localizer.params.mu, method.localizer.params.sigma) == ("auto", "auto")
             if hasattr(p, "retain_batching"):
                 assert (p.retain_batching, p.retain_ratio) == ("mixed", 1)
+
+
+def test_ga_kl_mixed_micro_batch_adds_its_terms_as_the_official_trainer(tokenizer, raw, model):
+    """``AscentPlusKLDivergenceTrainer.compute_loss`` on a micro-batch of 3 forget rows and
+    1 retain row: -(HF token-mean CE of the forget rows) + KL-type term of the retain row,
+    added without shares. Fails with GA+GD's share weighting."""
+    reference = ga_kl.frozen_copy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    forget = raw.encode_all(FORGET[:3], with_eos=False)
+    retain = raw.encode(RETAIN[0], with_eos=False)
+    batch = make_mixed_batches(raw, [("forget", f) for f in forget] + [("retain", retain)], 4)[0]
+    ours = ga_kl.ga_kl_objective(reference, -1.0, 1.0)(model, batch)
+    part = batch["forget"]
+    negative = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"], labels=part["labels"]).loss
+    ids = torch.tensor([retain.input_ids])
+    with torch.no_grad():
+        prob_p = torch.softmax(reference(input_ids=ids).logits, -1)
+    cross_entropy = -(prob_p * torch.log(torch.softmax(model(input_ids=ids).logits, -1) + 1e-12)).sum(-1).mean()
+    entropy = -(prob_p * torch.log(prob_p)).sum(-1).mean()
+    official = -negative + cross_entropy  # the factor of the retain rows is 1
+    assert ours.item() == pytest.approx((official - entropy).item(), rel=1e-4, abs=1e-5)
+
+
+def test_raw_sequences_keep_their_first_max_length_tokens(tokenizer):
+    """``chunk_and_pad`` keeps the first 256 tokens; a too-long prompt loses its end, not
+    its beginning (BOS and any prefix stay)."""
+    short = PromptEncoder(tokenizer, 12, prompt_format="raw")
+    pair = QAPair(question=" ".join([FORGET[0].question] * 3), answer=FORGET[0].answer, scope="unlearn",
+                  split="train")
+    input_ids, _ = official_tokenize(tokenizer, pair.question, pair.answer)
+    encoded = short.encode(pair, with_eos=False)
+    assert list(encoded.input_ids) == input_ids[:12]
+    assert set(encoded.labels) == {IGNORE_INDEX}  # the answer did not fit

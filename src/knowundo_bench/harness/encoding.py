@@ -118,15 +118,14 @@ class PromptEncoder:
         """Encode a pair; ``with_eos`` appends (and labels) EOS so generation learns to stop."""
         key = (pair.question, pair.answer, with_eos)
         if key not in self._cache:
-            if self.prompt_format == "raw":
+            eos = [self.tokenizer.eos_token_id] if with_eos and self.tokenizer.eos_token_id is not None else []
+            if self.prompt_format == "raw":  # the first max_length tokens, as the official chunk_and_pad
                 full, prompt_length = self._raw_ids(pair.question, pair.answer)
-                prompt, answer = full[:prompt_length][-(self.max_length - 1) :], full[prompt_length:]
-            else:
+                full = (full + eos)[: self.max_length]
+                prompt, answer = full[:prompt_length], full[prompt_length:]
+            else:  # the end of a long prompt, so that an answer still fits
                 prompt = self.prompt_ids(pair.question)[-(self.max_length - 1) :]
-                answer = self.answer_ids(pair.answer)
-            if with_eos and self.tokenizer.eos_token_id is not None:
-                answer = answer + [self.tokenizer.eos_token_id]
-            answer = answer[: self.max_length - len(prompt)]
+                answer = (self.answer_ids(pair.answer) + eos)[: self.max_length - len(prompt)]
             self._cache[key] = Encoded(
                 input_ids=tuple(prompt + answer),
                 labels=tuple([IGNORE_INDEX] * len(prompt) + answer),

@@ -101,8 +101,8 @@ def unlearn(
     the parameters the localizer selected (if any). With parameters derived from
     ``ForgetRetainParams`` the loss receives the official mixed micro-batches: a
     ``"forget"`` part, a ``"retain"`` part or both, each with its ``share`` of the
-    examples (``training.scope_terms`` sums them); otherwise every micro-batch pairs a
-    forget batch with a retain batch. Return the training report.
+    examples (``training.scope_terms`` sums the terms present, weighted by share or
+    not); otherwise every micro-batch pairs a forget batch with a retain batch. Return the training report.
     """
 
 

@@ -14,8 +14,9 @@ examples and the first N x ``retain_ratio`` retain examples form one dataset, sh
 once and read in the same order every epoch, so an epoch has N(1 + ratio)/(bs x accum)
 optimizer steps and a micro-batch may hold forget examples, retain examples or both.
 Each part of a micro-batch carries its ``share`` of the examples, so that
-``share x mean per-example loss`` summed over the parts is the official mean over the
-micro-batch of factor x per-example loss. ``paired`` keeps the earlier scheme: each
+``share x mean per-example loss`` summed over the parts is the official GA+GD mean over
+the micro-batch of factor x per-example loss (GA+KL's official loss adds its two terms
+without shares). ``paired`` keeps the earlier scheme: each
 forget batch with a retain batch of the same size, drawn cyclically.
 """
 
@@ -161,10 +162,13 @@ def share(part: dict[str, torch.Tensor]) -> torch.Tensor | float:
     return part.get("share", 1.0)
 
 
-def scope_terms(batch: Batch, **terms: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor:
+def scope_terms(batch: Batch, *, by_share: bool = True,
+                **terms: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor:
     """Sum over the parts present in ``batch`` (``forget=``, ``retain=``) of the part's
-    share times its term; a mixed micro-batch may lack either part."""
-    present = [(share(batch[kind]), term(batch[kind])) for kind, term in terms.items() if kind in batch]
+    share times its term (``by_share=False``: the terms as they are); a mixed
+    micro-batch may lack either part."""
+    present = [(share(batch[kind]) if by_share else 1.0, term(batch[kind]))
+               for kind, term in terms.items() if kind in batch]
     if not present:
         raise ValueError(f"batch has none of the parts {sorted(terms)}")
     return sum(weight * value for weight, value in present)

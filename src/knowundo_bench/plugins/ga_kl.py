@@ -7,7 +7,9 @@ open-unlearning: forward KL (reference first), summed over the vocabulary and av
 over every position of the retain examples, prompt included (``kl_positions: all``);
 padding is left out (the official mean includes the padding up to 256 tokens, which only
 rescales the term by the padded length). ``kl_positions: answer`` averages over the
-answer tokens only. Computed in float32; batched as ``retain_batching`` says. The frozen
+answer tokens only. Computed in float32; batched as ``retain_batching`` says; in a mixed
+micro-batch the forget term (token-mean CE over its forget rows) and the KL term are
+added without shares, as officially. The frozen
 copy costs one more model in memory.
 """
 
@@ -25,7 +27,7 @@ from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.registry import MethodInfo
 from knowundo_bench.harness.training import (
     ForgetRetainParams,
-    example_mean_loss,
+    answer_loss,
     scope_terms,
 )
 
@@ -66,8 +68,12 @@ def retain_kl(model, reference, batch: dict[str, torch.Tensor], positions: str =
 
 
 def ga_kl_objective(reference, forget_weight: float, kl_weight: float, positions: str = "all"):
+    """The official ``AscentPlusKLDivergenceTrainer.compute_loss``: the forget rows'
+    token-mean cross-entropy and the retain rows' KL, each weighted, added as they are
+    (no shares of the micro-batch, unlike GA+GD)."""
+
     def objective(model, batch):
-        return scope_terms(batch, forget=lambda part: forget_weight * example_mean_loss(model, part),
+        return scope_terms(batch, by_share=False, forget=lambda part: forget_weight * answer_loss(model, part),
                            retain=lambda part: kl_weight * retain_kl(model, reference, part, positions))
 
     return objective

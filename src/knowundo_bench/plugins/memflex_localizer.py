@@ -22,8 +22,10 @@ rest follows the official ``pretrain/data_module.py`` and ``localization.py``):
 * ``mu``/``sigma`` ``auto``: Table 12 by domain and model family (LLaMA, Qwen); other
   families must give numbers. ``sigma_percentile`` (0-100) sets sigma to that
   percentile of all tensors' magnitudes, since absolute magnitudes depend on scale.
-* Statistics are rounded to 5 significant digits before the thresholds, so that the
-  selection does not flip with the float summation order (thread count, machine).
+* Determinism: on one machine the gradients, and so the selection, are bitwise the
+  same at any thread count (tested). Another CPU's float32 kernels may move a
+  statistic in its last bits, so a tensor within a relative 1e-5 of a threshold may be
+  selected differently there: the record lists such tensors under ``near_threshold``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ TABLE_12 = {
     ("privacy", "llama"): (0.96, 4e-4),
     ("privacy", "qwen2"): (0.94, 2e-4),
 }
-SIGNIFICANT_DIGITS = 5
+NEAR_THRESHOLD = 1e-5  # relative distance at which float noise elsewhere could flip a test
 
 
 class MemFlexLocalizerParams(Params):
@@ -146,16 +148,10 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / norms) if norms > 0 else 0.0
 
 
-def round_significant(values: torch.Tensor, digits: int = SIGNIFICANT_DIGITS) -> torch.Tensor:
-    """``values`` rounded to ``digits`` significant digits (zeros stay zero)."""
-    values = values.double()
-    exponent = torch.floor(torch.log10(values.abs().clamp(min=1e-300)))
-    scale = torch.pow(10.0, digits - 1 - exponent)
-    return torch.round(values * scale) / scale
-
-
-def rounded(value: float) -> float:
-    return float(round_significant(torch.tensor([value]))[0])
+def near_threshold(values: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Which ``values`` lie within a relative ``NEAR_THRESHOLD`` of ``threshold``."""
+    values = torch.as_tensor(values, dtype=torch.float64)
+    return (values - threshold).abs() <= NEAR_THRESHOLD * max(abs(threshold), 1e-12)
 
 
 def select(stats: dict[str, dict[str, float]], mu: float, sigma: float) -> list[str]:
@@ -211,14 +207,17 @@ def thresholds(p: MemFlexLocalizerParams, model, context, magnitudes: list[float
 
 
 def tensor_localization(p: MemFlexLocalizerParams, model, context, g_ul, g_rt) -> Localization:
-    """Eq. 8-9 per tensor on rounded statistics."""
-    stats = {n: {"cos": rounded(cosine(g_ul[n], g_rt[n])), "magnitude": rounded(float(g_ul[n].abs().mean()))}
-             for n in g_ul}
+    """Eq. 8-9 per tensor; tensors near a threshold are listed (see the module notes)."""
+    stats = {n: {"cos": cosine(g_ul[n], g_rt[n]), "magnitude": float(g_ul[n].abs().mean())} for n in g_ul}
     mu, sigma = thresholds(p, model, context, [s["magnitude"] for s in stats.values()])
     selected = select(stats, mu, sigma)
     if not selected:
         raise ValueError(f"memflex selected no tensor (mu={mu}, sigma={sigma:.3g}); raise mu or lower sigma")
-    return Localization(selected=selected, details={"mu": mu, "sigma": sigma, "tensors": stats})
+    names = list(stats)
+    near = near_threshold([stats[n]["cos"] for n in names], mu) | near_threshold(
+        [stats[n]["magnitude"] for n in names], sigma)
+    return Localization(selected=selected, details={
+        "mu": mu, "sigma": sigma, "tensors": stats, "near_threshold": [n for n, x in zip(names, near) if x]})
 
 
 @hookimpl

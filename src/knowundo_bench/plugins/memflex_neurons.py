@@ -7,7 +7,7 @@ cos(G_UL[r], G_RT[r]) < mu and mean|G_UL[r]| > sigma. Tensors with a selected ro
 trained with a row mask (the training loop zeroes the other rows' gradients), so updates
 touch only the selected neurons. Readings: a 1-D tensor (a norm's scale, a bias) is one
 unit, tested as a whole; ``sigma_percentile`` is taken over all rows of all tensors;
-statistics are rounded as the tensor-level localizer rounds them.
+rows within a relative 1e-5 of a threshold are counted as ``near_threshold_rows``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from knowundo_bench.harness.registry import LocalizerInfo
 from knowundo_bench.harness.training import Localization
 from knowundo_bench.plugins.memflex_localizer import (
     MemFlexLocalizerParams,
-    round_significant,
+    near_threshold,
     scope_gradients,
     thresholds,
 )
@@ -32,7 +32,7 @@ def row_statistics(g_ul: torch.Tensor, g_rt: torch.Tensor) -> tuple[torch.Tensor
     norms = ul.norm(dim=1) * rt.norm(dim=1)
     dots = (ul * rt).sum(dim=1)
     cos = torch.where(norms > 0, dots / norms.clamp(min=torch.finfo(torch.float64).tiny), torch.zeros_like(dots))
-    return round_significant(cos), round_significant(ul.abs().mean(dim=1))
+    return cos, ul.abs().mean(dim=1)
 
 
 @hookimpl
@@ -55,8 +55,10 @@ def localize(localizer, model, forget, retain, context) -> Localization:
     selected: list[str] = []
     row_masks: dict[str, torch.Tensor] = {}
     tensors: dict[str, dict[str, int]] = {}
+    near_rows = 0
     for name, (cos, magnitude) in rows.items():
         keep = (cos < mu) & (magnitude > sigma)
+        near_rows += int((near_threshold(cos, mu) | near_threshold(magnitude, sigma)).sum())
         tensors[name] = {"rows": len(keep), "selected_rows": int(keep.sum())}
         if not keep.any():
             continue
@@ -66,4 +68,4 @@ def localize(localizer, model, forget, retain, context) -> Localization:
     if not selected:
         raise ValueError(f"memflex_neurons selected no row (mu={mu}, sigma={sigma:.3g}); raise mu or lower sigma")
     return Localization(selected=selected, row_masks=row_masks,
-                        details={"mu": mu, "sigma": sigma, "tensors": tensors})
+                        details={"mu": mu, "sigma": sigma, "tensors": tensors, "near_threshold_rows": near_rows})
