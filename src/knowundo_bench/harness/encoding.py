@@ -73,10 +73,10 @@ class PromptEncoder:
         official unlearning data has none), yes otherwise (generation learns to stop)."""
         return self.prompt_format != "raw"
 
-    def with_prefix(self, prompt_format: str | None = None, system_prompt: str | None = None) -> PromptEncoder:
-        """An encoder of the same tokenizer and length with another format or prefix."""
+    def with_prefix(self, system_prompt: str) -> PromptEncoder:
+        """An encoder of the same tokenizer, length and format with a prompt prefix."""
         return PromptEncoder(self.tokenizer, self.max_length, system_prompt=system_prompt,
-                             prompt_format=prompt_format or self.prompt_format)
+                             prompt_format=self.prompt_format)
 
     def _raw_question(self, question: str) -> str:
         if not self.system_prompt:

@@ -15,8 +15,7 @@ from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
 from knowundo_bench.harness.faults import fault_point
 from knowundo_bench.harness.general import GeneralSpec
 from knowundo_bench.harness.metrics import (
-    answer_nll,
-    example_nll,
+    example_nll_sums,
     per_example_accuracy,
     perplexity,
     rouge_l,
@@ -79,23 +78,24 @@ def teacher_forced(model, encoder: PromptEncoder, examples: Sequence[Encoded], b
     """Mean per-example answer accuracy (0-100), perplexity (exp of the mean over
     examples of each one's mean answer NLL) and token-pooled perplexity."""
     accuracies: list[torch.Tensor] = []
-    example_nlls: list[torch.Tensor] = []
-    nll_sum, n_tokens = 0.0, 0
+    sums: list[torch.Tensor] = []
+    counts: list[torch.Tensor] = []
     for chunk, batch in device_batches(encoder, examples, batch_size, model_device(model)):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         accuracies.append(per_example_accuracy(logits, batch["labels"]).cpu())
-        example_nlls.append(example_nll(logits, batch["labels"]).cpu())
-        chunk_nll, chunk_tokens = answer_nll(logits, batch["labels"])
-        nll_sum += chunk_nll
-        n_tokens += chunk_tokens
+        chunk_sums, chunk_counts = example_nll_sums(logits, batch["labels"])
+        sums.append(chunk_sums.double().cpu())
+        counts.append(chunk_counts.cpu())
         if reporter:
             reporter.advance(len(chunk))
     values = torch.cat(accuracies)
     values = values[~values.isnan()]
     accuracy = 100.0 * float(values.mean()) if len(values) else float("nan")
-    nlls = torch.cat(example_nlls)
-    nlls = nlls[~nlls.isnan()]
-    return accuracy, perplexity(float(nlls.sum()), len(nlls)), perplexity(nll_sum, n_tokens)
+    nll_sums, token_counts = torch.cat(sums), torch.cat(counts)
+    answered = token_counts > 0
+    means = nll_sums[answered] / token_counts[answered]
+    return (accuracy, perplexity(float(means.sum()), len(means)),
+            perplexity(float(nll_sums.sum()), int(token_counts.sum())))
 
 
 @torch.no_grad()

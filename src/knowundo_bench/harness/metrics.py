@@ -38,26 +38,26 @@ def per_example_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return correct.sum(dim=1).double() / counts.double()
 
 
-def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
-    """Sum of answer-token negative log-likelihoods and the number of answer tokens."""
-    logits, labels = shifted(logits, labels)
-    losses = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(),
-        labels.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
-    )
-    return float(losses), int((labels != IGNORE_INDEX).sum())
-
-
-def example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per example: the mean answer-token negative log-likelihood (NaN without answer tokens)."""
+def example_nll_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example: the summed answer-token negative log-likelihood (float32) and the
+    number of answer tokens; one cross-entropy pass serves every reduction below."""
     logits, labels = shifted(logits, labels)
     losses = F.cross_entropy(
         logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
     ).view(labels.shape)
-    counts = (labels != IGNORE_INDEX).sum(dim=1)
-    return losses.sum(dim=1).double() / counts.double()
+    return losses.sum(dim=1), (labels != IGNORE_INDEX).sum(dim=1)
+
+
+def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
+    """Sum of answer-token negative log-likelihoods and the number of answer tokens."""
+    sums, counts = example_nll_sums(logits, labels)
+    return float(sums.sum()), int(counts.sum())
+
+
+def example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per example: the mean answer-token negative log-likelihood (NaN without answer tokens)."""
+    sums, counts = example_nll_sums(logits, labels)
+    return sums.double() / counts.double()
 
 
 def perplexity(nll_sum: float, n_tokens: int) -> float:

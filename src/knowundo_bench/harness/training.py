@@ -41,6 +41,7 @@ from knowundo_bench.harness.encoding import (
     batched,
 )
 from knowundo_bench.harness.faults import fault_point
+from knowundo_bench.harness.metrics import example_nll_sums
 from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
 from knowundo_bench.harness.registry import Params
 
@@ -143,13 +144,9 @@ def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch
 def example_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Per example: the mean cross-entropy over its labelled tokens (the official
     ``AscentPlusDescentTrainer.compute_loss`` before the factors)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-    labels = batch["labels"][:, 1:]
-    losses = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
-    ).view(labels.shape)
-    counts = (labels != IGNORE_INDEX).sum(dim=1).clamp(min=1)
-    return losses.sum(dim=1) / counts
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    sums, counts = example_nll_sums(logits, batch["labels"])
+    return sums / counts.clamp(min=1)  # an example truncated to no answer tokens adds 0
 
 
 def example_mean_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
