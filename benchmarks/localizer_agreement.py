@@ -22,13 +22,15 @@ from pathlib import Path
 
 import torch
 
+from knowundo_bench.harness.context import UnlearnContext
+from knowundo_bench.harness.contracts import LocalizerRun
 from knowundo_bench.harness.models import resolve_device
 from knowundo_bench.harness.plugin_manager import get_plugins
 from knowundo_bench.harness.runner import load_benchmark
 from knowundo_bench.harness.specs import load_spec
-from knowundo_bench.harness.training import LocalizerRun, UnlearnContext
 from knowundo_bench.harness.vanilla import build_encoder, cache_root, prepare_vanilla
-from knowundo_bench.plugins import memflex_fast, memflex_localizer
+from knowundo_bench.plugins.localizers import memflex as memflex_localizer
+from knowundo_bench.plugins.localizers import memflex_fast
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -60,18 +62,24 @@ def main() -> int:
         for plugin, selections in ((memflex_localizer, faithful), (memflex_fast, fast)):
             run = LocalizerRun(plugin.__name__.rsplit(".", 1)[1], params, seed)
             started = time.perf_counter()
-            result = plugin.localize(localizer=run, model=model, forget=benchmark.forget, retain=benchmark.retain,
-                                     context=context)
+            result = plugin.localize(
+                localizer=run, model=model, forget=benchmark.forget, retain=benchmark.retain, context=context
+            )
             timings.append(time.perf_counter() - started)
             selections.append(set(result.selected))
-        print(f"# seed {seed}: faithful {timings[0]:.1f}s ({len(faithful[-1])} tensors), fast {timings[1]:.1f}s "
-              f"({len(fast[-1])} tensors), Jaccard {jaccard(faithful[-1], fast[-1]):.3f}", flush=True)
+        print(
+            f"# seed {seed}: faithful {timings[0]:.1f}s ({len(faithful[-1])} tensors), fast {timings[1]:.1f}s "
+            f"({len(fast[-1])} tensors), Jaccard {jaccard(faithful[-1], fast[-1]):.3f}",
+            flush=True,
+        )
     agreement = [jaccard(a, b) for a, b in zip(faithful, fast, strict=True)]
     across = [jaccard(a, b) for a, b in itertools.combinations(faithful, 2)]
     total = sum(1 for p in model.parameters() if p.requires_grad)
-    print(f"# {spec.name}: {len(benchmark.forget)} forget + {len(benchmark.retain)} retain pairs, {total} candidate "
-          f"tensors, mu={params.mu}, sigma={params.sigma}, sigma_percentile={params.sigma_percentile}, "
-          f"n_passes={params.n_passes}")
+    print(
+        f"# {spec.name}: {len(benchmark.forget)} forget + {len(benchmark.retain)} retain pairs, {total} candidate "
+        f"tensors, mu={params.mu}, sigma={params.sigma}, sigma_percentile={params.sigma_percentile}, "
+        f"n_passes={params.n_passes}"
+    )
     print(f"localize_fast_agreement={statistics.mean(agreement):.3f}")
     print(f"localize_fast_agreement_min={min(agreement):.3f}")
     if across:

@@ -19,6 +19,8 @@ import time
 
 import torch
 
+from knowundo_bench.harness.context import UnlearnContext
+from knowundo_bench.harness.contracts import LocalizerRun, MethodRun
 from knowundo_bench.harness.efficiency import EfficiencySpec, peak_flops
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.models import (
@@ -28,17 +30,28 @@ from knowundo_bench.harness.models import (
     resolve_device,
 )
 from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
-from knowundo_bench.harness.training import LocalizerRun, MethodRun, UnlearnContext
-from knowundo_bench.plugins.ood_synthetic import SyntheticTextParams
-from knowundo_bench.plugins.ood_synthetic import load as synthetic_text
-from knowundo_bench.plugins.synthetic_authors import generate_authors
-from knowundo_bench.plugins.tiny_model import train_tokenizer
+from knowundo_bench.plugins.data.synthetic_authors import generate_authors
+from knowundo_bench.plugins.models.tiny import train_tokenizer
+from knowundo_bench.plugins.ood.synthetic_text import SyntheticTextParams
+from knowundo_bench.plugins.ood.synthetic_text import load as synthetic_text
 
 SHAPES = {
-    "7b": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
-           "num_key_value_heads": 32, "vocab_size": 32000},
-    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 4, "vocab_size": 1000},
+    "7b": {
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 32000,
+    },
+    "tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "vocab_size": 1000,
+    },
 }
 SEQUENCE, GRAD_ACCUM = 256, 16
 
@@ -46,8 +59,9 @@ SEQUENCE, GRAD_ACCUM = 256, 16
 def build_model(shape: str, device: torch.device, dtype: torch.dtype, vocab: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(**{**SHAPES[shape], "vocab_size": max(vocab, SHAPES[shape]["vocab_size"])},
-                         max_position_embeddings=SEQUENCE * 2)
+    config = LlamaConfig(
+        **{**SHAPES[shape], "vocab_size": max(vocab, SHAPES[shape]["vocab_size"])}, max_position_embeddings=SEQUENCE * 2
+    )
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -79,8 +93,9 @@ def main() -> int:
 
     forget, retain = long_pairs(GRAD_ACCUM, "unlearn"), long_pairs(GRAD_ACCUM, "retention")
     ood = synthetic_text(SyntheticTextParams(n_passages=GRAD_ACCUM))
-    tokenizer = train_tokenizer(["Question: Answer:"] + [t for p in forget + retain for t in (p.question, p.answer)],
-                                1000)
+    tokenizer = train_tokenizer(
+        ["Question: Answer:"] + [t for p in forget + retain for t in (p.question, p.answer)], 1000
+    )
     encoder = PromptEncoder(tokenizer, SEQUENCE)
     model = build_model("tiny" if args.tiny else "7b", device, dtype, len(tokenizer))
     snapshot = ModelSnapshot(model)
@@ -93,40 +108,59 @@ def main() -> int:
         info, plugin = plugins.methods.resolve(name, "--methods")
         params = info.params(epochs=1, batch_size=1, grad_accum=GRAD_ACCUM, lr=5e-5, max_steps=args.steps + 1)
         snapshot.restore(model)
-        context = UnlearnContext(encoder=encoder, seed=index, warmup_steps=1,
-                                 mixed_precision="no", label=name)
+        context = UnlearnContext(encoder=encoder, seed=index, warmup_steps=1, mixed_precision="no", label=name)
         forget_epoch = forget * (args.steps + 1)  # enough micro-batches for every step in one epoch
         localize_seconds = None
         if info.default_localizer:
             localizer, localizer_plugin = plugins.localizers.resolve(info.default_localizer, name)
             started = time.perf_counter()
-            selection = plugins.call_on(localizer_plugin, "localize", plugins.localizers,
-                                        localizer=LocalizerRun(localizer.name, localizer.params(
-                                            sigma_percentile=50, n_passes=1), index),
-                                        model=model, forget=forget, retain=retain_sets[info.retain], context=context)
+            selection = plugins.call_on(
+                localizer_plugin,
+                "localize",
+                plugins.localizers,
+                localizer=LocalizerRun(localizer.name, localizer.params(sigma_percentile=50, n_passes=1), index),
+                model=model,
+                forget=forget,
+                retain=retain_sets[info.retain],
+                context=context,
+            )
             localize_seconds = time.perf_counter() - started
             context.trainable, context.row_masks = set(selection.selected), dict(selection.row_masks)
-        report = plugins.call_on(plugin, "unlearn", plugins.methods, method=MethodRun(name, name, params, index),
-                                 model=model, forget=forget_epoch, retain=retain_sets[info.retain], context=context)
+        report = plugins.call_on(
+            plugin,
+            "unlearn",
+            plugins.methods,
+            method=MethodRun(name, name, params, index),
+            model=model,
+            forget=forget_epoch,
+            retain=retain_sets[info.retain],
+            context=context,
+        )
         rows.append({"method": name, **report.summary(peak), "localize_seconds": localize_seconds})
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     total = sum(p.numel() for p in model.parameters())
-    print(f"# Table 5 layout: {'tiny' if args.tiny else 'LLaMA-2-7B'} shape ({total / 1e6:,.1f}M parameters, LoRA r=8 "
-          f"on all linear layers), {dtype}, {card}; sequence {SEQUENCE}, batch 1 x {GRAD_ACCUM} accumulation steps; "
-          f"median of {args.steps} steps after 1 warm-up")
+    print(
+        f"# Table 5 layout: {'tiny' if args.tiny else 'LLaMA-2-7B'} shape ({total / 1e6:,.1f}M parameters, LoRA r=8 "
+        f"on all linear layers), {dtype}, {card}; sequence {SEQUENCE}, batch 1 x {GRAD_ACCUM} accumulation steps; "
+        f"median of {args.steps} steps after 1 warm-up"
+    )
     ga = next((r for r in rows if r["method"] == "ga"), rows[0])
     print("| Method | s/step | peak GB | tokens/s | MFU | s/step vs GA | peak GB vs GA |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         mfu = "–" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%"
         memory_ratio = f"{row['peak_mem_gb'] / ga['peak_mem_gb']:.2f}" if ga["peak_mem_gb"] else "–"
-        print(f"| {row['method']} | {row['sec_per_step']:.3f} | {row['peak_mem_gb']:.3f} | {row['tokens_per_sec']:.0f} "
-              f"| {mfu} | {row['sec_per_step'] / ga['sec_per_step']:.2f} | {memory_ratio} |")
-    print(f"# memory: {rows[0]['memory_kind']}; localisation (not in s/step): "
-          + ", ".join(f"{r['method']} {r['localize_seconds']:.1f}s" for r in rows if r["localize_seconds"] is not None))
+        print(
+            f"| {row['method']} | {row['sec_per_step']:.3f} | {row['peak_mem_gb']:.3f} | {row['tokens_per_sec']:.0f} "
+            f"| {mfu} | {row['sec_per_step'] / ga['sec_per_step']:.2f} | {memory_ratio} |"
+        )
+    print(
+        f"# memory: {rows[0]['memory_kind']}; localisation (not in s/step): "
+        + ", ".join(f"{r['method']} {r['localize_seconds']:.1f}s" for r in rows if r["localize_seconds"] is not None)
+    )
     return 0
 
 

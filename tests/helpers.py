@@ -6,17 +6,30 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
-def tiny_llama(vocab_size: int, *, hidden_size: int = 16, seed: int = 0, tokenizer=None, **overrides) -> LlamaForCausalLM:
+def tiny_llama(
+    vocab_size: int, *, hidden_size: int = 16, seed: int = 0, tokenizer=None, **overrides
+) -> LlamaForCausalLM:
     """A 1-layer Llama (a few thousand parameters); special ids from ``tokenizer`` if given."""
     special = {}
     if tokenizer is not None:
-        special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                   "pad_token_id": tokenizer.pad_token_id}
-    config = LlamaConfig(**{
-        "vocab_size": vocab_size, "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
-        "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
-        "max_position_embeddings": 64, **special, **overrides,
-    })
+        special = {
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+    config = LlamaConfig(
+        **{
+            "vocab_size": vocab_size,
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 64,
+            **special,
+            **overrides,
+        }
+    )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 
@@ -25,8 +38,7 @@ def tiny_llama(vocab_size: int, *, hidden_size: int = 16, seed: int = 0, tokeniz
 TINY_SPEC = {
     "name": "tiny",
     "data": {"source": "synthetic", "n_authors": 3},
-    "model": {"source": "tiny", "device": "cpu", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
-              "vocab_size": 400},
+    "model": {"source": "tiny", "device": "cpu", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "vocab_size": 400},
     "vanilla": {"epochs": 3, "lr": 3e-3, "batch_size": 16, "grad_accum": 1},
     "eval": {"batch_size": 32, "max_new_tokens": 8},
 }
@@ -39,7 +51,7 @@ def one_epoch(name: str, **params) -> dict:
 
 def two_authors():
     """Two synthetic authors' pairs: (all pairs, forget train, retain train)."""
-    from knowundo_bench.plugins.synthetic_authors import generate_authors
+    from knowundo_bench.plugins.data.synthetic_authors import generate_authors
 
     pairs = generate_authors(2)
     forget = [p for p in pairs if p.scope == "unlearn" and p.split == "train"]
@@ -49,12 +61,14 @@ def two_authors():
 
 def authors_tokenizer(pairs):
     """The tiny source's byte-level BPE trained on ``pairs`` (400 tokens)."""
-    from knowundo_bench.plugins.tiny_model import train_tokenizer
+    from knowundo_bench.plugins.models.tiny import train_tokenizer
 
     return train_tokenizer(["Question: Answer:"] + [t for p in pairs for t in (p.question, p.answer)], 400)
 
 
 def authors_model(tokenizer, **overrides) -> LlamaForCausalLM:
     """A 1-layer Llama sized for ``authors_tokenizer`` (hidden 32, 128 positions, seed 3)."""
-    return tiny_llama(len(tokenizer), **{"hidden_size": 32, "tokenizer": tokenizer, "max_position_embeddings": 128,
-                                         "seed": 3, **overrides})
+    return tiny_llama(
+        len(tokenizer),
+        **{"hidden_size": 32, "tokenizer": tokenizer, "max_position_embeddings": 128, "seed": 3, **overrides},
+    )

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
-from knowundo_bench.plugins.synthetic_authors import MAX_AUTHORS
+from knowundo_bench.plugins.data.synthetic_authors import MAX_AUTHORS
 
 VALID = {
     "name": "prop",
@@ -25,13 +25,59 @@ VALID = {
     "eval": {"batch_size": 4},
 }
 SECTIONS = ["", "data", "model", "vanilla", "methods.0", "eval", "ood_retain"]
-KNOWN = {"name", "seed", "threads", "output_dir", "cache_dir", "data", "ood_retain", "model", "vanilla", "methods",
-         "eval", "efficiency", "source", "domain", "instances", "n_authors", "data_seed", "device", "mixed_precision",
-         "max_length", "hidden_size", "intermediate_size", "num_layers", "num_heads", "vocab_size",
-         "max_position_embeddings", "epochs", "lr", "batch_size", "grad_accum", "weight_decay", "warmup_ratio",
-         "max_grad_norm", "max_steps", "target_accuracy", "check_every", "label", "localizer", "ablate_localization",
-         "rouge", "max_new_tokens", "prompt_prefixes", "every_n_steps", "general", "general_data_dir",
-         "max_examples", "n_passages", "text_seed", "path", "forget_weight", "retain_weight"}
+KNOWN = {
+    "name",
+    "seed",
+    "threads",
+    "output_dir",
+    "cache_dir",
+    "data",
+    "ood_retain",
+    "model",
+    "vanilla",
+    "methods",
+    "eval",
+    "efficiency",
+    "source",
+    "domain",
+    "instances",
+    "n_authors",
+    "data_seed",
+    "device",
+    "mixed_precision",
+    "max_length",
+    "hidden_size",
+    "intermediate_size",
+    "num_layers",
+    "num_heads",
+    "vocab_size",
+    "max_position_embeddings",
+    "epochs",
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "weight_decay",
+    "warmup_ratio",
+    "max_grad_norm",
+    "max_steps",
+    "target_accuracy",
+    "check_every",
+    "label",
+    "localizer",
+    "ablate_localization",
+    "rouge",
+    "max_new_tokens",
+    "prompt_prefixes",
+    "every_n_steps",
+    "general",
+    "general_data_dir",
+    "max_examples",
+    "n_passages",
+    "text_seed",
+    "path",
+    "forget_weight",
+    "retain_weight",
+}
 # Fields and values of the wrong type or out of range (no lax coercion can rescue them).
 BAD_VALUES = [
     ("seed", st.one_of(st.lists(st.integers(), min_size=1), st.dictionaries(st.text(), st.integers(), min_size=1))),
@@ -63,7 +109,9 @@ def section(spec: dict, dotted: str) -> dict:
 def unknown_field(draw):
     spec = fresh()
     where = draw(st.sampled_from(SECTIONS))
-    key = draw(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12).filter(lambda k: k not in KNOWN))
+    key = draw(
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12).filter(lambda k: k not in KNOWN)
+    )
     section(spec, where)[key] = draw(st.one_of(st.integers(), st.text(), st.booleans(), st.none()))
     return yaml.safe_dump(spec).encode()
 
@@ -90,16 +138,17 @@ def missing_field(draw):
 
 not_utf8 = st.binary(min_size=1, max_size=200).map(lambda b: b + b"\xff\xfe\xc3")
 not_a_mapping = st.one_of(st.lists(st.integers()), st.text(), st.integers(), st.floats(allow_nan=False)).map(
-    lambda v: yaml.safe_dump(v).encode())
+    lambda v: yaml.safe_dump(v).encode()
+)
 broken_yaml = st.sampled_from([b"name: [unclosed", b"a: b: c", b"{:", b"- a\n b: c", b"key: 'unterminated", b"\t- x"])
 
 RECORD = st.fixed_dictionaries({"text": st.text(min_size=1), "labels": st.text(min_size=1)})
 BAD_DATA = st.one_of(
-    st.just(b"[]"),                                                           # empty split
-    st.binary(min_size=1).map(lambda b: b + b"\xff"),                         # not UTF-8
-    st.text().map(lambda t: ("{" + t).encode()),                              # not JSON
-    st.dictionaries(st.text(), st.integers()).map(lambda d: json.dumps(d).encode()),         # not a list
-    st.lists(st.integers(), min_size=1).map(lambda x: json.dumps(x).encode()),                 # list of numbers
+    st.just(b"[]"),  # empty split
+    st.binary(min_size=1).map(lambda b: b + b"\xff"),  # not UTF-8
+    st.text().map(lambda t: ("{" + t).encode()),  # not JSON
+    st.dictionaries(st.text(), st.integers()).map(lambda d: json.dumps(d).encode()),  # not a list
+    st.lists(st.integers(), min_size=1).map(lambda x: json.dumps(x).encode()),  # list of numbers
     st.lists(RECORD, min_size=1).map(lambda rs: json.dumps([{"text": r["text"]} for r in rs]).encode()),  # no labels
     st.lists(RECORD, min_size=1).map(lambda rs: json.dumps([{**r, "labels": ""} for r in rs]).encode()),  # empty
 )

@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import tiny_llama
 
+from helpers import tiny_llama
+from knowundo_bench.harness.contracts import TrainingParams
 from knowundo_bench.harness.encoding import Encoded, PromptEncoder
-from knowundo_bench.harness.training import TrainingParams, make_epoch_batches, train
-from knowundo_bench.plugins.tiny_model import train_tokenizer
+from knowundo_bench.harness.training import make_epoch_batches, train
+from knowundo_bench.plugins.models.tiny import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,8 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_table5_tiny_prints_a_row_per_method():
     from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
 
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "table5.py"), "--tiny", "--steps", "2"],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "table5.py"), "--tiny", "--steps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("| ")}
     methods = Plugins(make_plugin_manager(load_entry_points=False)).methods.names()
@@ -46,19 +51,36 @@ def test_backprop_stops_below_the_lowest_trainable_layer():
     example = Encoded(tuple(range(5, 15)), (-100,) * 3 + tuple(range(8, 15)), 3)
     batches = make_epoch_batches(encoder, [example] * 4, None, 2, random.Random(0))
     top = {name for name, _ in model.named_parameters() if ".layers.2." in name}
-    train(model, objective=lambda m, b: m(**b["forget"]).loss, params=TrainingParams(epochs=1, grad_accum=1, batch_size=2),
-          epoch_batches=lambda epoch: batches, seed=0, trainable=top)
+    train(
+        model,
+        objective=lambda m, b: m(**b["forget"]).loss,
+        params=TrainingParams(epochs=1, grad_accum=1, batch_size=2),
+        epoch_batches=lambda epoch: batches,
+        seed=0,
+        trainable=top,
+    )
     assert set(reached) == {2}  # layers 0 and 1 hold nothing to train: autograd never enters them
     reached.clear()
-    train(model, objective=lambda m, b: m(**b["forget"]).loss, params=TrainingParams(epochs=1, grad_accum=1, batch_size=2),
-          epoch_batches=lambda epoch: batches, seed=0)
+    train(
+        model,
+        objective=lambda m, b: m(**b["forget"]).loss,
+        params=TrainingParams(epochs=1, grad_accum=1, batch_size=2),
+        epoch_batches=lambda epoch: batches,
+        seed=0,
+    )
     assert set(reached) == {0, 1, 2}
     assert all(p.requires_grad for p in model.parameters())  # frozen only for the duration
 
 
 def test_efficiency_benchmark_script_documents_its_six_figures():
     text = (ROOT / "benchmarks" / "efficiency.py").read_text()
-    for name in ("memflex_vs_ga_gd_step_ratio", "harness_vs_bare_loop_ratio", "batched_eval_speedup",
-                 "localize_vs_epoch_ratio", "localize_fast_vs_epoch_ratio", "localize_fast_agreement"):
+    for name in (
+        "memflex_vs_ga_gd_step_ratio",
+        "harness_vs_bare_loop_ratio",
+        "batched_eval_speedup",
+        "localize_vs_epoch_ratio",
+        "localize_fast_vs_epoch_ratio",
+        "localize_fast_agreement",
+    ):
         assert f'print(f"{name}=' in text, name
     assert "bench:" in (ROOT / "Makefile").read_text()

@@ -17,8 +17,8 @@ from knowundo_bench.harness.data import (
     read_local_domain,
 )
 from knowundo_bench.harness.errors import InputError
-from knowundo_bench.plugins import local
-from knowundo_bench.plugins.local import LocalParams
+from knowundo_bench.plugins.data import local
+from knowundo_bench.plugins.data.local import LocalParams
 
 SIZES = {
     ("unlearn", "train"): 400,
@@ -77,7 +77,7 @@ def test_real_data_sizes_scopes_and_splits(real_pairs: list[QAPair]) -> None:
 
 def test_real_data_pairs_match_the_files(privacy_dir: Path, real_pairs: list[QAPair]) -> None:
     expected = []
-    for (scope, split) in SIZES:
+    for scope, split in SIZES:
         records = json.loads((privacy_dir / f"{scope}_{split}.json").read_text(encoding="utf-8"))
         expected += [(r["text"], r["labels"], scope, split) for r in records]
     assert [(p.question, p.answer, p.scope, p.split) for p in real_pairs] == expected
@@ -120,7 +120,9 @@ def test_infer_instances_keeps_given_instances() -> None:
 
 
 def test_infer_instances_ignores_street_names(real_instances: list[QAPair]) -> None:
-    [pair] = [p for p in real_instances if p.question == "What is the significance of 221B Baker St in literary history?"]
+    [pair] = [
+        p for p in real_instances if p.question == "What is the significance of 221B Baker St in literary history?"
+    ]
     assert pair.instance == "Emma Clarke"
 
 
@@ -273,4 +275,3 @@ def test_fingerprint_of_real_data_changes_with_one_answer(real_instances: list[Q
     changed = list(real_instances)
     changed[500] = changed[500].model_copy(update={"answer": changed[500].answer + " "})
     assert Benchmark(tuple(changed)).fingerprint() != Benchmark(tuple(real_instances)).fingerprint()
-

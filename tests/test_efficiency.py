@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
 from knowundo_bench.harness.efficiency import EfficiencySpec, StepMeter, peak_flops
-from knowundo_bench.harness.results import write_record
+from knowundo_bench.harness.records.files import write_record
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-step peak reset needs /proc")
@@ -39,16 +39,35 @@ def test_peak_flops_from_spec_or_none_on_cpu():
 
 
 def training(sec: float, gb: float, tps: float) -> dict:
-    return {"sec_per_step": sec, "sec_per_step_p90": sec * 1.1, "peak_mem_gb": gb, "tokens_per_sec": tps,
-            "mfu": None, "memory_kind": "cpu_peak_rss_growth", "device": "cpu"}
+    return {
+        "sec_per_step": sec,
+        "sec_per_step_p90": sec * 1.1,
+        "peak_mem_gb": gb,
+        "tokens_per_sec": tps,
+        "mfu": None,
+        "memory_kind": "cpu_peak_rss_growth",
+        "device": "cpu",
+    }
 
 
 def test_efficiency_view_is_relative_to_ga(tmp_path):
     write_record(tmp_path, "vanilla", {"method": "vanilla", "order": 0, "status": "ok", "metrics": {}})
-    write_record(tmp_path, "ga", {"method": "ga", "method_name": "ga", "order": 1, "status": "ok",
-                                  "training": training(2.0, 4.0, 100.0)})
-    write_record(tmp_path, "memflex", {"method": "memflex", "method_name": "memflex", "order": 2, "status": "ok",
-                                       "training": training(1.5, 3.0, 150.0)})
+    write_record(
+        tmp_path,
+        "ga",
+        {"method": "ga", "method_name": "ga", "order": 1, "status": "ok", "training": training(2.0, 4.0, 100.0)},
+    )
+    write_record(
+        tmp_path,
+        "memflex",
+        {
+            "method": "memflex",
+            "method_name": "memflex",
+            "order": 2,
+            "status": "ok",
+            "training": training(1.5, 3.0, 150.0),
+        },
+    )
     result = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--view", "efficiency", "--format", "json"])
     assert result.exit_code == 0, result.output
     rows = {row["method"]: row for row in json.loads(result.stdout)}

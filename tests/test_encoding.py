@@ -7,7 +7,7 @@ import torch
 
 from knowundo_bench.harness.data import QAPair
 from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder, batched
-from knowundo_bench.plugins.tiny_model import train_tokenizer
+from knowundo_bench.plugins.models.tiny import train_tokenizer
 
 CORPUS = [
     "Question: Who wrote the book?\nAnswer: Jane Doe wrote the book.",
@@ -255,5 +255,8 @@ def test_chat_template_collate_prompts(tokenizer):
     encoder = PromptEncoder(tokenizer)
     a, b = encoder.encode(pair("Who?", "Jane")), encoder.encode(pair("Who is it?", "Jane"))
     batch = encoder.collate_prompts([a, b])
-    texts = [decode(tokenizer, row[mask.bool()].tolist()) for row, mask in zip(batch["input_ids"], batch["attention_mask"])]
+    texts = [
+        decode(tokenizer, row[mask.bool()].tolist())
+        for row, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)
+    ]
     assert texts == ["<s>user: Who?\nassistant:", "<s>user: Who is it?\nassistant:"]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SPECS_DIR
-from helpers import TINY_SPEC, one_epoch, tiny_llama
 from typer.testing import CliRunner
 
+from conftest import SPECS_DIR
+from helpers import TINY_SPEC, one_epoch, tiny_llama
 from knowundo_bench.cli import app
 
 runner = CliRunner()
@@ -80,8 +80,8 @@ def test_real_privacy_data_ordering(tmp_path, privacy_dir):
 def test_hf_source_with_lora_from_local_files(tmp_path, offline_environment):
     """The hub-loading path (AutoModelForCausalLM + peft LoRA) run offline on a local folder:
     the vanilla model is base + adapter, only the adapter is cached, unlearning trains it."""
-    from knowundo_bench.plugins.synthetic_authors import generate_authors
-    from knowundo_bench.plugins.tiny_model import train_tokenizer
+    from knowundo_bench.plugins.data.synthetic_authors import generate_authors
+    from knowundo_bench.plugins.models.tiny import train_tokenizer
 
     corpus = [text for p in generate_authors(3) for text in (p.question, p.answer)] + ["Question: Answer:"]
     tokenizer = train_tokenizer(corpus, 400)
@@ -95,8 +95,13 @@ def test_hf_source_with_lora_from_local_files(tmp_path, offline_environment):
         "vanilla": {"epochs": 4, "lr": 1e-2, "batch_size": 16, "grad_accum": 1},
         "methods": [
             {"name": "ga", "epochs": 1, "batch_size": 4, "grad_accum": 1, "lr": 1e-3},
-            {"name": "memflex", "epochs": 1, "batch_size": 4, "grad_accum": 1,
-             "localizer": {"name": "memflex", "sigma_percentile": 50, "n_passes": 1}},
+            {
+                "name": "memflex",
+                "epochs": 1,
+                "batch_size": 4,
+                "grad_accum": 1,
+                "localizer": {"name": "memflex", "sigma_percentile": 50, "n_passes": 1},
+            },
         ],
         "eval": {"batch_size": 16, "max_new_tokens": 8},
     }
@@ -152,9 +157,18 @@ def test_paper_privacy_tiny_shows_the_papers_pattern(tmp_path, privacy_dir):
 
 @pytest.mark.slow
 def test_ablate_localization_adds_an_all_parameters_row(tmp_path):
-    spec = {**TINY_SPEC, "name": "ablation", "eval": {"batch_size": 32, "max_new_tokens": 4, "rouge": False},
-            "methods": [one_epoch("ga_gd", ablate_localization=True,
-                                  localizer={"name": "memflex_neurons", "sigma_percentile": 50, "n_passes": 1})]}
+    spec = {
+        **TINY_SPEC,
+        "name": "ablation",
+        "eval": {"batch_size": 32, "max_new_tokens": 4, "rouge": False},
+        "methods": [
+            one_epoch(
+                "ga_gd",
+                ablate_localization=True,
+                localizer={"name": "memflex_neurons", "sigma_percentile": 50, "n_passes": 1},
+            )
+        ],
+    }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     result = run(path, tmp_path / "out")
@@ -199,14 +213,17 @@ def test_general_offline_spec_records_general_scores_prefixes_curves_and_plots(t
         curve = records[method]["curve"]
         steps = records[method]["training"]["steps"]
         assert [p["step"] for p in curve] == [*range(0, steps, 5), steps] or [p["step"] for p in curve] == list(
-            range(0, steps + 1, 5))
+            range(0, steps + 1, 5)
+        )
         assert curve[0]["retention_success"] == vanilla["retention"]["success"]
         assert curve[-1]["unlearn_success"] == pytest.approx(records[method]["metrics"]["unlearn"]["success"])
     assert records["ga"]["curve"][-1]["retention_success"] < 20  # GA collapses along the way
 
     plotted = runner.invoke(app, ["plot", str(tmp_path / "out")])
     assert plotted.exit_code == 0, plotted.output
-    series = {Path(p).name: int(n.split()[0]) for p, n in (line.rsplit(" (", 1) for line in plotted.stdout.splitlines())}
+    series = {
+        Path(p).name: int(n.split()[0]) for p, n in (line.rsplit(" (", 1) for line in plotted.stdout.splitlines())
+    }
     assert series == {"success.png": 4, "training_loss.png": 3, "curves.png": 3, "prompt_prefixes.png": 4}
     for name in series:
         data = (tmp_path / "out" / "plots" / name).read_bytes()

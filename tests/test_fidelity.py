@@ -13,28 +13,22 @@ import random
 import pytest
 import torch
 import transformers
-from helpers import authors_model, authors_tokenizer, two_authors
 
+from helpers import authors_model, authors_tokenizer, two_authors
+from knowundo_bench.harness.context import UnlearnContext
+from knowundo_bench.harness.contracts import MethodRun, TrainingParams
 from knowundo_bench.harness.data import QAPair, RetainText
 from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
 from knowundo_bench.harness.evaluation import teacher_forced
 from knowundo_bench.harness.labels import allowed_tokens
-from knowundo_bench.harness.training import (
-    MethodRun,
-    TrainingParams,
-    UnlearnContext,
-    _lr_lambda,
-    make_mixed_batches,
-    mixed_dataset,
-    warmup_steps_for,
-)
-from knowundo_bench.plugins import ga_gd, ga_kl, memflex
-from knowundo_bench.plugins.memflex_localizer import (
+from knowundo_bench.harness.training import _lr_lambda, make_mixed_batches, mixed_dataset, warmup_steps_for
+from knowundo_bench.plugins.localizers.memflex import (
     MemFlexLocalizerParams,
     average_gradients,
     corrupted_copy,
 )
-from knowundo_bench.plugins.random_labels import randomly_labelled
+from knowundo_bench.plugins.methods import ga_gd, ga_kl, memflex
+from knowundo_bench.plugins.methods.random_labels import randomly_labelled
 
 PAIRS, FORGET, RETAIN = two_authors()
 
@@ -67,8 +61,9 @@ def official_tokenize(tokenizer, question: str, answer: str) -> tuple[list[int],
 def official_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``AscentPlusDescentTrainer.compute_loss`` before the factors: per-example mean CE."""
     shift_logits, shift_labels = logits[..., :-1, :], labels[..., 1:]
-    loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
-                                             shift_labels.reshape(-1), reduction="none")
+    loss = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), reduction="none"
+    )
     valid = (shift_labels != IGNORE_INDEX).sum(dim=-1).float()
     return loss.view(shift_logits.size(0), -1).sum(dim=-1) / valid
 
@@ -83,8 +78,9 @@ def test_raw_prompt_format_is_the_official_tokenisation(tokenizer, raw):
     assert not raw.unlearning_eos
     prefixed = raw.with_prefix(system_prompt="You are a privacy-sensitive assistant.")
     encoded = prefixed.encode(FORGET[0], with_eos=False)
-    input_ids, labels = official_tokenize(tokenizer, "You are a privacy-sensitive assistant.\n" + FORGET[0].question,
-                                          FORGET[0].answer)
+    input_ids, labels = official_tokenize(
+        tokenizer, "You are a privacy-sensitive assistant.\n" + FORGET[0].question, FORGET[0].answer
+    )
     assert (list(encoded.input_ids), list(encoded.labels)) == (input_ids, labels)  # the official direct_prompts
 
 
@@ -113,12 +109,13 @@ def test_mixed_batching_has_the_official_dataset_steps_and_loss(tokenizer, raw, 
     items = mixed_dataset(forget, retain, 1, random.Random(0))
     assert sorted(map(id, (e for k, e in items if k == "forget"))) == sorted(map(id, forget))
     assert [e for k, e in items if k == "retain"] != []
-    assert sorted(map(id, (e for k, e in items if k == "retain"))) == sorted(map(id, retain[:len(forget)]))
+    assert sorted(map(id, (e for k, e in items if k == "retain"))) == sorted(map(id, retain[: len(forget)]))
 
     context = UnlearnContext(encoder=raw, seed=0)
     params = ga_gd.GAGDParams(epochs=1, batch_size=1, grad_accum=4, lr=1e-4)
-    report = ga_gd.unlearn(method=MethodRun("ga_gd", "ga_gd", params, 0), model=model, forget=FORGET,
-                           retain=RETAIN, context=context)
+    report = ga_gd.unlearn(
+        method=MethodRun("ga_gd", "ga_gd", params, 0), model=model, forget=FORGET, retain=RETAIN, context=context
+    )
     n = len(FORGET)
     assert len(RETAIN) >= n and len(report.step_seconds) == math.ceil(2 * n / 4)
 
@@ -164,7 +161,9 @@ def test_localizer_gradient_equals_the_official_batch_one_loop(tokenizer, raw):
     for n in names:
         official[n] /= len(copies)
         assert torch.allclose(ours[n], official[n], atol=1e-5, rtol=1e-4), n
-    changed = sum(a != b for c, e in zip(copies, examples * 3, strict=True) for a, b in zip(c.input_ids, e.input_ids))
+    changed = sum(
+        a != b for c, e in zip(copies, examples * 3, strict=True) for a, b in zip(c.input_ids, e.input_ids, strict=True)
+    )
     answer = sum(len(e.input_ids) - e.prompt_length - 1 for e in examples) * 3
     assert 0.2 < changed / answer < 0.5  # about 40% of the answer, not all of it
 
@@ -191,8 +190,9 @@ def test_ga_kl_averages_over_every_position_of_the_retain_example(tokenizer, raw
     assert abs(answer_only.item() - ours.item()) > 1e-4
     grad_ours = torch.autograd.grad(ours, model.model.embed_tokens.weight, retain_graph=True)[0]
     grad_official = torch.autograd.grad(official, model.model.embed_tokens.weight)[0]
-    assert (grad_ours - grad_official).abs().max() < 1e-4 * grad_official.abs().max(), \
+    assert (grad_ours - grad_official).abs().max() < 1e-4 * grad_official.abs().max(), (
         (grad_ours - grad_official).abs().max()
+    )
     log_q = torch.log_softmax(model(input_ids=batch["input_ids"]).logits, -1)
     swapped = (log_q.exp() * (log_q - prob_p.log())).sum(-1).mean()
     assert abs(swapped.item() - ours.item()) > 1e-2 * ours.item()
@@ -201,8 +201,14 @@ def test_ga_kl_averages_over_every_position_of_the_retain_example(tokenizer, raw
 def test_perplexity_is_exp_of_the_mean_per_example_nll(tokenizer, raw, model):
     """``compute_min_k_ppl_acc`` (ratio 1): exp(-mean over examples of each one's mean
     answer log-prob). Fails with the earlier token-pooled reading."""
-    pairs = FORGET[:3] + [QAPair(question=FORGET[0].question, answer=FORGET[0].answer + " " + RETAIN[0].answer * 3,
-                                 scope="unlearn", split="val")]
+    pairs = FORGET[:3] + [
+        QAPair(
+            question=FORGET[0].question,
+            answer=FORGET[0].answer + " " + RETAIN[0].answer * 3,
+            scope="unlearn",
+            split="val",
+        )
+    ]
     examples = raw.encode_all(pairs, with_eos=False)
     with torch.no_grad():
         model.lm_head.weight.mul_(30)  # peaked predictions: examples' NLLs differ widely
@@ -246,14 +252,15 @@ def test_ood_text_in_raw_format_has_no_eos(tokenizer, raw):
 PAPER_METHODS = ["ga", "random_labels", "adversarial", "ga_gd", "ga_gd_ood", "ga_kl", "ga_kl_ood", "memflex"]
 
 
-@pytest.mark.parametrize("name", ["paper-privacy-llama2", "paper-copyright-llama2", "paper-privacy-tiny",
-                                  "smollm2-privacy"])
+@pytest.mark.parametrize(
+    "name", ["paper-privacy-llama2", "paper-copyright-llama2", "paper-privacy-tiny", "smollm2-privacy"]
+)
 def test_paper_specs_use_the_official_protocol(name):
     """Every spec that reproduces the paper: raw prompts, the eight methods, Table 7 and
     12 defaults where the scale allows, the official OOD corpus where the hub is used."""
     import yaml
-    from conftest import SPECS_DIR
 
+    from conftest import SPECS_DIR
     from knowundo_bench.harness.plugin_manager import get_plugins
     from knowundo_bench.harness.specs import parse_spec
 
@@ -264,7 +271,12 @@ def test_paper_specs_use_the_official_protocol(name):
     if spec.data.source == "hub":
         ood = resolved.ood_params
         assert (spec.ood_retain.source, ood.repo, ood.name, ood.split, ood.column) == (
-            "hub_text", "llmunlearn/unlearn_dataset", "general", "retain", "text")
+            "hub_text",
+            "llmunlearn/unlearn_dataset",
+            "general",
+            "retain",
+            "text",
+        )
         for method in resolved.methods:  # Table 7: 2 epochs, batch 1 x 16, lr 5e-5 (MemFlex 3e-4), wd 0
             p = method.params
             assert (p.epochs, p.batch_size, p.grad_accum, p.weight_decay, p.warmup_ratio) == (2, 1, 16, 0.0, 0.03)
@@ -302,8 +314,7 @@ def test_raw_sequences_keep_their_first_max_length_tokens(tokenizer):
     """``chunk_and_pad`` keeps the first 256 tokens; a too-long prompt loses its end, not
     its beginning (BOS and any prefix stay)."""
     short = PromptEncoder(tokenizer, 12, prompt_format="raw")
-    pair = QAPair(question=" ".join([FORGET[0].question] * 3), answer=FORGET[0].answer, scope="unlearn",
-                  split="train")
+    pair = QAPair(question=" ".join([FORGET[0].question] * 3), answer=FORGET[0].answer, scope="unlearn", split="train")
     input_ids, _ = official_tokenize(tokenizer, pair.question, pair.answer)
     encoded = short.encode(pair, with_eos=False)
     assert list(encoded.input_ids) == input_ids[:12]

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import lm_eval
 import pytest
-from conftest import SHARED_DATA
-from helpers import tiny_llama
 from lm_eval.tasks import TaskManager
 from lm_eval.tasks._yaml_loader import load_yaml
 
+from conftest import SHARED_DATA
+from helpers import tiny_llama
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.general import (
     GeneralSpec,
     evaluate_general,
     offline_task_configs,
 )
-from knowundo_bench.plugins.tiny_model import train_tokenizer
+from knowundo_bench.plugins.models.tiny import train_tokenizer
 
 GENERAL_DIR = SHARED_DATA / "general"
 BUILTIN = Path(lm_eval.__file__).parent / "tasks"
@@ -34,22 +34,48 @@ BUILTIN_YAML = {
 # Made-up passages in the EleutherAI/race schema (RACE itself may not be redistributed):
 # one row per article, `problems` a Python-literal string; a cloze question ends "  _  .".
 RACE_ROWS = [
-    {"example_id": "made-up-1", "article": "Mia keeps bees on the roof of her flat. Every spring she counts the "
-     "hives, and every autumn she sells honey to her neighbours.",
-     "problems": str([
-         {"question": "Where does Mia keep her bees?", "options": ["In a garden", "On the roof", "At school",
-                                                                   "In a shop"], "answer": "B"},
-         {"question": "Mia sells honey in  _  .", "options": ["spring", "summer", "autumn", "winter"], "answer": "C"},
-         {"question": "What does Mia do every spring?", "options": ["Counts the hives", "Sells honey",
-                                                                    "Moves house", "Buys bees"], "answer": "A"},
-     ])},
-    {"example_id": "made-up-2", "article": "The river town built a new bridge of stone after the old wooden one "
-     "was washed away by a flood.",
-     "problems": str([
-         {"question": "Why was a new bridge built?", "options": ["The old one burned", "A flood washed the old "
-                                                                 "one away", "The town grew", "A king ordered it"],
-          "answer": "B"},
-     ])},
+    {
+        "example_id": "made-up-1",
+        "article": "Mia keeps bees on the roof of her flat. Every spring she counts the "
+        "hives, and every autumn she sells honey to her neighbours.",
+        "problems": str(
+            [
+                {
+                    "question": "Where does Mia keep her bees?",
+                    "options": ["In a garden", "On the roof", "At school", "In a shop"],
+                    "answer": "B",
+                },
+                {
+                    "question": "Mia sells honey in  _  .",
+                    "options": ["spring", "summer", "autumn", "winter"],
+                    "answer": "C",
+                },
+                {
+                    "question": "What does Mia do every spring?",
+                    "options": ["Counts the hives", "Sells honey", "Moves house", "Buys bees"],
+                    "answer": "A",
+                },
+            ]
+        ),
+    },
+    {
+        "example_id": "made-up-2",
+        "article": "The river town built a new bridge of stone after the old wooden one was washed away by a flood.",
+        "problems": str(
+            [
+                {
+                    "question": "Why was a new bridge built?",
+                    "options": [
+                        "The old one burned",
+                        "A flood washed the old one away",
+                        "The town grew",
+                        "A king ordered it",
+                    ],
+                    "answer": "B",
+                },
+            ]
+        ),
+    },
 ]
 
 
@@ -67,15 +93,16 @@ def general_dir() -> Path:
 
 
 def build(config: dict):
-    [task] = TaskManager(include_defaults=False).load_task_or_group([config]).values()
+    [task] = TaskManager(include_defaults=False).load([config])["tasks"].values()
     return task
 
 
 def builtin_on_local_file(path: Path, data_files: dict[str, str], name: str) -> object:
     """The built-in task, unchanged but for where its rows come from."""
     config = load_yaml(path)
-    config.update(task=f"builtin_{name}", dataset_path="json", dataset_name=None,
-                  dataset_kwargs={"data_files": data_files})
+    config.update(
+        task=f"builtin_{name}", dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": data_files}
+    )
     for split in ("training_split", "validation_split", "test_split", "fewshot_split"):
         if config.get(split) is not None and config[split] not in data_files:
             config[split] = None

@@ -1,4 +1,4 @@
-"""Tests of the ``hf`` model source (plugins/hf_model.py): the real loading code,
+"""Tests of the ``hf`` model source (plugins/models/hf.py): the real loading code,
 run offline on a tiny LLaMA and tokenizer saved to a local folder."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_llama
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
+from helpers import tiny_llama
 from knowundo_bench.harness.models import LoraSpec, ModelBundle
-from knowundo_bench.plugins import hf_model
-from knowundo_bench.plugins.hf_model import HFModelFactory, HFModelParams
-from knowundo_bench.plugins.tiny_model import train_tokenizer
+from knowundo_bench.plugins.models import hf as hf_model
+from knowundo_bench.plugins.models.hf import HFModelFactory, HFModelParams
+from knowundo_bench.plugins.models.tiny import train_tokenizer
 
 CORPUS = [
     "Who are Isabella Marquez's parents?",

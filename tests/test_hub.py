@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from knowundo_bench.harness.data import Benchmark, QAPair
 from knowundo_bench.harness.errors import InputError
-from knowundo_bench.plugins import hub
-from knowundo_bench.plugins.hub import HubParams
+from knowundo_bench.plugins.data import hub
+from knowundo_bench.plugins.data.hub import HubParams
 
 PRIVACY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "knowundo" / "privacy"
 AUTHORS = ["Isabella Marquez", "Hiro Tanaka", "Evelyn Smith"]

@@ -10,7 +10,7 @@ import math
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
-from knowundo_bench.harness.results import read_record, write_record
+from knowundo_bench.harness.records.files import read_record, write_record
 from knowundo_bench.leaderboard import leaderboard_rows, render
 from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, ROW_KEYS
 from knowundo_bench.leaderboard.export import fmt_ppl
@@ -25,11 +25,20 @@ def metrics(unlearn_success, unlearn_ppl, retention_success):
 
 
 def make_results(directory):
-    write_record(directory, "ga", {"method": "ga", "order": 1, "status": "ok",
-                                   "metrics": metrics(97.0, math.inf, 2.5),
-                                   "training": {"sec_per_step": 0.125, "peak_mem_gb": 0.5}})
-    write_record(directory, "vanilla", {"method": "vanilla", "order": 0, "status": "ok",
-                                        "metrics": metrics(0.0, 1.02, 100.0)})
+    write_record(
+        directory,
+        "ga",
+        {
+            "method": "ga",
+            "order": 1,
+            "status": "ok",
+            "metrics": metrics(97.0, math.inf, 2.5),
+            "training": {"sec_per_step": 0.125, "peak_mem_gb": 0.5},
+        },
+    )
+    write_record(
+        directory, "vanilla", {"method": "vanilla", "order": 0, "status": "ok", "metrics": metrics(0.0, 1.02, 100.0)}
+    )
     write_record(directory, "broken", {"method": "broken", "order": 2, "status": "failed", "error": "boom"})
     (directory / "notes.json").write_text('{"unrelated": true}')  # ignored: not a result record
 
@@ -77,8 +86,18 @@ def test_csv_and_json_exports(tmp_path):
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert data[1]["unlearn_ppl"] == "inf" and data[0]["retention_success"] == 100.0
-    for key in ("method", "unlearn_success", "unlearn_ppl", "unlearn_rouge_l", "retention_success",
-                "retention_ppl", "retention_rouge_l", "avg_success", "sec_per_step", "peak_mem_gb"):
+    for key in (
+        "method",
+        "unlearn_success",
+        "unlearn_ppl",
+        "unlearn_rouge_l",
+        "retention_success",
+        "retention_ppl",
+        "retention_rouge_l",
+        "avg_success",
+        "sec_per_step",
+        "peak_mem_gb",
+    ):
         assert key in data[0]
 
 
@@ -87,14 +106,18 @@ def test_general_tasks_and_prompt_prefixes_become_columns(tmp_path):
     for order, (label, retention) in enumerate((("vanilla", 100.0), ("ga", 2.5))):
         body = metrics(50.0, 2.0, retention)
         body["general"] = general
-        body["prompt_prefixes"] = {"helpful": {"unlearn": {"success": 60.0}, "retention": {"success": retention / 2},
-                                               "avg_success": 0.0}}
+        body["prompt_prefixes"] = {
+            "helpful": {"unlearn": {"success": 60.0}, "retention": {"success": retention / 2}, "avg_success": 0.0}
+        }
         write_record(tmp_path, label, {"method": label, "order": order, "status": "ok", "metrics": body})
     rows = leaderboard_rows(tmp_path)
     assert rows[1]["mmlu"] == 30.0 and rows[1]["race"] is None and rows[1]["general_avg"] == 33.375
     assert rows[1]["unlearn_success@helpful"] == 60.0 and rows[1]["retention_success@helpful"] == 1.25
     lines = render(rows, "md").splitlines()
-    assert "| Unlearn Succ@helpful | Retention Succ@helpful | MMLU | ARC | TruthfulQA | SIQA | RACE | General Avg |" in lines[0]
+    assert (
+        "| Unlearn Succ@helpful | Retention Succ@helpful | MMLU | ARC | TruthfulQA | SIQA | RACE | General Avg |"
+        in lines[0]
+    )
     assert lines[3].endswith("| 60.00 | 1.25 | 30.00 | 25.00 | 45.50 | 33.00 | – | 33.38 |")
     table = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
     assert table[0]["retention_success@helpful"] == "50.0" and table[0]["race"] == ""

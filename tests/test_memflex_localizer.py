@@ -8,15 +8,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import tiny_llama
 
+from helpers import tiny_llama
+from knowundo_bench.harness.context import UnlearnContext
+from knowundo_bench.harness.contracts import LocalizerRun
 from knowundo_bench.harness.data import QAPair
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encoded, PromptEncoder
 from knowundo_bench.harness.labels import allowed_tokens
 from knowundo_bench.harness.models import LoraSpec, attach_lora
-from knowundo_bench.harness.training import LocalizerRun, UnlearnContext
-from knowundo_bench.plugins import memflex_localizer
-from knowundo_bench.plugins.memflex_localizer import (
+from knowundo_bench.plugins.localizers import memflex as memflex_localizer
+from knowundo_bench.plugins.localizers.memflex import (
     MemFlexLocalizerParams,
     corrupted_copy,
     cosine,
@@ -24,7 +25,7 @@ from knowundo_bench.plugins.memflex_localizer import (
     random_targets,
     select,
 )
-from knowundo_bench.plugins.tiny_model import train_tokenizer
+from knowundo_bench.plugins.models.tiny import train_tokenizer
 
 
 class FourTensors(torch.nn.Module):
@@ -40,10 +41,10 @@ class FourTensors(torch.nn.Module):
 
 KNOWN_GRADIENTS = {
     # name: (G_UL, G_RT)
-    "a": ([1.0, 0.0], [0.0, 1.0]),      # orthogonal, large: selected
-    "b": ([1.0, 1.0], [2.0, 2.0]),      # same direction (cos 1): kept frozen
-    "c": ([1e-6, 0.0], [0.0, 1.0]),     # orthogonal but tiny: below sigma
-    "d": ([0.0, 0.0], [0.0, 0.0]),      # all zeros (fresh LoRA A): cos 0, never NaN
+    "a": ([1.0, 0.0], [0.0, 1.0]),  # orthogonal, large: selected
+    "b": ([1.0, 1.0], [2.0, 2.0]),  # same direction (cos 1): kept frozen
+    "c": ([1e-6, 0.0], [0.0, 1.0]),  # orthogonal but tiny: below sigma
+    "d": ([0.0, 0.0], [0.0, 0.0]),  # all zeros (fresh LoRA A): cos 0, never NaN
 }
 
 
@@ -131,8 +132,11 @@ def test_cosine_edge_cases():
 def test_corruption_replaces_half_the_answer_in_inputs_and_targets():
     """The official scheme: floor(n/2) draws with replacement among the n answer
     positions (not the trailing EOS); the targets follow the corrupted input."""
-    example = Encoded(input_ids=(1, 5, 6, 7, 8, 9, 10, 11, 2),
-                      labels=(IGNORE_INDEX, IGNORE_INDEX, 6, 7, 8, 9, 10, 11, 2), prompt_length=2)
+    example = Encoded(
+        input_ids=(1, 5, 6, 7, 8, 9, 10, 11, 2),
+        labels=(IGNORE_INDEX, IGNORE_INDEX, 6, 7, 8, 9, 10, 11, 2),
+        prompt_length=2,
+    )
     allowed = torch.tensor([100, 101, 102])
     generator = torch.Generator().manual_seed(0)
     for _ in range(50):
@@ -167,8 +171,12 @@ def test_tensors_near_a_threshold_are_reported(monkeypatch, context):
     """Another CPU's float32 kernels may move a statistic in its last bits: a tensor
     whose cosine lies within float noise of mu is listed, one far from it is not."""
     c = 0.96 - 1e-9
-    g_ul = {"a": torch.tensor([c, math.sqrt(1 - c * c)], dtype=torch.float64), "b": torch.tensor([0.0, 1.0]),
-            "c": torch.tensor([0.0, 1.0]), "d": torch.tensor([1.0, 0.0])}
+    g_ul = {
+        "a": torch.tensor([c, math.sqrt(1 - c * c)], dtype=torch.float64),
+        "b": torch.tensor([0.0, 1.0]),
+        "c": torch.tensor([0.0, 1.0]),
+        "d": torch.tensor([1.0, 0.0]),
+    }
     g_rt = {n: torch.tensor([1.0, 0.0], dtype=torch.float64) for n in "abcd"}
     gradients = iter([g_ul, g_rt])
     monkeypatch.setattr(memflex_localizer, "average_gradients", lambda *args, **kw: next(gradients))
@@ -190,8 +198,9 @@ def test_selection_is_the_same_with_one_or_two_threads(context):
             torch.set_num_threads(count)
             model = tiny_llama(len(tokenizer), hidden_size=64)
             params = MemFlexLocalizerParams(mu=0.99, sigma_percentile=50, n_passes=3)
-            g_ul, g_rt = memflex_localizer.scope_gradients(LocalizerRun("memflex", params, 0), model, PAIRS * 4,
-                                                           PAIRS * 4, context)
+            g_ul, g_rt = memflex_localizer.scope_gradients(
+                LocalizerRun("memflex", params, 0), model, PAIRS * 4, PAIRS * 4, context
+            )
             runs.append((g_ul, g_rt, run_localize(params, model, context).selected))
     finally:
         torch.set_num_threads(threads)
@@ -203,7 +212,7 @@ def test_selection_is_the_same_with_one_or_two_threads(context):
 def test_fast_localizer_gradient_is_the_mean_over_label_draws(context):
     """One forward and one backward give exactly the mean over the N label draws of the
     per-draw, per-example gradients (the inputs never change, so neither do the logits)."""
-    from knowundo_bench.plugins.memflex_fast import fast_average_gradients
+    from knowundo_bench.plugins.localizers.memflex_fast import fast_average_gradients
 
     encoder = context.encoder
     tokenizer = encoder.tokenizer

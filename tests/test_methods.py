@@ -7,30 +7,26 @@ import math
 
 import pytest
 import torch
-from helpers import authors_model, authors_tokenizer, two_authors
 
+from helpers import authors_model, authors_tokenizer, two_authors
+from knowundo_bench.harness.context import UnlearnContext
+from knowundo_bench.harness.contracts import LocalizerRun, MethodRun, TrainingParams
 from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
 from knowundo_bench.harness.labels import allowed_tokens
+from knowundo_bench.harness.losses import answer_log_likelihood, answer_loss
 from knowundo_bench.harness.progress import NO_PROGRESS
-from knowundo_bench.harness.training import (
-    LocalizerRun,
-    MethodRun,
-    TrainingParams,
-    UnlearnContext,
-    answer_log_likelihood,
-    answer_loss,
-)
-from knowundo_bench.plugins import ga_kl, memflex_neurons
-from knowundo_bench.plugins.adversarial import adversarial_labels
-from knowundo_bench.plugins.memflex_localizer import MemFlexLocalizerParams
-from knowundo_bench.plugins.npo import (
+from knowundo_bench.plugins.localizers import memflex_neurons
+from knowundo_bench.plugins.localizers.memflex import MemFlexLocalizerParams
+from knowundo_bench.plugins.methods import ga_kl
+from knowundo_bench.plugins.methods.adversarial import adversarial_labels
+from knowundo_bench.plugins.methods.npo import (
     REFERENCE,
     forget_npo_loss,
     npo_loss,
     with_reference_likelihood,
 )
-from knowundo_bench.plugins.random_labels import randomly_labelled
-from knowundo_bench.plugins.simnpo import simnpo_loss
+from knowundo_bench.plugins.methods.random_labels import randomly_labelled
+from knowundo_bench.plugins.methods.simnpo import simnpo_loss
 
 PAIRS, FORGET, RETAIN = two_authors()
 
@@ -90,7 +86,7 @@ def test_random_labels_are_random_targets_on_real_inputs(encoder, tokenizer):
             assert label not in special and label != IGNORE_INDEX
             targets += 1
             changed += label != gold
-        prompt_targets += sum(label != IGNORE_INDEX for label in random_example.labels[:original.prompt_length])
+        prompt_targets += sum(label != IGNORE_INDEX for label in random_example.labels[: original.prompt_length])
     assert changed / targets > 0.95 and prompt_targets > 0
     assert randomly_labelled(examples, allowed_tokens(tokenizer), special, seed=0) == labelled
     assert randomly_labelled(examples, allowed_tokens(tokenizer), special, seed=1) != labelled
@@ -112,8 +108,13 @@ def test_kl_reference_model_is_frozen_and_never_changes(model, encoder, monkeypa
     monkeypatch.setattr(ga_kl, "frozen_copy", spy)
     vanilla = state(model)
     params = ga_kl.GAKLParams(epochs=2, lr=1e-2, batch_size=4, grad_accum=1)
-    ga_kl.unlearn(method=MethodRun("ga_kl", "ga_kl", params, 0), model=model, forget=FORGET, retain=RETAIN,
-                  context=UnlearnContext(encoder=encoder, seed=0))
+    ga_kl.unlearn(
+        method=MethodRun("ga_kl", "ga_kl", params, 0),
+        model=model,
+        forget=FORGET,
+        retain=RETAIN,
+        context=UnlearnContext(encoder=encoder, seed=0),
+    )
     reference = captured["reference"]
     assert not reference.training and not any(p.requires_grad for p in reference.parameters())
     assert all(torch.equal(value, vanilla[name]) for name, value in reference.state_dict().items())
@@ -167,15 +168,19 @@ def test_row_statistics_per_output_row():
 def test_neuron_localizer_leaves_unselected_rows_bit_identical(model, encoder):
     context = UnlearnContext(encoder=encoder, seed=0)
     params = MemFlexLocalizerParams(mu=0.96, sigma_percentile=50, n_passes=1)
-    localization = memflex_neurons.localize(localizer=LocalizerRun("memflex_neurons", params, 0), model=model,
-                                            forget=FORGET, retain=RETAIN, context=context)
+    localization = memflex_neurons.localize(
+        localizer=LocalizerRun("memflex_neurons", params, 0), model=model, forget=FORGET, retain=RETAIN, context=context
+    )
     assert localization.row_masks, "expected some tensors with only part of their rows selected"
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     context.trainable, context.row_masks = set(localization.selected), localization.row_masks
     # Weight decay on: the masked rows must escape AdamW's decoupled decay as well.
-    report = context.train(model, objective=lambda m, b: -answer_loss(m, b["forget"]),
-                           params=TrainingParams(epochs=2, lr=1e-2, batch_size=4, grad_accum=1, weight_decay=0.1),
-                           forget=FORGET)
+    report = context.train(
+        model,
+        objective=lambda m, b: -answer_loss(m, b["forget"]),
+        params=TrainingParams(epochs=2, lr=1e-2, batch_size=4, grad_accum=1, weight_decay=0.1),
+        forget=FORGET,
+    )
     assert len(report.step_losses) == 2 * math.ceil(len(FORGET) / 4)
     for name, param in model.named_parameters():
         mask = localization.row_masks.get(name)

@@ -10,17 +10,19 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import tiny_llama
 
+from helpers import tiny_llama
+from knowundo_bench.harness.contracts import LocalizerRun
 from knowundo_bench.harness.data import Benchmark, QAPair
 from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
 from knowundo_bench.harness.evaluation import EvalSpec, evaluate
-from knowundo_bench.harness.training import LocalizerRun, answer_loss
-from knowundo_bench.plugins import memflex_localizer, memflex_neurons
-from knowundo_bench.plugins.ga import gradient_ascent
-from knowundo_bench.plugins.memflex_localizer import MemFlexLocalizerParams, select
-from knowundo_bench.plugins.memflex_neurons import row_statistics
-from knowundo_bench.plugins.tiny_model import train_tokenizer
+from knowundo_bench.harness.losses import answer_loss
+from knowundo_bench.plugins.localizers import memflex as memflex_localizer
+from knowundo_bench.plugins.localizers import memflex_neurons
+from knowundo_bench.plugins.localizers.memflex import MemFlexLocalizerParams, select
+from knowundo_bench.plugins.localizers.memflex_neurons import row_statistics
+from knowundo_bench.plugins.methods.ga import gradient_ascent
+from knowundo_bench.plugins.models.tiny import train_tokenizer
 
 # --------------------------------------------------------------------------------------
 # evaluate(): Unlearn Success = 100 - accuracy, Avg Success = mean of the two scopes
@@ -58,8 +60,7 @@ class ScriptedLM(torch.nn.Module):
 
 
 def qa(i: int, scope: str) -> QAPair:
-    return QAPair(question=f"Who is person {scope} {i}?", answer=f"Person {i} is a writer.",
-                  scope=scope, split="val")
+    return QAPair(question=f"Who is person {scope} {i}?", answer=f"Person {i} is a writer.", scope=scope, split="val")
 
 
 def test_evaluate_unlearn_success_is_100_minus_accuracy_and_avg_is_the_mean():
@@ -141,10 +142,10 @@ def test_memflex_select_strict_inequalities():
     """Guards memflex_localizer.select against a flipped cosine test (cos > mu) and
     against non-strict comparisons (cos <= mu, magnitude >= sigma)."""
     stats = {
-        "opposite_large": {"cos": -1.0, "magnitude": 1.0},   # selected
-        "aligned_large": {"cos": 1.0, "magnitude": 1.0},     # cos above mu
-        "opposite_tiny": {"cos": -1.0, "magnitude": 1e-3},   # magnitude below sigma
-        "cos_at_mu": {"cos": 0.5, "magnitude": 1.0},         # cos == mu: not < mu
+        "opposite_large": {"cos": -1.0, "magnitude": 1.0},  # selected
+        "aligned_large": {"cos": 1.0, "magnitude": 1.0},  # cos above mu
+        "opposite_tiny": {"cos": -1.0, "magnitude": 1e-3},  # magnitude below sigma
+        "cos_at_mu": {"cos": 0.5, "magnitude": 1.0},  # cos == mu: not < mu
         "magnitude_at_sigma": {"cos": -1.0, "magnitude": 0.01},  # magnitude == sigma: not > sigma
     }
     assert select(stats, mu=0.5, sigma=0.01) == ["opposite_large"]
@@ -153,10 +154,16 @@ def test_memflex_select_strict_inequalities():
 def test_memflex_localize_selects_the_opposite_large_tensor(monkeypatch):
     """Guards memflex_localizer.localize (through select) against cos > mu: of three
     tensors only the one whose gradients point apart with a large G_UL is selected."""
-    g_ul = {"aligned": torch.tensor([1.0, 1.0]), "opposite": torch.tensor([1.0, 1.0]),
-            "tiny": torch.tensor([1e-3, 1e-3])}
-    g_rt = {"aligned": torch.tensor([2.0, 2.0]), "opposite": torch.tensor([-1.0, -1.0]),
-            "tiny": torch.tensor([-1.0, -1.0])}
+    g_ul = {
+        "aligned": torch.tensor([1.0, 1.0]),
+        "opposite": torch.tensor([1.0, 1.0]),
+        "tiny": torch.tensor([1e-3, 1e-3]),
+    }
+    g_rt = {
+        "aligned": torch.tensor([2.0, 2.0]),
+        "opposite": torch.tensor([-1.0, -1.0]),
+        "tiny": torch.tensor([-1.0, -1.0]),
+    }
     monkeypatch.setattr(memflex_localizer, "scope_gradients", lambda *args, **kwargs: (g_ul, g_rt))
     run = LocalizerRun(name="memflex", params=MemFlexLocalizerParams(mu=0.5, sigma=0.01), seed=0)
 

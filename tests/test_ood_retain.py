@@ -9,29 +9,31 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SHARED_DATA
-from helpers import TINY_SPEC, one_epoch
 from typer.testing import CliRunner
 
+from conftest import SHARED_DATA
+from helpers import TINY_SPEC, one_epoch
 from knowundo_bench.cli import app
-from knowundo_bench.harness import training
+from knowundo_bench.harness import context as unlearn_context
 from knowundo_bench.harness.data import QAPair, RetainText, check_out_of_distribution
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.plugin_manager import get_plugins
 from knowundo_bench.harness.progress import ProgressBoard
 from knowundo_bench.harness.runner import Runner
 from knowundo_bench.harness.specs import parse_spec
-from knowundo_bench.plugins import (
-    ood_general_qa,
-    ood_hub_text,
-    ood_synthetic,
-    ood_text_file,
-)
-from knowundo_bench.plugins.synthetic_authors import generate_authors
+from knowundo_bench.plugins.data.synthetic_authors import generate_authors
+from knowundo_bench.plugins.ood import general_qa as ood_general_qa
+from knowundo_bench.plugins.ood import hub_text as ood_hub_text
+from knowundo_bench.plugins.ood import synthetic_text as ood_synthetic
+from knowundo_bench.plugins.ood import text_file as ood_text_file
 
 GENERAL_DIR = SHARED_DATA / "general"
-TINY = {**TINY_SPEC, "name": "ood", "vanilla": {**TINY_SPEC["vanilla"], "epochs": 2},
-        "eval": {"batch_size": 32, "max_new_tokens": 4, "rouge": False}}
+TINY = {
+    **TINY_SPEC,
+    "name": "ood",
+    "vanilla": {**TINY_SPEC["vanilla"], "epochs": 2},
+    "eval": {"batch_size": 32, "max_new_tokens": 4, "rouge": False},
+}
 
 
 @pytest.fixture
@@ -45,18 +47,31 @@ def test_general_qa_turns_each_schema_into_question_and_correct_answer(general_d
     passages = ood_general_qa.load(ood_general_qa.GeneralQaParams(path=general_dir))
     texts = [p.text for p in passages]
     assert len(texts) == 100 + 20 + 100 + 100 + 100  # arc, mmlu dev + test, siqa, truthfulqa
-    assert ("Question: An astronomer observes that a planet rotates faster after a meteorite impact. Which is "
-            "the most likely effect of this increase in rotation?\nAnswer: Planetary days will become shorter.") in texts
-    assert "Question: Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\nAnswer: 4" in texts
-    assert ("Question: Tracy didn't go home that evening and resisted Riley's attacks. What does Tracy need to do "
-            "before this?\nAnswer: Find somewhere to go") in texts
-    assert "Question: What happens if you eat a pomegranate?\nAnswer: Nothing in particular happens when you eat a pomegranate." in texts
+    assert (
+        "Question: An astronomer observes that a planet rotates faster after a meteorite impact. Which is "
+        "the most likely effect of this increase in rotation?\nAnswer: Planetary days will become shorter."
+    ) in texts
+    assert (
+        "Question: Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\nAnswer: 4"
+        in texts
+    )
+    assert (
+        "Question: Tracy didn't go home that evening and resisted Riley's attacks. What does Tracy need to do "
+        "before this?\nAnswer: Find somewhere to go"
+    ) in texts
+    assert (
+        "Question: What happens if you eat a pomegranate?\n"
+        "Answer: Nothing in particular happens when you eat a pomegranate." in texts
+    )
 
 
 def test_general_qa_reports_the_bad_line_and_field(tmp_path):
     (tmp_path / "mmlu_test.jsonl").write_text(
-        json.dumps({"question": "q", "choices": ["a", "b"], "answer": 1}) + "\n"
-        + json.dumps({"question": "q", "choices": ["a", "b"], "answer": 5}) + "\n")
+        json.dumps({"question": "q", "choices": ["a", "b"], "answer": 1})
+        + "\n"
+        + json.dumps({"question": "q", "choices": ["a", "b"], "answer": 5})
+        + "\n"
+    )
     with pytest.raises(InputError, match=r"mmlu_test.jsonl:2: .*out of range"):
         ood_general_qa.load(ood_general_qa.GeneralQaParams(path=tmp_path))
     (tmp_path / "mmlu_test.jsonl").unlink()
@@ -74,7 +89,10 @@ def test_text_file_formats_and_errors(tmp_path):
         ood_text_file.load(params)
     plain = tmp_path / "passages.txt"
     plain.write_text("one line\n\n  another line  \n")
-    assert [p.text for p in ood_text_file.load(ood_text_file.TextFileParams(path=plain))] == ["one line", "another line"]
+    assert [p.text for p in ood_text_file.load(ood_text_file.TextFileParams(path=plain))] == [
+        "one line",
+        "another line",
+    ]
     listing = tmp_path / "passages.json"
     listing.write_text('[{"text": "a"}, {"text": ""}]')
     with pytest.raises(InputError, match=r"passages.json: 1.text: String should have at least 1 character"):
@@ -118,11 +136,15 @@ def test_benchmark_text_in_ood_data_is_refused():
 def test_contaminated_ood_file_fails_the_run_before_training(tmp_path):
     pair = generate_authors(3)[5]
     (tmp_path / "leak.txt").write_text(f"An ordinary sentence.\n{pair.answer} ({pair.question})\n")
-    spec = {**TINY, "ood_retain": {"source": "text_file", "path": str(tmp_path / "leak.txt")},
-            "methods": [{"name": "ga_gd_ood"}]}
+    spec = {
+        **TINY,
+        "ood_retain": {"source": "text_file", "path": str(tmp_path / "leak.txt")},
+        "methods": [{"name": "ga_gd_ood"}],
+    }
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    result = CliRunner().invoke(app, ["run", str(tmp_path / "spec.yaml"), "--output", str(tmp_path / "out"),
-                                      "--no-progress"])
+    result = CliRunner().invoke(
+        app, ["run", str(tmp_path / "spec.yaml"), "--output", str(tmp_path / "out"), "--no-progress"]
+    )
     assert result.exit_code == 2
     message = result.stderr.strip()
     assert "\n" not in message and "ood_retain (text_file)" in message and "contains benchmark text" in message
@@ -132,16 +154,19 @@ def test_contaminated_ood_file_fails_the_run_before_training(tmp_path):
 @pytest.mark.slow
 def test_ood_methods_train_on_ood_passages_only(tmp_path, monkeypatch, general_dir):
     batches: list[dict] = []
-    real = training.make_mixed_batches  # ga_gd_ood and ga_kl_ood read the mixed dataset
+    real = unlearn_context.make_mixed_batches  # ga_gd_ood and ga_kl_ood read the mixed dataset
 
     def recording(*args, **kwargs):
         result = real(*args, **kwargs)
         batches.extend(result)
         return result
 
-    monkeypatch.setattr(training, "make_mixed_batches", recording)
-    spec = {**TINY, "ood_retain": {"source": "general_qa", "path": str(general_dir), "max_examples": 24},
-            "methods": [one_epoch("ga_gd_ood"), one_epoch("ga_kl_ood")]}
+    monkeypatch.setattr(unlearn_context, "make_mixed_batches", recording)
+    spec = {
+        **TINY,
+        "ood_retain": {"source": "general_qa", "path": str(general_dir), "max_examples": 24},
+        "methods": [one_epoch("ga_gd_ood"), one_epoch("ga_kl_ood")],
+    }
     plugins = get_plugins()
     resolved = parse_spec(spec, plugins)
     with ProgressBoard(console=None, enabled=False) as board:

@@ -5,24 +5,36 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
-from knowundo_bench.harness.results import write_record
+from knowundo_bench.harness.records.files import write_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def scores(unlearn, retention):
-    return {"unlearn": {"success": unlearn, "ppl": 2.0, "rouge_l": 1.0},
-            "retention": {"success": retention, "ppl": 1.0, "rouge_l": 99.0},
-            "avg_success": (unlearn + retention) / 2}
+    return {
+        "unlearn": {"success": unlearn, "ppl": 2.0, "rouge_l": 1.0},
+        "retention": {"success": retention, "ppl": 1.0, "rouge_l": 99.0},
+        "avg_success": (unlearn + retention) / 2,
+    }
 
 
 def test_plot_command_writes_pngs_with_a_series_per_method(tmp_path):
     results = tmp_path / "results"
     write_record(results, "vanilla", {"method": "vanilla", "order": 0, "status": "ok", "metrics": scores(0, 100)})
-    for order, (name, losses) in enumerate({"ga": [-0.1, -2.0, float("-inf")], "ga_gd": [0.2, -0.5],
-                                            "memflex": [0.1, -0.2, -0.3, -0.4]}.items(), start=1):
-        write_record(results, name, {"method": name, "order": order, "status": "ok", "metrics": scores(90, 50),
-                                     "training": {"step_losses": losses}})
+    for order, (name, losses) in enumerate(
+        {"ga": [-0.1, -2.0, float("-inf")], "ga_gd": [0.2, -0.5], "memflex": [0.1, -0.2, -0.3, -0.4]}.items(), start=1
+    ):
+        write_record(
+            results,
+            name,
+            {
+                "method": name,
+                "order": order,
+                "status": "ok",
+                "metrics": scores(90, 50),
+                "training": {"step_losses": losses},
+            },
+        )
     write_record(results, "broken", {"method": "broken", "order": 9, "status": "failed"})
     result = CliRunner().invoke(app, ["plot", str(results)])
     assert result.exit_code == 0, result.output

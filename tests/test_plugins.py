@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import TINY_SPEC, one_epoch
 from typer.testing import CliRunner
 
+from helpers import TINY_SPEC, one_epoch
 from knowundo_bench.cli import app
 from knowundo_bench.harness import hookspecs
 from knowundo_bench.harness.plugin_manager import (
@@ -31,7 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 HOOKSPECS = {name for name, fn in vars(hookspecs).items() if hasattr(fn, "knowundo_bench_spec")}
 
 
-
 def test_hookspecs_are_documented():
     assert {"unlearn", "localize", "register_methods", "register_localizers"} <= HOOKSPECS
     for name in HOOKSPECS:
@@ -44,10 +43,20 @@ def test_every_hookspec_is_exercised_by_a_run(tmp_path):
     called: list[str] = []
     manager.add_hookcall_monitoring(lambda name, impls, kwargs: called.append(name), lambda *a: None)
     plugins = Plugins(manager)
-    spec = {**TINY_SPEC, "methods": [{"name": "memflex", "epochs": 1, "batch_size": 8, "grad_accum": 1,
-                                      "localizer": {"name": "memflex", "sigma_percentile": 50, "n_passes": 1}},
-                                     {"name": "ga_gd_ood", "epochs": 1, "batch_size": 8, "grad_accum": 1}],
-            "ood_retain": {"source": "synthetic_text", "n_passages": 16}}
+    spec = {
+        **TINY_SPEC,
+        "methods": [
+            {
+                "name": "memflex",
+                "epochs": 1,
+                "batch_size": 8,
+                "grad_accum": 1,
+                "localizer": {"name": "memflex", "sigma_percentile": 50, "n_passes": 1},
+            },
+            {"name": "ga_gd_ood", "epochs": 1, "batch_size": 8, "grad_accum": 1},
+        ],
+        "ood_retain": {"source": "synthetic_text", "n_passages": 16},
+    }
     resolved = parse_spec(spec, plugins)
     with ProgressBoard(console=None, enabled=False) as board:
         outcome = Runner(resolved, plugins, tmp_path, board).run()
@@ -63,25 +72,35 @@ def test_methods_command_lists_builtins():
         "ga_gd": "gradient descent on in-distribution retain",
         "memflex": "MemFlex",
     }.items():
-        line = next((l for l in result.output.splitlines() if l.split("│")[1:2] and l.split("│")[1].strip() == name), None)
+        line = next(
+            (row for row in result.output.splitlines() if row.split("│")[1:2] and row.split("│")[1].strip() == name),
+            None,
+        )
         assert line is not None and words in line, f"{name} missing or undocumented"
     assert "Localizers" in result.output and "cos(G_UL, G_RT) < mu" in result.output
     assert "lr=5e-05" in result.output and "built-in" in result.output
 
 
-def test_builtins_are_declared_as_entry_points():
-    """The built-in plugins are registered under the same entry-point names that pyproject declares."""
+def test_builtins_are_one_list_of_every_plugin_module():
+    """Every module under plugins/ that implements a hook is in BUILTIN_PLUGINS (nothing
+    forgotten), and built-ins are not also declared as entry points (one list)."""
+    import importlib
     import tomllib
 
-    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["knowundo_bench"]
-    assert declared == BUILTIN_PLUGINS
+    package = REPO_ROOT / "src" / "knowundo_bench" / "plugins"
+    implementing = set()
+    for path in package.rglob("*.py"):
+        module = "knowundo_bench." + ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        if any(hasattr(value, "knowundo_bench_impl") for value in vars(importlib.import_module(module)).values()):
+            implementing.add(module)
+    assert implementing == set(BUILTIN_PLUGINS)
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert "knowundo_bench" not in project.get("entry-points", {})
 
 
 THIRD_PARTY = '''
 """A third-party method: gradient ascent scaled by a factor."""
-from knowundo_bench.harness.hookspecs import hookimpl
-from knowundo_bench.harness.registry import MethodInfo
-from knowundo_bench.harness.training import TrainingParams, answer_loss
+from knowundo_bench.api import MethodInfo, TrainingParams, answer_loss, hookimpl
 
 
 class ScaledParams(TrainingParams):
@@ -116,8 +135,9 @@ def third_party_site(tmp_path) -> Path:
 
 def cli(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "knowundo_bench", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "knowundo_bench", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def listed_and_run(site: Path, cwd: Path, method: dict, origin: str, default: str) -> dict:
@@ -125,7 +145,7 @@ def listed_and_run(site: Path, cwd: Path, method: dict, origin: str, default: st
     and return its result record."""
     listing = cli(["methods"], site, cwd)
     assert listing.returncode == 0, listing.stderr
-    line = next(l for l in listing.stdout.splitlines() if method["name"] in l)
+    line = next(row for row in listing.stdout.splitlines() if method["name"] in row)
     assert origin in line and default in listing.stdout
     (cwd / "spec.yaml").write_text(yaml.safe_dump({**TINY_SPEC, "methods": [method]}))
     result = cli(["run", "spec.yaml", "--output", "out", "--no-progress"], site, cwd)
@@ -139,8 +159,9 @@ def listed_and_run(site: Path, cwd: Path, method: dict, origin: str, default: st
 
 @pytest.mark.slow
 def test_third_party_method_runs_end_to_end(tmp_path, third_party_site):
-    record = listed_and_run(third_party_site, tmp_path, one_epoch("scaled_ga", scale=0.25), "knowundo-extra 0.3.1",
-                            "scale=0.5")
+    record = listed_and_run(
+        third_party_site, tmp_path, one_epoch("scaled_ga", scale=0.25), "knowundo-extra 0.3.1", "scale=0.5"
+    )
     assert record["params"]["scale"] == 0.25
     assert record["training"]["final_loss"] < 0  # ascent: negated loss
 
@@ -159,19 +180,33 @@ def test_example_plugin_package_installs_and_runs_through_the_cli(tmp_path):
     folder), is found through its entry point and runs as any built-in method."""
     site = tmp_path / "site"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
-         "--target", str(site), str(EXAMPLE_PACKAGE)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(EXAMPLE_PACKAGE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert install.returncode == 0, install.stderr
     assert (site / "knowundo_mismatch.py").is_file()
-    record = listed_and_run(site, tmp_path, one_epoch("ga_mismatch", mismatch_weight=0.5), "knowundo-mismatch 0.1.0",
-                            "mismatch_weight=1.0")
+    record = listed_and_run(
+        site, tmp_path, one_epoch("ga_mismatch", mismatch_weight=0.5), "knowundo-mismatch 0.1.0", "mismatch_weight=1.0"
+    )
     assert record["params"]["mismatch_weight"] == 0.5
 
 
 def test_readme_method_table_covers_every_builtin_method_and_its_parameters():
-    from knowundo_bench.harness.training import ForgetRetainParams, TrainingParams
+    from knowundo_bench.harness.contracts import ForgetRetainParams, TrainingParams
 
     plugins = Plugins(make_plugin_manager(load_entry_points=False))
     readme = (REPO_ROOT / "README.md").read_text()
@@ -194,7 +229,9 @@ def test_methods_command_lists_every_method_localizer_and_ood_source():
     plugins = Plugins(make_plugin_manager(load_entry_points=False))
     for registry in (plugins.methods, plugins.localizers, plugins.ood_sources, plugins.data_sources):
         assert set(registry.names()) <= first_cells
-    line = next(l for l in result.output.splitlines() if l.split("│")[1:2] and l.split("│")[1].strip() == "ga_kl_ood")
+    line = next(
+        row for row in result.output.splitlines() if row.split("│")[1:2] and row.split("│")[1].strip() == "ga_kl_ood"
+    )
     assert "[retain data: ood_retain]" in line  # brackets shown, not taken as rich markup
     assert "[default localizer: memflex]" in result.output
 
@@ -202,9 +239,14 @@ def test_methods_command_lists_every_method_localizer_and_ood_source():
 @pytest.mark.slow
 def test_plugin_autoload_can_be_disabled_or_allow_listed(tmp_path, third_party_site):
     def listing(**env):
-        result = subprocess.run([sys.executable, "-m", "knowundo_bench", "methods"], cwd=tmp_path,
-                                env={**os.environ, "PYTHONPATH": str(third_party_site), "COLUMNS": "250", **env},
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "knowundo_bench", "methods"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(third_party_site), "COLUMNS": "250", **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         return result
 
     assert "scaled_ga" in listing().stdout

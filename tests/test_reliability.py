@@ -12,22 +12,27 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import TINY_SPEC, one_epoch
 from typer.testing import CliRunner
 
+from helpers import TINY_SPEC, one_epoch
 from knowundo_bench.cli import app
+from knowundo_bench.harness.contracts import TrainingParams
 from knowundo_bench.harness.hookspecs import hookimpl
+from knowundo_bench.harness.losses import answer_loss
 from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
 from knowundo_bench.harness.progress import ProgressBoard
+from knowundo_bench.harness.records.files import read_record
+from knowundo_bench.harness.records.index import default_index_path
 from knowundo_bench.harness.registry import MethodInfo
-from knowundo_bench.harness.results import read_record
 from knowundo_bench.harness.runner import Runner
 from knowundo_bench.harness.specs import parse_spec
-from knowundo_bench.harness.store import default_index_path
-from knowundo_bench.harness.training import TrainingParams, answer_loss
 
-SPEC = {**TINY_SPEC, "name": "resume", "eval": {"batch_size": 32, "max_new_tokens": 4, "rouge": False},
-        "methods": [one_epoch("ga"), one_epoch("ga_gd")]}
+SPEC = {
+    **TINY_SPEC,
+    "name": "resume",
+    "eval": {"batch_size": 32, "max_new_tokens": 4, "rouge": False},
+    "methods": [one_epoch("ga"), one_epoch("ga_gd")],
+}
 TIMING = {"sec_per_step", "peak_mem_gb"}
 
 
@@ -74,8 +79,12 @@ class NanLoss:
 
     @hookimpl
     def unlearn(self, method, model, forget, context):
-        return context.train(model, objective=lambda m, b: answer_loss(m, b["forget"]) * torch.tensor(float("nan")),
-                             params=method.params, forget=forget)
+        return context.train(
+            model,
+            objective=lambda m, b: answer_loss(m, b["forget"]) * torch.tensor(float("nan")),
+            params=method.params,
+            forget=forget,
+        )
 
 
 @pytest.mark.slow
@@ -94,11 +103,14 @@ def test_nan_losses_and_metrics_are_recorded_and_marked(tmp_path):
 
 
 def test_results_index_is_rebuilt_from_the_records(tmp_path):
-    from knowundo_bench.harness.results import write_record
+    from knowundo_bench.harness.records.files import write_record
 
     for order, label in enumerate(("vanilla", "ga")):
-        write_record(tmp_path, label, {"method": label, "order": order, "status": "ok",
-                                       "metrics": {"unlearn": {"success": 10.0 * order}}})
+        write_record(
+            tmp_path,
+            label,
+            {"method": label, "order": order, "status": "ok", "metrics": {"unlearn": {"success": 10.0 * order}}},
+        )
     assert [r["method"] for r in board_without_timing(tmp_path)] == ["vanilla", "ga"]
     index = default_index_path()
     assert index.is_file()
@@ -116,17 +128,25 @@ def test_results_index_is_rebuilt_from_the_records(tmp_path):
 
 
 def cli_run(spec_path: Path, output: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "knowundo_bench", "run", str(spec_path), "--output", str(output),
-                           "--no-progress"], env={**os.environ, "COLUMNS": "300", **env}, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "knowundo_bench", "run", str(spec_path), "--output", str(output), "--no-progress"],
+        env={**os.environ, "COLUMNS": "300", **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("point", "passes", "reused"), [
-    ("vanilla_step", 2, ""),            # during vanilla training
-    ("unlearn_step", 3, "vanilla"),     # during GA's unlearning
-    ("evaluate", 3, ""),                # during the vanilla model's evaluation
-    ("write", 2, "vanilla"),            # between GA's temp file and its rename
-])
+@pytest.mark.parametrize(
+    ("point", "passes", "reused"),
+    [
+        ("vanilla_step", 2, ""),  # during vanilla training
+        ("unlearn_step", 3, "vanilla"),  # during GA's unlearning
+        ("evaluate", 3, ""),  # during the vanilla model's evaluation
+        ("write", 2, "vanilla"),  # between GA's temp file and its rename
+    ],
+)
 def test_sigkill_then_rerun_completes_with_the_uninterrupted_leaderboard(tmp_path, point, passes, reused):
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(SPEC))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
 from knowundo_bench.harness.errors import InputError
-from knowundo_bench.plugins.gguf_model import locate_gguf
+from knowundo_bench.plugins.models.gguf import locate_gguf
 
 
 def test_locate_gguf_finds_the_file_without_importing_the_package():
@@ -40,8 +40,9 @@ def test_smollm2_lora_two_ga_steps_and_four_qa_pairs(tmp_path, privacy_dir, offl
         "eval": {"batch_size": 4, "max_new_tokens": 8},
     }
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    result = CliRunner().invoke(app, ["run", str(tmp_path / "spec.yaml"), "--output", str(tmp_path / "out"),
-                                      "--no-progress"])
+    result = CliRunner().invoke(
+        app, ["run", str(tmp_path / "spec.yaml"), "--output", str(tmp_path / "out"), "--no-progress"]
+    )
     assert result.exit_code == 0, result.output + result.stderr
 
     vanilla = json.loads((tmp_path / "out" / "vanilla.json").read_text())

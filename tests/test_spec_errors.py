@@ -61,8 +61,15 @@ def with_changes(**changes):
         (with_changes(methods=[{"name": "ga"}, {"name": "ga"}]), ["duplicate method label 'ga'"]),
         (with_changes(data__source="local"), ["data.path", "Field required"]),
         (with_changes(methods__0__ablate_localization=True), ["methods.0.ablate_localization", "no localizer"]),
-        (with_changes(methods=[{"name": "memflex", "ablate_localization": True}, {"name": "ga", "label": "memflex-all-params"}]),
-         ["duplicate method label 'memflex-all-params'"]),
+        (
+            with_changes(
+                methods=[
+                    {"name": "memflex", "ablate_localization": True},
+                    {"name": "ga", "label": "memflex-all-params"},
+                ]
+            ),
+            ["duplicate method label 'memflex-all-params'"],
+        ),
         (with_changes(ood_retain={"source": "general_q"}), ["ood_retain.source", "did you mean 'general_qa'"]),
         (with_changes(ood_retain={"source": "text_file"}), ["ood_retain.path", "Field required"]),
         (with_changes(ood_retain={"source": "general_qa", "paht": "x"}), ["ood_retain.paht", "did you mean 'path'"]),
@@ -74,6 +81,15 @@ def with_changes(**changes):
         (with_changes(eval={"prompt_prefixes": {"two words": "x"}}), ["eval.prompt_prefixes", "letters, digits"]),
         (with_changes(eval={"every_n_steps": 0}), ["eval.every_n_steps", "greater than or equal to 1"]),
         ("name: [unclosed", ["invalid YAML"]),
+        ("name: a\x00b\nmethods: [{name: ga}]\n", ["invalid YAML", "unacceptable character"]),  # a NUL byte
+        # non-finite numbers, as YAML floats or as strings, in the spec's own fields and in plugin parameters
+        (with_changes(methods__0__lr=float("inf")), ["methods.0.lr", "finite number"]),
+        (with_changes(methods__0__lr="inf"), ["methods.0.lr", "finite number"]),
+        (with_changes(methods__0__weight_decay=float("nan")), ["methods.0.weight_decay", "finite number"]),
+        (with_changes(vanilla={"lr": "-inf"}), ["vanilla.lr", "finite number"]),
+        (with_changes(vanilla={"target_accuracy": float("nan")}), ["vanilla.target_accuracy", "finite number"]),
+        (with_changes(methods__0__name="npo", methods__0__beta="nan"), ["methods.0.beta", "finite number"]),
+        (with_changes(eval={"general": {"limit": float("inf")}}), ["eval.general.limit", "finite number"]),
         ("- just\n- a list\n", ["mapping"]),
     ],
 )

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from knowundo_bench.harness.data import Benchmark, QAPair, infer_instances
-from knowundo_bench.plugins.synthetic_authors import (
+from knowundo_bench.plugins.data.synthetic_authors import (
     ATTRIBUTES,
     AWARDS,
     CITIES,
@@ -79,7 +79,7 @@ def test_n_authors_respected(n: int) -> None:
 def test_grouped_by_author(pairs: list[QAPair]) -> None:
     order = [p.instance for p in pairs]
     # Each author's pairs are contiguous: the instance changes exactly n-1 times.
-    changes = sum(1 for a, b in zip(order, order[1:]) if a != b)
+    changes = sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
     assert changes == 19
 
 
@@ -153,8 +153,7 @@ def test_unlearn_answers_state_private_facts(pairs: list[QAPair]) -> None:
             street = [s for s in STREETS if s in pair.answer]
             city = [c for c in CITIES if c in pair.answer]
             assert street and city and re.search(r"\d+ ", pair.answer), pair.answer
-            facts[(pair.instance, attribute)].add(pair.answer.split(" at ")[-1]
-                                                  .split(" is ")[-1].rstrip("."))
+            facts[(pair.instance, attribute)].add(pair.answer.split(" at ")[-1].split(" is ")[-1].rstrip("."))
     # All phrasings of one author's email/address state the same fact.
     assert all(len(values) == 1 for values in facts.values())
 

@@ -8,18 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import tiny_llama as build_llama
 
+from helpers import tiny_llama as build_llama
+from knowundo_bench.harness.contracts import TrainingParams, TrainingReport
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encoded, PromptEncoder
+from knowundo_bench.harness.losses import answer_loss
 from knowundo_bench.harness.models import ModelSnapshot
-from knowundo_bench.harness.training import (
-    TrainingParams,
-    TrainingReport,
-    answer_loss,
-    make_epoch_batches,
-    planned_steps,
-    train,
-)
+from knowundo_bench.harness.training import make_epoch_batches, planned_steps, train
 
 VOCAB = 64
 PAD = 0
@@ -27,8 +22,15 @@ PAD = 0
 
 def tiny_llama(seed: int = 0):
     """A 1-layer Llama with hidden size 16 (a few thousand parameters)."""
-    return build_llama(VOCAB, seed=seed, max_position_embeddings=32, pad_token_id=PAD, bos_token_id=1,
-                       eos_token_id=2, tie_word_embeddings=False)
+    return build_llama(
+        VOCAB,
+        seed=seed,
+        max_position_embeddings=32,
+        pad_token_id=PAD,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
 
 
 def example(tag: int, length: int = 6, prompt_length: int = 3) -> Encoded:
@@ -136,7 +138,7 @@ def test_epoch_batches_deterministic_for_same_seed(encoder):
     a = make_epoch_batches(encoder, forget, retain, 2, random.Random(123))
     b = make_epoch_batches(encoder, forget, retain, 2, random.Random(123))
     assert len(a) == len(b) == 5
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert set(x) == set(y)
         for part in x:
             for key in x[part]:
@@ -274,8 +276,14 @@ def test_unknown_trainable_name_is_rejected():
     """A selection naming a parameter that does not exist raises ValueError, model untouched."""
     model = tiny_llama()
     with pytest.raises(ValueError, match="unknown or frozen"):
-        train(model, objective=forget_objective, params=params(), epoch_batches=fixed_batches([]), seed=0,
-              trainable={"model.no_such.weight"})
+        train(
+            model,
+            objective=forget_objective,
+            params=params(),
+            epoch_batches=fixed_batches([]),
+            seed=0,
+            trainable={"model.no_such.weight"},
+        )
     assert all(p.requires_grad for p in model.parameters())
 
 
@@ -288,8 +296,14 @@ def test_requires_grad_restored_when_objective_raises(encoder):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        train(model, objective=broken, params=params(), epoch_batches=fixed_batches(batches), seed=0,
-              trainable=set(SELECTED))
+        train(
+            model,
+            objective=broken,
+            params=params(),
+            epoch_batches=fixed_batches(batches),
+            seed=0,
+            trainable=set(SELECTED),
+        )
     assert all(p.requires_grad for p in model.parameters())
 
 
@@ -297,8 +311,9 @@ def test_empty_selection_raises_and_restores_flags():
     """An empty selection raises ValueError and leaves requires_grad as it was."""
     model = tiny_llama()
     with pytest.raises(ValueError, match="nothing to train"):
-        train(model, objective=forget_objective, params=params(), epoch_batches=fixed_batches([]), seed=0,
-              trainable=set())
+        train(
+            model, objective=forget_objective, params=params(), epoch_batches=fixed_batches([]), seed=0, trainable=set()
+        )
     assert all(p.requires_grad for p in model.parameters())
 
 
@@ -340,8 +355,13 @@ def test_grad_accum_matches_full_batch_gradient(encoder, monkeypatch):
     for micro, accum in ([[full], 1], [halves, 2]):
         model = tiny_llama(seed=1)
         p = params(lr=lr, grad_accum=accum, max_grad_norm=None, batch_size=4 // accum)
-        report = train(model, objective=lambda m, b: answer_loss(m, b["forget"]), params=p,
-                       epoch_batches=fixed_batches([{"forget": b} for b in micro]), seed=0)
+        report = train(
+            model,
+            objective=lambda m, b: answer_loss(m, b["forget"]),
+            params=p,
+            epoch_batches=fixed_batches([{"forget": b} for b in micro]),
+            seed=0,
+        )
         assert len(report.step_seconds) == 1
         losses.append(report.step_losses[0])
         deltas.append({n: q.detach() - start[n] for n, q in model.named_parameters()})
@@ -365,8 +385,13 @@ def test_grad_clipping_bounds_the_update(encoder, monkeypatch):
     model = tiny_llama(seed=2)
     start = state(model)
     batches = [{"forget": encoder.collate([example(10 + i) for i in range(4)])}]
-    train(model, objective=forget_objective, params=params(lr=lr, max_grad_norm=clip),
-          epoch_batches=fixed_batches(batches), seed=0)
+    train(
+        model,
+        objective=forget_objective,
+        params=params(lr=lr, max_grad_norm=clip),
+        epoch_batches=fixed_batches(batches),
+        seed=0,
+    )
     norm = math.sqrt(sum(float(((p.detach() - start[n]) ** 2).sum()) for n, p in model.named_parameters()))
     assert 0 < norm <= lr * clip * (1 + 1e-4)
 
@@ -486,8 +511,9 @@ def test_frozen_parameters_count_4n_flops_per_token(encoder):
     batches = make_epoch_batches(encoder, [example(10 + i) for i in range(4)], None, 2, random.Random(0))
     model = tiny_llama()
     some = {name for name, _ in list(model.named_parameters())[:3]}
-    report = train(model, objective=forget_objective, params=params(), epoch_batches=fixed_batches(batches), seed=0,
-                   trainable=some)
+    report = train(
+        model, objective=forget_objective, params=params(), epoch_batches=fixed_batches(batches), seed=0, trainable=some
+    )
     assert report.flops_per_token == 4 * sum(p.numel() for p in model.parameters())
 
 

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import random
 
+import torch
 from pydantic import Field
 
-from knowundo_bench.harness.hookspecs import hookimpl
-from knowundo_bench.harness.registry import MethodInfo
-from knowundo_bench.harness.training import TrainingParams, answer_loss
+from knowundo_bench.api import (
+    Batch,
+    MethodInfo,
+    MethodRun,
+    QAPair,
+    RetainSet,
+    TrainingParams,
+    TrainingReport,
+    UnlearnContext,
+    answer_loss,
+    hookimpl,
+)
 
 
 class MismatchParams(TrainingParams):
@@ -23,17 +33,25 @@ class MismatchParams(TrainingParams):
 
 @hookimpl
 def register_methods() -> list[MethodInfo]:
-    return [MethodInfo(name="ga_mismatch", description="Gradient ascent + forget questions with random retain answers.",
-                       params=MismatchParams)]
+    return [
+        MethodInfo(
+            name="ga_mismatch",
+            description="Gradient ascent + forget questions with random retain answers.",
+            params=MismatchParams,
+        )
+    ]
 
 
 @hookimpl
-def unlearn(method, model, forget, retain, context):
+def unlearn(
+    method: MethodRun, model: torch.nn.Module, forget: list[QAPair], retain: RetainSet, context: UnlearnContext
+) -> TrainingReport:
     rng = random.Random(method.seed)
-    mismatched = [pair.model_copy(update={"answer": rng.choice(retain).answer}) for pair in forget]
+    answers = [pair.answer for pair in retain if isinstance(pair, QAPair)]
+    mismatched = [pair.model_copy(update={"answer": rng.choice(answers)}) for pair in forget]
     weight = method.params.mismatch_weight
 
-    def objective(model, batch):
+    def objective(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         return -answer_loss(model, batch["forget"]) + weight * answer_loss(model, batch["retain"])
 
     # Each forget batch is paired with a "retain" batch drawn from the mismatched pairs.

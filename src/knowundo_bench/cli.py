@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from knowundo_bench.harness.errors import InputError
+from knowundo_bench.harness.registry import MethodInfo
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 EXIT_BAD_INPUT = 2
@@ -84,8 +85,10 @@ def methods() -> None:
                 f"{field} (required)" if spec.is_required() else f"{field}={spec.default!r}"
                 for field, spec in info.params.model_fields.items()
             )
-            extra = f" [default localizer: {info.default_localizer}]" if getattr(info, "default_localizer", None) else ""
-            if getattr(info, "retain", None) == "out_of_distribution":
+            extra = ""
+            if isinstance(info, MethodInfo) and info.default_localizer:
+                extra += f" [default localizer: {info.default_localizer}]"
+            if isinstance(info, MethodInfo) and info.retain == "out_of_distribution":
                 extra += " [retain data: ood_retain]"
             table.add_row(name, Text(info.description + extra), Text(fields or "–"), plugins.origin(plugin))
         console.print(table)

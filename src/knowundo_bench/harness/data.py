@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from knowundo_bench.harness.errors import InputError
 
@@ -76,7 +77,7 @@ class RawRecord(BaseModel):
 RAW_RECORDS = TypeAdapter(list[RawRecord])
 
 
-def first_error(error: ValidationError) -> dict:
+def first_error(error: ValidationError) -> ErrorDetails:
     """The error to report: a misspelt field (an unknown field close to a missing one)
     before the "missing" error it causes, else the first."""
     errors = error.errors()
@@ -116,12 +117,42 @@ def records_to_pairs(records: Iterable[RawRecord], scope: Scope, split: Split) -
 
 
 # A person's name: two to four capitalised words, allowing O'Connor, Jean-Luc, "de la".
-_NAME = re.compile(
-    r"\b([A-Z][\w'\-]+(?:\s+(?:(?:de|da|van|von|der|del|la|le|du|bin|al)\s+)*[A-Z][\w'\-]+){1,3})"
-)
-_NOT_NAME_START = {"Who", "What", "Where", "When", "Which", "How", "Why", "Can", "Could", "Does",
-                   "Did", "Is", "Are", "Has", "Have", "In", "The", "A", "An", "Do", "Tell", "Please",
-                   "Name", "Give", "If", "Was", "Were", "On", "At", "For", "Of", "To", "Describe"}
+_NAME = re.compile(r"\b([A-Z][\w'\-]+(?:\s+(?:(?:de|da|van|von|der|del|la|le|du|bin|al)\s+)*[A-Z][\w'\-]+){1,3})")
+_NOT_NAME_START = {
+    "Who",
+    "What",
+    "Where",
+    "When",
+    "Which",
+    "How",
+    "Why",
+    "Can",
+    "Could",
+    "Does",
+    "Did",
+    "Is",
+    "Are",
+    "Has",
+    "Have",
+    "In",
+    "The",
+    "A",
+    "An",
+    "Do",
+    "Tell",
+    "Please",
+    "Name",
+    "Give",
+    "If",
+    "Was",
+    "Were",
+    "On",
+    "At",
+    "For",
+    "Of",
+    "To",
+    "Describe",
+}
 
 
 def _name_candidates(text: str) -> list[str]:

@@ -29,8 +29,18 @@ from pydantic import BaseModel, ConfigDict, Field
 # Dense bf16 (fp16 where the card has no bf16) tensor-core peaks in TFLOP/s, by a
 # substring of torch.cuda.get_device_name(); the first match wins.
 PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0),
-    ("A10G", 70.0), ("A10", 125.0), ("RTX A6000", 155.0), ("RTX 4090", 165.0), ("V100", 125.0), ("T4", 65.0),
+    ("H200", 989.0),
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10G", 70.0),
+    ("A10", 125.0),
+    ("RTX A6000", 155.0),
+    ("RTX 4090", 165.0),
+    ("V100", 125.0),
+    ("T4", 65.0),
 )
 _PROC = Path("/proc/self")
 
@@ -38,7 +48,7 @@ _PROC = Path("/proc/self")
 class EfficiencySpec(BaseModel):
     """``efficiency``: how steps are measured."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     warmup_steps: int = Field(1, ge=0, description="first steps reported apart, not in the medians")
     peak_tflops: float | None = Field(None, gt=0, description="the accelerator's peak (default: looked up by name)")
@@ -117,8 +127,14 @@ class StepMeter:
         return list(self._seconds)
 
 
-def step_summary(seconds: list[float], peaks_gb: list[float], tokens: list[int], warmup_steps: int,
-                 flops_per_token: float | None, peak: float | None) -> dict[str, Any]:
+def step_summary(
+    seconds: list[float],
+    peaks_gb: list[float],
+    tokens: list[int],
+    warmup_steps: int,
+    flops_per_token: float | None,
+    peak: float | None,
+) -> dict[str, Any]:
     """Median and p90 seconds, peak GB, tokens/s and MFU over the steps after warm-up
     (over all steps when there are no others)."""
     measured = slice(warmup_steps, None) if len(seconds) > warmup_steps else slice(None)

@@ -47,8 +47,9 @@ class Encoded:
 class PromptEncoder:
     """Turns QA pairs into token ids the same way for training, scoring and generation."""
 
-    def __init__(self, tokenizer, max_length: int = 256, system_prompt: str | None = None,
-                 prompt_format: str = "auto") -> None:
+    def __init__(
+        self, tokenizer, max_length: int = 256, system_prompt: str | None = None, prompt_format: str = "auto"
+    ) -> None:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         if prompt_format not in PROMPT_FORMATS:
@@ -75,8 +76,9 @@ class PromptEncoder:
 
     def with_prefix(self, system_prompt: str) -> PromptEncoder:
         """An encoder of the same tokenizer, length and format with a prompt prefix."""
-        return PromptEncoder(self.tokenizer, self.max_length, system_prompt=system_prompt,
-                             prompt_format=self.prompt_format)
+        return PromptEncoder(
+            self.tokenizer, self.max_length, system_prompt=system_prompt, prompt_format=self.prompt_format
+        )
 
     def _raw_question(self, question: str) -> str:
         if not self.system_prompt:
@@ -154,9 +156,11 @@ class PromptEncoder:
 
     def encode_all(self, items: Sequence[Encodable | Encoded], *, with_eos: bool = True) -> list[Encoded]:
         """Encode QA pairs and retain texts; already encoded examples pass through."""
-        encoders = {QAPair: lambda item: self.encode(item, with_eos=with_eos),
-                    RetainText: lambda item: self.encode_text(item, with_eos=with_eos),
-                    Encoded: lambda item: item}
+        encoders = {
+            QAPair: lambda item: self.encode(item, with_eos=with_eos),
+            RetainText: lambda item: self.encode_text(item, with_eos=with_eos),
+            Encoded: lambda item: item,
+        }
         return [encoders[type(item)](item) for item in items]
 
     def collate(self, examples: Sequence[Encoded]) -> dict[str, torch.Tensor]:

@@ -31,7 +31,7 @@ PREFIX_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 class EvalSpec(BaseModel):
     """``eval`` section of a spec."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     batch_size: int = Field(32, ge=1)
     rouge: bool = True
@@ -73,8 +73,9 @@ class ScopeScores:
 
 
 @torch.no_grad()
-def teacher_forced(model, encoder: PromptEncoder, examples: Sequence[Encoded], batch_size: int,
-                   reporter: Reporter | None = None) -> tuple[float, float, float]:
+def teacher_forced(
+    model, encoder: PromptEncoder, examples: Sequence[Encoded], batch_size: int, reporter: Reporter | None = None
+) -> tuple[float, float, float]:
     """Mean per-example answer accuracy (0-100), perplexity (exp of the mean over
     examples of each one's mean answer NLL) and token-pooled perplexity."""
     accuracies: list[torch.Tensor] = []
@@ -94,13 +95,22 @@ def teacher_forced(model, encoder: PromptEncoder, examples: Sequence[Encoded], b
     nll_sums, token_counts = torch.cat(sums), torch.cat(counts)
     answered = token_counts > 0
     means = nll_sums[answered] / token_counts[answered]
-    return (accuracy, perplexity(float(means.sum()), len(means)),
-            perplexity(float(nll_sums.sum()), int(token_counts.sum())))
+    return (
+        accuracy,
+        perplexity(float(means.sum()), len(means)),
+        perplexity(float(nll_sums.sum()), int(token_counts.sum())),
+    )
 
 
 @torch.no_grad()
-def greedy_answers(model, encoder: PromptEncoder, examples: Sequence[Encoded], batch_size: int,
-                   max_new_tokens: int, reporter: Reporter | None = None) -> list[str]:
+def greedy_answers(
+    model,
+    encoder: PromptEncoder,
+    examples: Sequence[Encoded],
+    batch_size: int,
+    max_new_tokens: int,
+    reporter: Reporter | None = None,
+) -> list[str]:
     """Greedy-decode answers for a batch of prompts (left-padded)."""
     device = model_device(model)
     tokenizer = encoder.tokenizer
@@ -121,20 +131,22 @@ def greedy_answers(model, encoder: PromptEncoder, examples: Sequence[Encoded], b
     return answers
 
 
-def score_split(model, encoder: PromptEncoder, pairs: Sequence[QAPair], spec: EvalSpec,
-                reporter: Reporter | None = None) -> ScopeScores:
+def score_split(
+    model, encoder: PromptEncoder, pairs: Sequence[QAPair], spec: EvalSpec, reporter: Reporter | None = None
+) -> ScopeScores:
     fault_point("evaluate")
     scoring = encoder.encode_all(pairs, with_eos=False)
     accuracy, ppl, ppl_token = teacher_forced(model, encoder, scoring, spec.batch_size, reporter)
     rouge = None
     if spec.rouge:
         predictions = greedy_answers(model, encoder, scoring, spec.batch_size, spec.max_new_tokens, reporter)
-        rouge = 100.0 * sum(rouge_l(p, pair.answer) for p, pair in zip(predictions, pairs)) / len(pairs)
+        rouge = 100.0 * sum(rouge_l(p, pair.answer) for p, pair in zip(predictions, pairs, strict=True)) / len(pairs)
     return ScopeScores(accuracy=accuracy, ppl=ppl, rouge_l=rouge, ppl_token=ppl_token)
 
 
-def evaluate(model, encoder: PromptEncoder, benchmark: Benchmark, spec: EvalSpec,
-             reporter: Reporter | None = None) -> dict:
+def evaluate(
+    model, encoder: PromptEncoder, benchmark: Benchmark, spec: EvalSpec, reporter: Reporter | None = None
+) -> dict:
     """The paper's scope metrics: Unlearn Success = 100 - accuracy on unlearn/val,
     Retention Success = accuracy on retention/val, Avg Success = their mean."""
     with train_mode(model, False):
@@ -142,10 +154,18 @@ def evaluate(model, encoder: PromptEncoder, benchmark: Benchmark, spec: EvalSpec
         retention = score_split(model, encoder, benchmark.retention_val, spec, reporter)
     unlearn_success = 100.0 - unlearn.accuracy
     return {
-        "unlearn": {"success": unlearn_success, "ppl": unlearn.ppl, "rouge_l": unlearn.rouge_l,
-                    "ppl_token": unlearn.ppl_token},
-        "retention": {"success": retention.accuracy, "ppl": retention.ppl, "rouge_l": retention.rouge_l,
-                      "ppl_token": retention.ppl_token},
+        "unlearn": {
+            "success": unlearn_success,
+            "ppl": unlearn.ppl,
+            "rouge_l": unlearn.rouge_l,
+            "ppl_token": unlearn.ppl_token,
+        },
+        "retention": {
+            "success": retention.accuracy,
+            "ppl": retention.ppl,
+            "rouge_l": retention.rouge_l,
+            "ppl_token": retention.ppl_token,
+        },
         "avg_success": (unlearn_success + retention.accuracy) / 2,
         "raw": {"unlearn": asdict(unlearn), "retention": asdict(retention)},
     }
@@ -155,4 +175,3 @@ def evaluation_work(benchmark: Benchmark, spec: EvalSpec) -> int:
     """How many example-passes :func:`evaluate` makes (for progress bars)."""
     passes = 2 if spec.rouge else 1
     return passes * (len(benchmark.unlearn_val) + len(benchmark.retention_val))
-

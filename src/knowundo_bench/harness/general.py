@@ -36,7 +36,7 @@ OFFLINE_TASKS_DIR = Path(__file__).parent / "general_tasks"
 class GeneralSpec(BaseModel):
     """``eval.general``: which general tasks to run on every model, and how much of each."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     tasks: list[TaskName] = Field(default_factory=lambda: list(TASKS), min_length=1)
     limit: int | None = Field(None, ge=1, description="documents per task (per MMLU subject)")
@@ -131,13 +131,23 @@ def evaluate_general(model, tokenizer, spec: GeneralSpec, data_dir: Path | None,
     # lm-eval's own tqdm bars go to a buffer (ours show progress), and it would run git to
     # record the working directory's commit, printing "fatal: not a git repository"
     # outside one; the harness records package versions itself.
-    with contextlib.redirect_stderr(io.StringIO()), train_mode(model, False), \
-            mock.patch("lm_eval.evaluator.get_git_commit_hash", return_value=None):
+    with (
+        contextlib.redirect_stderr(io.StringIO()),
+        train_mode(model, False),
+        mock.patch("lm_eval.evaluator.get_git_commit_hash", return_value=None),
+    ):
         results = lm_eval.simple_evaluate(
             model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=spec.batch_size),
-            tasks=requested, num_fewshot=spec.num_fewshot, limit=spec.limit, task_manager=manager,
-            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            bootstrap_iters=0, log_samples=False,
+            tasks=requested,
+            num_fewshot=spec.num_fewshot,
+            limit=spec.limit,
+            task_manager=manager,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+            bootstrap_iters=0,
+            log_samples=False,
         )
     scores: dict[str, float] = {}
     for name, group in configs.items():
@@ -149,5 +159,3 @@ def evaluate_general(model, tokenizer, spec: GeneralSpec, data_dir: Path | None,
 
 def general_average(scores: dict[str, float]) -> float | None:
     return sum(scores.values()) / len(scores) if scores else None
-
-

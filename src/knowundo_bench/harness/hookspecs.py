@@ -1,8 +1,11 @@
 """Hook specifications: the whole contract between the harness and its plugins.
 
 Every built-in feature (each unlearning method, the MemFlex localizer, each data and
-model source) is an ordinary plugin implementing these hooks, registered through the
-same ``knowundo_bench`` entry-point group that third-party plugins use.
+model source) is an ordinary plugin implementing these hooks and importing only from
+:mod:`knowundo_bench.api`, as a third-party plugin does. Built-ins are registered from
+one tuple (``plugin_manager.BUILTIN_PLUGINS``), third-party plugins through the
+``knowundo_bench`` entry-point group. ``docs/plugins.md`` documents each hook with an
+example (a test keeps it in step with the signatures below).
 
 pluggy calls every hook with keyword arguments only; an implementation may accept any
 subset of a spec's arguments. Two kinds of hooks exist:
@@ -17,11 +20,15 @@ subset of a spec's arguments. Two kinds of hooks exist:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    import torch
+
+    from knowundo_bench.harness.context import UnlearnContext
+    from knowundo_bench.harness.contracts import Localization, LocalizerRun, MethodRun, RetainSet, TrainingReport
     from knowundo_bench.harness.data import QAPair
     from knowundo_bench.harness.registry import (
         DataSourceInfo,
@@ -29,13 +36,6 @@ if TYPE_CHECKING:
         MethodInfo,
         ModelSourceInfo,
         OodSourceInfo,
-    )
-    from knowundo_bench.harness.training import (
-        Localization,
-        LocalizerRun,
-        MethodRun,
-        TrainingReport,
-        UnlearnContext,
     )
 
 PROJECT = "knowundo_bench"
@@ -84,9 +84,9 @@ def register_model_sources() -> list[ModelSourceInfo]:
 @hookspec(firstresult=True)
 def unlearn(
     method: MethodRun,
-    model: Any,
+    model: torch.nn.Module,
     forget: list[QAPair],
-    retain: list[QAPair],
+    retain: RetainSet,
     context: UnlearnContext,
 ) -> TrainingReport | None:
     """Update the trainable parameters of ``model`` in place so that it forgets
@@ -101,17 +101,18 @@ def unlearn(
     the parameters the localizer selected (if any). With parameters derived from
     ``ForgetRetainParams`` the loss receives the official mixed micro-batches: a
     ``"forget"`` part, a ``"retain"`` part or both, each with its ``share`` of the
-    examples (``training.scope_terms`` sums the terms present, weighted by share or
-    not); otherwise every micro-batch pairs a forget batch with a retain batch. Return the training report.
+    examples (``knowundo_bench.api.scope_terms`` sums the terms present, weighted by
+    share or not); otherwise every micro-batch pairs a forget batch with a retain
+    batch. Return the training report.
     """
 
 
 @hookspec(firstresult=True)
 def localize(
     localizer: LocalizerRun,
-    model: Any,
+    model: torch.nn.Module,
     forget: list[QAPair],
-    retain: list[QAPair],
+    retain: RetainSet,
     context: UnlearnContext,
 ) -> Localization | None:
     """Return the set of parameter names that unlearning may update, with per-tensor

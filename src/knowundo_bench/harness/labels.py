@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 
 from knowundo_bench.harness.encoding import Encoded
-from knowundo_bench.harness.training import answer_loss
+from knowundo_bench.harness.losses import answer_loss
 
 
 def allowed_tokens(tokenizer) -> torch.Tensor:

@@ -12,15 +12,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
 
 @dataclass
 class ModelBundle:
-    model: torch.nn.Module
+    """A causal LM (a transformers ``PreTrainedModel``, or a peft model wrapping one)
+    and its tokenizer."""
+
+    model: PreTrainedModel | PeftModel
     tokenizer: Any
 
 
@@ -38,7 +45,7 @@ class ModelFactory(Protocol):
 class LoraSpec(BaseModel):
     """A LoRA adapter (peft) trained for the vanilla model and continued by unlearning."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
@@ -46,7 +53,7 @@ class LoraSpec(BaseModel):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
-def attach_lora(model: torch.nn.Module, lora: LoraSpec) -> torch.nn.Module:
+def attach_lora(model: PreTrainedModel, lora: LoraSpec) -> PeftModel:
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -59,7 +66,7 @@ def attach_lora(model: torch.nn.Module, lora: LoraSpec) -> torch.nn.Module:
     return get_peft_model(model, config)
 
 
-def load_lora(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
+def load_lora(model: PreTrainedModel, directory: Path) -> PeftModel:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(directory), is_trainable=True)
@@ -104,8 +111,9 @@ def train_mode(model: torch.nn.Module, training: bool) -> Iterator[torch.nn.Modu
         model.train(was_training)
 
 
-def device_batches(encoder, examples: Sequence[Any], size: int, device: torch.device
-                   ) -> Iterator[tuple[Sequence[Any], dict[str, torch.Tensor]]]:
+def device_batches(
+    encoder, examples: Sequence[Any], size: int, device: torch.device
+) -> Iterator[tuple[Sequence[Any], dict[str, torch.Tensor]]]:
     """(examples, padded batch on ``device``) in chunks of ``size``, for scoring passes."""
     from knowundo_bench.harness.encoding import batched
 

@@ -1,8 +1,11 @@
-"""The plugin manager: built-in plugins and entry points, registered the same way.
+"""The plugin manager: built-in plugins from one tuple, third-party ones from entry points.
 
-As in datasette, the built-in modules are registered at start-up under the same names
-they carry in the ``knowundo_bench`` entry-point group, then entry points are loaded
-(pluggy skips names already registered, so built-ins are never registered twice).
+As in datasette, the built-in modules are registered at start-up from
+:data:`BUILTIN_PLUGINS` (under their module names), then the ``knowundo_bench``
+entry-point group is loaded. Built-ins are not declared as entry points: one list, and
+a source checkout without installed metadata works the same as an installed wheel.
+Built-ins are otherwise ordinary plugins: they implement the same hooks and import only
+from :mod:`knowundo_bench.api`.
 """
 
 from __future__ import annotations
@@ -29,33 +32,29 @@ from knowundo_bench.harness.registry import (
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 
-# Entry-point name -> module; mirrors [project.entry-points.knowundo_bench] in pyproject.
-BUILTIN_PLUGINS: dict[str, str] = {
-    "ga": "knowundo_bench.plugins.ga",
-    "ga_gd": "knowundo_bench.plugins.ga_gd",
-    "memflex": "knowundo_bench.plugins.memflex",
-    "memflex_localizer": "knowundo_bench.plugins.memflex_localizer",
-    "memflex_fast": "knowundo_bench.plugins.memflex_fast",
-    "memflex_neurons": "knowundo_bench.plugins.memflex_neurons",
-    "random_labels": "knowundo_bench.plugins.random_labels",
-    "adversarial": "knowundo_bench.plugins.adversarial",
-    "ga_gd_ood": "knowundo_bench.plugins.ga_gd_ood",
-    "ga_kl": "knowundo_bench.plugins.ga_kl",
-    "ga_kl_ood": "knowundo_bench.plugins.ga_kl_ood",
-    "npo": "knowundo_bench.plugins.npo",
-    "npo_gd": "knowundo_bench.plugins.npo_gd",
-    "simnpo": "knowundo_bench.plugins.simnpo",
-    "synthetic": "knowundo_bench.plugins.synthetic",
-    "local": "knowundo_bench.plugins.local",
-    "hub": "knowundo_bench.plugins.hub",
-    "ood_synthetic": "knowundo_bench.plugins.ood_synthetic",
-    "ood_text_file": "knowundo_bench.plugins.ood_text_file",
-    "ood_general_qa": "knowundo_bench.plugins.ood_general_qa",
-    "ood_hub_text": "knowundo_bench.plugins.ood_hub_text",
-    "tiny_model": "knowundo_bench.plugins.tiny_model",
-    "hf_model": "knowundo_bench.plugins.hf_model",
-    "gguf_model": "knowundo_bench.plugins.gguf_model",
-}
+# Every built-in plugin, by kind; each file is named after what it registers.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    *(
+        f"knowundo_bench.plugins.methods.{name}"
+        for name in (
+            "ga",
+            "ga_gd",
+            "ga_gd_ood",
+            "ga_kl",
+            "ga_kl_ood",
+            "random_labels",
+            "adversarial",
+            "memflex",
+            "npo",
+            "npo_gd",
+            "simnpo",
+        )
+    ),
+    *(f"knowundo_bench.plugins.localizers.{name}" for name in ("memflex", "memflex_fast", "memflex_neurons")),
+    *(f"knowundo_bench.plugins.data.{name}" for name in ("synthetic", "local", "hub")),
+    *(f"knowundo_bench.plugins.ood.{name}" for name in ("synthetic_text", "text_file", "general_qa", "hub_text")),
+    *(f"knowundo_bench.plugins.models.{name}" for name in ("tiny", "hf", "gguf")),
+)
 
 
 class Plugins:
@@ -124,16 +123,15 @@ def _load_third_party(manager: pluggy.PluginManager) -> None:
     available = {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
     for name in allowed:
         if name not in available:
-            raise InputError(unknown_name_message("plugin", name, sorted(available - set(BUILTIN_PLUGINS))),
-                             source=ALLOW_LIST_ENV)
+            raise InputError(unknown_name_message("plugin", name, sorted(available)), source=ALLOW_LIST_ENV)
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
 
 
 def make_plugin_manager(*extra_plugins: object, load_entry_points: bool = True) -> pluggy.PluginManager:
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
-    for name, module in BUILTIN_PLUGINS.items():
-        manager.register(importlib.import_module(module), name=name)
+    for module in BUILTIN_PLUGINS:
+        manager.register(importlib.import_module(module), name=module)
     if load_entry_points:
         _load_third_party(manager)
     for plugin in extra_plugins:

@@ -27,8 +27,10 @@ class Reporter:
 
     def advance(self, amount: int = 1, status: str | None = None) -> None:
         if self.progress is not None and self.task is not None:
-            fields = {"status": status} if status is not None else {}
-            self.progress.update(self.task, advance=amount, **fields)
+            if status is None:
+                self.progress.update(self.task, advance=amount)
+            else:
+                self.progress.update(self.task, advance=amount, status=status)
 
 
 class ProgressBoard:
@@ -63,8 +65,10 @@ class ProgressBoard:
             self.progress.stop_task(task)
             if not self.console.is_terminal:  # log files get one line per finished task
                 state = self.progress.tasks[task]
-                self.log(f"{description}: {state.completed:g}/{total} in {state.finished_time or state.elapsed or 0:.1f} s"
-                         + (f" ({state.fields['status']})" if state.fields.get("status") else ""))
+                self.log(
+                    f"{description}: {state.completed:g}/{total} in {state.finished_time or state.elapsed or 0:.1f} s"
+                    + (f" ({state.fields['status']})" if state.fields.get("status") else "")
+                )
 
     def log(self, message: str) -> None:
         self.console.log(message)

@@ -13,9 +13,10 @@ from knowundo_bench.harness.errors import InputError
 
 
 class Params(BaseModel):
-    """Base of every plugin's parameter model: unknown fields are errors."""
+    """Base of every plugin's parameter model: unknown fields and non-finite numbers
+    (NaN, inf) are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 RetainKind = Literal["in_distribution", "out_of_distribution"]
@@ -90,9 +91,7 @@ class Registry(Generic[Info]):
     def add(self, info: Info, plugin: object, plugin_name: str) -> None:
         if info.name in self.entries:
             _, other = self.entries[info.name]
-            raise InputError(
-                f"{self.kind} {info.name!r} is registered twice (plugin {plugin_name!r} and {other!r})"
-            )
+            raise InputError(f"{self.kind} {info.name!r} is registered twice (plugin {plugin_name!r} and {other!r})")
         self.entries[info.name] = (info, plugin)
 
     def names(self) -> list[str]:

@@ -8,6 +8,7 @@ anywhere is reported as one line naming the field, with "did you mean" hints.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -24,13 +25,13 @@ from pydantic import (
     model_validator,
 )
 
+from knowundo_bench.harness.contracts import TrainingParams
 from knowundo_bench.harness.data import first_error, format_validation_error
 from knowundo_bench.harness.efficiency import EfficiencySpec
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import EvalSpec
 from knowundo_bench.harness.plugin_manager import Plugins
 from knowundo_bench.harness.registry import LocalizerInfo, MethodInfo, Params
-from knowundo_bench.harness.training import TrainingParams
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -44,7 +45,7 @@ def _safe_name(value: str) -> str:
 class DataSpec(BaseModel):
     """``data``: the source plugin's own fields sit beside these."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     source: str = "synthetic"
     domain: Literal["privacy", "copyright"] = "privacy"
@@ -55,7 +56,7 @@ class OodRetainSpec(BaseModel):
     """``ood_retain``: out-of-distribution retain data for methods such as ``ga_gd_ood``;
     the source plugin's own fields sit beside these."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     source: str = "synthetic_text"
     max_examples: int | None = Field(None, ge=1, description="keep a seeded sample of N passages")
@@ -64,7 +65,7 @@ class OodRetainSpec(BaseModel):
 class ModelSpec(BaseModel):
     """``model``: the source plugin's own fields sit beside these."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     source: str = "tiny"
     device: str = "auto"
@@ -90,7 +91,7 @@ class VanillaSpec(TrainingParams):
 class MethodSpec(BaseModel):
     """One entry of ``methods``: the method's own parameters sit beside these."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     name: str
     label: str | None = None
@@ -108,7 +109,7 @@ class MethodSpec(BaseModel):
 class Spec(BaseModel):
     """A benchmark suite: data, model, vanilla preparation, methods, evaluation."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
     seed: int = 0
@@ -160,7 +161,7 @@ class ResolvedMethod:
     label: str
     info: MethodInfo
     plugin: object
-    params: TrainingParams
+    params: Params  # the method's own model, a TrainingParams for every built-in
     localizer: ResolvedLocalizer | None
     ablation_of: str | None = None  # the localised method's label, for its control run
 
@@ -219,8 +220,9 @@ def _validate_params(model: type[Params], values: dict[str, Any], where: str, co
         raise InputError(format_validation_error(error, where) + _field_hint(error, model, common)) from None
 
 
-def _resolve_localizer(raw: str | dict[str, Any] | None, default: str | None, plugins: Plugins,
-                       where: str) -> ResolvedLocalizer | None:
+def _resolve_localizer(
+    raw: str | dict[str, Any] | None, default: str | None, plugins: Plugins, where: str
+) -> ResolvedLocalizer | None:
     if raw is None:
         raw = default
     if raw is None:
@@ -238,7 +240,9 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
     data_info = plugins.data_sources.get(spec.data.source, "data.source")
     data_params = _validate_params(data_info.params, spec.data.model_extra or {}, "data", set(DataSpec.model_fields))
     model_info = plugins.model_sources.get(spec.model.source, "model.source")
-    model_params = _validate_params(model_info.params, spec.model.model_extra or {}, "model", set(ModelSpec.model_fields))
+    model_params = _validate_params(
+        model_info.params, spec.model.model_extra or {}, "model", set(ModelSpec.model_fields)
+    )
     methods: list[ResolvedMethod] = []
     for index, method in enumerate(spec.methods):
         where = f"methods.{index}"
@@ -249,18 +253,38 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
         methods.append(ResolvedMethod(label, info, plugin, params, localizer))
         if method.ablate_localization:
             if localizer is None:
-                raise InputError(f"{where}.ablate_localization: the method has no localizer to ablate "
-                                 "(set 'localizer')")
+                raise InputError(
+                    f"{where}.ablate_localization: the method has no localizer to ablate (set 'localizer')"
+                )
             methods.append(ResolvedMethod(ablation_label(label), info, plugin, params, None, ablation_of=label))
     ood_info = plugins.ood_sources.get(spec.ood_retain.source, "ood_retain.source")
-    ood_params = _validate_params(ood_info.params, spec.ood_retain.model_extra or {}, "ood_retain",
-                                  set(OodRetainSpec.model_fields))
+    ood_params = _validate_params(
+        ood_info.params, spec.ood_retain.model_extra or {}, "ood_retain", set(OodRetainSpec.model_fields)
+    )
     return ResolvedSpec(spec, path, data_params, model_params, ood_params, methods)
+
+
+def non_finite_field(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """The path of the first NaN or infinite number in a parsed spec, or None.
+
+    Checked on the raw YAML so that it covers every field, plugin parameters included
+    (``allow_inf_nan=False`` on the models also rejects the strings "inf" and "nan")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        found = non_finite_field(child, (*path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def parse_spec(raw: Any, plugins: Plugins, source: str = "spec") -> ResolvedSpec:
     if not isinstance(raw, dict):
         raise InputError("a spec must be a YAML mapping", source=source)
+    bad = non_finite_field(raw)
+    if bad is not None:
+        raise InputError(f"{'.'.join(map(str, bad))}: must be a finite number", source=source)
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as error:

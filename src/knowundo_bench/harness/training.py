@@ -1,4 +1,4 @@
-"""The one training loop every method shares, and what methods and localizers receive.
+"""The one training loop every method shares, and how it batches forget and retain data.
 
 Built on ``accelerate.Accelerator`` for device placement, mixed precision and
 distributed back-propagation; gradient accumulation is explicit (``grad_accum``
@@ -26,159 +26,14 @@ import contextlib
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
 import torch
-from pydantic import Field
 
-from knowundo_bench.harness.efficiency import StepMeter, step_summary
-from knowundo_bench.harness.encoding import (
-    IGNORE_INDEX,
-    Encodable,
-    Encoded,
-    PromptEncoder,
-    batched,
-)
+from knowundo_bench.harness.contracts import Batch, Objective, TrainingParams, TrainingReport
+from knowundo_bench.harness.efficiency import StepMeter
+from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
 from knowundo_bench.harness.faults import fault_point
-from knowundo_bench.harness.metrics import example_nll_sums
-from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
-from knowundo_bench.harness.registry import Params
-
-Batch = dict[str, dict[str, torch.Tensor]]
-Objective = Callable[[torch.nn.Module, Batch], torch.Tensor]
-
-
-class TrainingParams(Params):
-    """Optimisation settings shared by all methods; defaults are Table 7's unlearning rows."""
-
-    epochs: int = Field(2, ge=1)
-    lr: float = Field(5e-5, gt=0)
-    batch_size: int = Field(1, ge=1)
-    grad_accum: int = Field(16, ge=1)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="official run scripts: 0.03")
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)
-
-
-class ForgetRetainParams(TrainingParams):
-    """Training settings of methods with a retain term (GA+GD, GA+KL, MemFlex, NPO+GD)."""
-
-    retain_batching: Literal["mixed", "paired"] = Field(
-        "mixed", description="mixed: the official forget+retain dataset; paired: a retain batch per forget batch"
-    )
-    retain_ratio: int = Field(1, ge=1, description="retain examples per forget example (official positive_ratio)")
-
-
-@dataclass(frozen=True)
-class MethodRun:
-    """What the ``unlearn`` hook receives about the method to run."""
-
-    name: str
-    label: str
-    params: Any
-    seed: int
-
-
-@dataclass(frozen=True)
-class LocalizerRun:
-    """What the ``localize`` hook receives about the localizer to run."""
-
-    name: str
-    params: Any
-    seed: int
-
-
-@dataclass
-class Localization:
-    """Parameter names unlearning may update, plus per-tensor details to record.
-
-    ``row_masks`` narrows a selected tensor to some of its output rows (neurons): a
-    boolean vector over dim 0; the training loop zeroes the gradient of the other rows.
-    """
-
-    selected: list[str]
-    details: dict[str, Any] = field(default_factory=dict)
-    row_masks: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-@dataclass
-class TrainingReport:
-    """Per optimizer step: seconds, peak memory (GB), tokens and mean loss (see
-    :mod:`knowundo_bench.harness.efficiency` for how they are measured)."""
-
-    step_seconds: list[float] = field(default_factory=list)
-    step_peak_mem_gb: list[float] = field(default_factory=list)
-    step_tokens: list[int] = field(default_factory=list)
-    step_losses: list[float] = field(default_factory=list)
-    epochs_run: int = 0
-    trainable_tensors: int = 0
-    trainable_parameters: int = 0
-    model_parameters: int = 0
-    flops_per_token: float | None = None  # 6N, or 4N with frozen parameters
-    warmup_steps: int = 1
-    memory_kind: str = "cpu_peak_rss_growth"
-    device: str = "cpu"
-
-    def summary(self, peak_flops: float | None = None) -> dict[str, Any]:
-        return {
-            "steps": len(self.step_seconds),
-            "epochs_run": self.epochs_run,
-            **step_summary(self.step_seconds, self.step_peak_mem_gb, self.step_tokens, self.warmup_steps,
-                           self.flops_per_token, peak_flops),
-            "memory_kind": self.memory_kind,
-            "device": self.device,
-            "final_loss": self.step_losses[-1] if self.step_losses else None,
-            "trainable_tensors": self.trainable_tensors,
-            "trainable_parameters": self.trainable_parameters,
-            "model_parameters": self.model_parameters,
-        }
-
-
-def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens of a batch."""
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-
-
-def example_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per example: the mean cross-entropy over its labelled tokens (the official
-    ``AscentPlusDescentTrainer.compute_loss`` before the factors)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    sums, counts = example_nll_sums(logits, batch["labels"])
-    return sums / counts.clamp(min=1)  # an example truncated to no answer tokens adds 0
-
-
-def example_mean_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The mean over examples of each example's mean token cross-entropy."""
-    return example_losses(model, batch).mean()
-
-
-def share(part: dict[str, torch.Tensor]) -> torch.Tensor | float:
-    """The fraction of the micro-batch's examples in this part (1 when batches are paired)."""
-    return part.get("share", 1.0)
-
-
-def scope_terms(batch: Batch, *, by_share: bool = True,
-                **terms: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor:
-    """Sum over the parts present in ``batch`` (``forget=``, ``retain=``) of the part's
-    share times its term (``by_share=False``: the terms as they are); a mixed
-    micro-batch may lack either part."""
-    present = [(share(batch[kind]) if by_share else 1.0, term(batch[kind]))
-               for kind, term in terms.items() if kind in batch]
-    if not present:
-        raise ValueError(f"batch has none of the parts {sorted(terms)}")
-    return sum(weight * value for weight, value in present)
-
-
-def answer_log_likelihood(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per example: the summed log-probability of its answer tokens, and their count."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-    labels = batch["labels"][:, 1:]
-    mask = labels != IGNORE_INDEX
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
-    token_log_probs = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (token_log_probs * mask).sum(dim=1), mask.sum(dim=1)
+from knowundo_bench.harness.progress import NO_PROGRESS
 
 
 def seed_everything(seed: int) -> None:
@@ -228,15 +83,16 @@ def make_epoch_batches(
     return batches
 
 
-def mixed_dataset(forget: Sequence[Encoded], retain: Sequence[Encoded], ratio: int,
-                  rng: random.Random) -> list[tuple[str, Encoded]]:
+def mixed_dataset(
+    forget: Sequence[Encoded], retain: Sequence[Encoded], ratio: int, rng: random.Random
+) -> list[tuple[str, Encoded]]:
     """The official ``AdvSupervisedDataset``: forget example i followed by retain
     examples i*ratio .. (i+1)*ratio - 1 (the first N x ratio, fewer if the retain set is
     smaller), then shuffled once."""
     items: list[tuple[str, Encoded]] = []
     for index, example in enumerate(forget):
         items.append(("forget", example))
-        items += [("retain", r) for r in retain[index * ratio:(index + 1) * ratio]]
+        items += [("retain", r) for r in retain[index * ratio : (index + 1) * ratio]]
     rng.shuffle(items)
     return items
 
@@ -322,9 +178,13 @@ def train(
         if params.max_steps is not None:
             total_steps = min(total_steps, params.max_steps)
         masked = {id(p) for p, _ in masks}
-        groups = [{"params": [p for _, p in named if id(p) not in masked], "weight_decay": params.weight_decay},
-                  {"params": [p for p, _ in masks], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=params.lr, weight_decay=params.weight_decay)
+        groups = [
+            {"params": [p for _, p in named if id(p) not in masked], "weight_decay": params.weight_decay},
+            {"params": [p for p, _ in masks], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(
+            [g for g in groups if g["params"]], lr=params.lr, weight_decay=params.weight_decay
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _lr_lambda(total_steps, warmup_steps_for(total_steps, params.warmup_ratio))
         )
@@ -378,8 +238,9 @@ def train(
     return report
 
 
-def _row_masks(named: dict[str, torch.nn.Parameter], row_masks: dict[str, torch.Tensor]
-               ) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+def _row_masks(
+    named: dict[str, torch.nn.Parameter], row_masks: dict[str, torch.Tensor]
+) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
     """(parameter, boolean mask broadcastable to it) for each row-masked tensor."""
     result = []
     for name, mask in row_masks.items():
@@ -397,72 +258,3 @@ def planned_steps(n_examples: int, params: TrainingParams) -> int:
     examples of a mixed dataset)."""
     steps = math.ceil(math.ceil(n_examples / params.batch_size) / params.grad_accum) * params.epochs
     return min(steps, params.max_steps) if params.max_steps else steps
-
-
-@dataclass
-class UnlearnContext:
-    """Everything a method or localizer needs besides the model and the data."""
-
-    encoder: PromptEncoder
-    seed: int
-    domain: str = "privacy"  # the benchmark's domain (Table 12's mu/sigma depend on it)
-    trainable: set[str] | None = None
-    row_masks: dict[str, torch.Tensor] = field(default_factory=dict)
-    mixed_precision: str = "no"
-    board: ProgressBoard | None = None
-    label: str = ""
-    after_step: Callable[[int], None] | None = None  # set by the runner for metric curves
-    warmup_steps: int = 1  # steps measured apart (efficiency.warmup_steps)
-
-    def progress(self, description: str, total: int):
-        """A progress bar for long work inside a method or localizer (a context manager
-        yielding a reporter; silent when the run shows no progress)."""
-        return self.board.task(description, total) if self.board else contextlib.nullcontext(NO_PROGRESS)
-
-    def encode(self, items: Sequence[Encodable | Encoded]) -> list[Encoded]:
-        """Encode QA pairs or retain texts for unlearning (already encoded examples pass
-        through); EOS as the prompt format says (none in ``raw``, as officially)."""
-        return self.encoder.encode_all(items, with_eos=self.encoder.unlearning_eos)
-
-    def train(
-        self,
-        model: torch.nn.Module,
-        *,
-        objective: Objective,
-        params: TrainingParams,
-        forget: Sequence[Encodable | Encoded],
-        retain: Sequence[Encodable | Encoded] | None = None,
-    ) -> TrainingReport:
-        """Train ``objective`` on the forget set, with the retain set batched as
-        ``params.retain_batching`` says (mixed, the official default, for
-        :class:`ForgetRetainParams`; paired for other parameter models), restricted to
-        the localised parameters (``self.trainable``, ``self.row_masks``). Examples a
-        method has relabelled may be passed already encoded."""
-        forget_encoded = self.encode(forget)
-        retain_encoded = self.encode(retain) if retain else None
-        n_examples = len(forget_encoded)
-        if retain_encoded and getattr(params, "retain_batching", "paired") == "mixed":
-            items = mixed_dataset(forget_encoded, retain_encoded, params.retain_ratio, random.Random(self.seed))
-            n_examples = len(items)
-
-            def epoch_batches(epoch: int) -> list[Batch]:  # same order every epoch (SequentialSampler)
-                return make_mixed_batches(self.encoder, items, params.batch_size)
-        else:
-            def epoch_batches(epoch: int) -> list[Batch]:
-                rng = random.Random(self.seed * 1_000_003 + epoch)
-                return make_epoch_batches(self.encoder, forget_encoded, retain_encoded, params.batch_size, rng)
-
-        with self.progress(f"unlearn {self.label}", planned_steps(n_examples, params)) as reporter:
-            return train(
-                model,
-                objective=objective,
-                params=params,
-                epoch_batches=epoch_batches,
-                seed=self.seed,
-                trainable=self.trainable,
-                row_masks=self.row_masks,
-                mixed_precision=self.mixed_precision,
-                reporter=reporter,
-                after_step=self.after_step,
-                warmup_steps=self.warmup_steps,
-            )

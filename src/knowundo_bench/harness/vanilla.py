@@ -18,16 +18,12 @@ from knowundo_bench.harness.data import Benchmark
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import teacher_forced
+from knowundo_bench.harness.losses import answer_loss
 from knowundo_bench.harness.models import ModelBundle, ModelFactory
 from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
+from knowundo_bench.harness.records.atomic import atomic_directory
 from knowundo_bench.harness.specs import ResolvedSpec
-from knowundo_bench.harness.storage import atomic_directory
-from knowundo_bench.harness.training import (
-    answer_loss,
-    make_epoch_batches,
-    planned_steps,
-    train,
-)
+from knowundo_bench.harness.training import make_epoch_batches, planned_steps, train
 
 CACHE_FORMAT = 2  # 2: prompt formats and the official warm-up schedule
 DEFAULT_CACHE = Path.home() / ".cache" / "knowundo-bench"
@@ -75,8 +71,9 @@ def build_encoder(resolved: ResolvedSpec, tokenizer) -> PromptEncoder:
         raise InputError(f"model.prompt_format: {error}") from None
 
 
-def fit_vanilla(bundle: ModelBundle, benchmark: Benchmark, resolved: ResolvedSpec, device,
-                board: ProgressBoard | None) -> dict[str, Any]:
+def fit_vanilla(
+    bundle: ModelBundle, benchmark: Benchmark, resolved: ResolvedSpec, device, board: ProgressBoard | None
+) -> dict[str, Any]:
     spec = resolved.spec
     params = spec.vanilla
     bundle.model.to(device)
@@ -96,8 +93,9 @@ def fit_vanilla(bundle: ModelBundle, benchmark: Benchmark, resolved: ResolvedSpe
         bundle.model.train()
         accuracy_log.append((epoch + 1, accuracy))
         if board:
-            board.log(f"vanilla epoch {epoch + 1}: teacher-forced accuracy {accuracy:.2f}% "
-                      f"(target {params.target_accuracy}%)")
+            board.log(
+                f"vanilla epoch {epoch + 1}: teacher-forced accuracy {accuracy:.2f}% (target {params.target_accuracy}%)"
+            )
         return accuracy >= params.target_accuracy
 
     def objective(model, batch):
@@ -121,8 +119,9 @@ def fit_vanilla(bundle: ModelBundle, benchmark: Benchmark, resolved: ResolvedSpe
     return {**report.summary(), "accuracy_checks": accuracy_log}
 
 
-def prepare_vanilla(resolved: ResolvedSpec, factory: ModelFactory, benchmark: Benchmark, device,
-                    board: ProgressBoard | None = None) -> VanillaModel:
+def prepare_vanilla(
+    resolved: ResolvedSpec, factory: ModelFactory, benchmark: Benchmark, device, board: ProgressBoard | None = None
+) -> VanillaModel:
     """Load the cached vanilla model for this spec and data, or train and cache it."""
     key = vanilla_key(resolved, benchmark)
     root = cache_root(resolved)

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.results import number
-from knowundo_bench.harness.store import indexed_records
+from knowundo_bench.harness.records.index import indexed_records
+from knowundo_bench.harness.records.schema import Metrics, ResultRecord, TrainingSummary
 
 ROW_KEYS = (
     "method",
@@ -33,39 +33,37 @@ def prefix_keys(name: str) -> tuple[str, str]:
     return f"unlearn_success@{name}", f"retention_success@{name}"
 
 
-def load_records(directory: Path) -> list[dict[str, Any]]:
+def load_records(directory: Path) -> list[ResultRecord]:
     if not directory.is_dir():
         raise InputError("results directory not found", source=str(directory))
     records = indexed_records(directory)
     if not records:
         raise InputError("no knowundo-bench result records in this directory", source=str(directory))
-    return sorted(records, key=lambda r: (r.get("order", 10**9), r.get("method", "")))
+    return sorted(records, key=lambda r: (r.order, r.method))
 
 
-def record_row(record: dict[str, Any]) -> dict[str, Any]:
-    metrics = record.get("metrics") or {}
-    unlearn = metrics.get("unlearn") or {}
-    retention = metrics.get("retention") or {}
-    training = record.get("training") or {}
-    row = {
-        "method": record.get("method"),
-        "unlearn_success": number(unlearn.get("success")),
-        "unlearn_ppl": number(unlearn.get("ppl")),
-        "unlearn_rouge_l": number(unlearn.get("rouge_l")),
-        "retention_success": number(retention.get("success")),
-        "retention_ppl": number(retention.get("ppl")),
-        "retention_rouge_l": number(retention.get("rouge_l")),
-        "avg_success": number(metrics.get("avg_success")),
-        "sec_per_step": number(training.get("sec_per_step")),
-        "peak_mem_gb": number(training.get("peak_mem_gb")),
-        "status": record.get("status", "ok"),
+def record_row(record: ResultRecord) -> dict[str, Any]:
+    metrics = record.metrics or Metrics()
+    training = record.training or TrainingSummary()
+    row: dict[str, Any] = {
+        "method": record.method,
+        "unlearn_success": metrics.unlearn.success,
+        "unlearn_ppl": metrics.unlearn.ppl,
+        "unlearn_rouge_l": metrics.unlearn.rouge_l,
+        "retention_success": metrics.retention.success,
+        "retention_ppl": metrics.retention.ppl,
+        "retention_rouge_l": metrics.retention.rouge_l,
+        "avg_success": metrics.avg_success,
+        "sec_per_step": training.sec_per_step,
+        "peak_mem_gb": training.peak_mem_gb,
+        "status": record.status,
     }
-    general = metrics.get("general") or {}
-    row.update({key: number(general.get(key)) for key in GENERAL_KEYS})
-    for name, prefixed in (metrics.get("prompt_prefixes") or {}).items():
+    general = metrics.general or {}
+    row.update({key: general.get(key) for key in GENERAL_KEYS})
+    for name, prefixed in metrics.prompt_prefixes.items():
         unlearn_key, retention_key = prefix_keys(name)
-        row[unlearn_key] = number((prefixed.get("unlearn") or {}).get("success"))
-        row[retention_key] = number((prefixed.get("retention") or {}).get("success"))
+        row[unlearn_key] = prefixed.unlearn.success
+        row[retention_key] = prefixed.retention.success
     return row
 
 
@@ -83,8 +81,19 @@ def row_keys(rows: list[dict[str, Any]]) -> list[str]:
     return keys
 
 
-EFFICIENCY_KEYS = ("method", "sec_per_step", "sec_per_step_p90", "peak_mem_gb", "tokens_per_sec", "mfu",
-                   "sec_per_step_vs_ga", "peak_mem_gb_vs_ga", "tokens_per_sec_vs_ga", "memory_kind", "device")
+EFFICIENCY_KEYS = (
+    "method",
+    "sec_per_step",
+    "sec_per_step_p90",
+    "peak_mem_gb",
+    "tokens_per_sec",
+    "mfu",
+    "sec_per_step_vs_ga",
+    "peak_mem_gb_vs_ga",
+    "tokens_per_sec_vs_ga",
+    "memory_kind",
+    "device",
+)
 
 
 def efficiency_rows(directory: Path) -> list[dict[str, Any]]:
@@ -92,16 +101,22 @@ def efficiency_rows(directory: Path) -> list[dict[str, Any]]:
     each also as a ratio to GA's (null when the run has no GA)."""
     rows = []
     for record in load_records(directory):
-        training = record.get("training") or {}
-        if record.get("status", "ok") != "ok" or not training:
+        training = record.training
+        if record.status != "ok" or training is None:
             continue
-        rows.append({"method": record.get("method"), "method_name": record.get("method_name"),
-                     **{key: training.get(key) for key in EFFICIENCY_KEYS[1:6]},
-                     "memory_kind": training.get("memory_kind"), "device": training.get("device")})
+        rows.append(
+            {
+                "method": record.method,
+                "method_name": record.method_name,
+                **{key: getattr(training, key) for key in EFFICIENCY_KEYS[1:6]},
+                "memory_kind": training.memory_kind,
+                "device": training.device,
+            }
+        )
     reference = next((r for r in rows if r["method_name"] == "ga"), None)
     for row in rows:
         for key in ("sec_per_step", "peak_mem_gb", "tokens_per_sec"):
-            base = number(reference[key]) if reference else None
-            value = number(row[key])
+            base = reference[key] if reference else None
+            value = row[key]
             row[f"{key}_vs_ga"] = value / base if value is not None and base else None
     return [{key: row.get(key) for key in EFFICIENCY_KEYS} for row in rows]

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from knowundo_bench.harness.results import json_safe
+from knowundo_bench.harness.records.files import json_safe
 from knowundo_bench.leaderboard.aggregate import row_keys
 
 PPL_CEILING = 1e10
@@ -70,8 +70,9 @@ def markdown_columns(rows: list[dict[str, Any]]) -> list[Column]:
     for key in row_keys(rows):
         if "@" in key:
             scope, prefix = key.split("@", 1)
-            columns.append((f"{'Unlearn' if scope.startswith('unlearn') else 'Retention'} Succ@{prefix}", key,
-                            fmt_number))
+            columns.append(
+                (f"{'Unlearn' if scope.startswith('unlearn') else 'Retention'} Succ@{prefix}", key, fmt_number)
+            )
     if any(row.get("general_avg") is not None for row in rows):
         columns += GENERAL_COLUMNS
     return columns
@@ -79,8 +80,10 @@ def markdown_columns(rows: list[dict[str, Any]]) -> list[Column]:
 
 def markdown_table(columns: list[Column], rows: list[dict[str, Any]]) -> list[str]:
     """Header, rule and one line per row; a row whose status is not "ok" says so."""
-    lines = ["| " + " | ".join(title for title, _, _ in columns) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(title for title, _, _ in columns) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|",
+    ]
     for row in rows:
         cells = [fmt(row.get(key)) for _, key, fmt in columns]
         if row.get("status") not in (None, "ok"):

@@ -14,11 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from knowundo_bench.harness.results import number
+from knowundo_bench.harness.records.schema import Metrics, PrefixedMetrics, ResultRecord
 from knowundo_bench.leaderboard.aggregate import load_records, record_row
 
-SUCCESS_BARS = (("unlearn_success", "Unlearn Succ. ↑"), ("retention_success", "Retention Succ. ↑"),
-                ("avg_success", "Avg Succ. ↑"))
+SUCCESS_BARS = (
+    ("unlearn_success", "Unlearn Succ. ↑"),
+    ("retention_success", "Retention Succ. ↑"),
+    ("avg_success", "Avg Succ. ↑"),
+)
 
 
 def _pyplot():
@@ -51,15 +54,15 @@ def plot_success(rows: list[dict[str, Any]], path: Path, title: str) -> int:
     return len(rows)
 
 
-def plot_training_loss(records: list[dict[str, Any]], path: Path, title: str) -> int:
+def plot_training_loss(records: list[ResultRecord], path: Path, title: str) -> int:
     """One line per method: training loss per optimizer step; returns the number of lines."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     lines = 0
     for record in records:
-        losses = [number(v) for v in (record.get("training") or {}).get("step_losses") or []]
+        losses = record.training.step_losses if record.training else []
         if losses:
-            ax.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3, label=record["method"])
+            ax.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3, label=record.method)
             lines += 1
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xlabel("optimizer step")
@@ -73,19 +76,22 @@ def plot_training_loss(records: list[dict[str, Any]], path: Path, title: str) ->
     return lines
 
 
-CURVE_PANELS = (("unlearn_success", "Unlearn Success (%) ↑", False), ("retention_success", "Retention Success (%) ↑", False),
-                ("unlearn_ppl", "Unlearn perplexity ↑", True), ("retention_ppl", "Retention perplexity ↓", True))
+CURVE_PANELS = (
+    ("unlearn_success", "Unlearn Success (%) ↑", False),
+    ("retention_success", "Retention Success (%) ↑", False),
+    ("unlearn_ppl", "Unlearn perplexity ↑", True),
+    ("retention_ppl", "Retention perplexity ↓", True),
+)
 
 
-def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> int:
+def plot_curves(records: list[ResultRecord], path: Path, title: str) -> int:
     """Scope metrics against optimizer steps, one line per method; returns the number of lines."""
     plt = _pyplot()
-    curves = [(r["method"], r["curve"]) for r in records if r.get("curve")]
+    curves = [(r.method, r.curve) for r in records if r.curve]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=110, sharex=True)
     for ax, (key, label, log_scale) in zip(axes.flat, CURVE_PANELS, strict=True):
         for method, curve in curves:
-            ax.plot([p["step"] for p in curve], [number(p[key]) for p in curve], marker="o", markersize=3,
-                    label=method)
+            ax.plot([p.step for p in curve], [getattr(p, key) for p in curve], marker="o", markersize=3, label=method)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if log_scale:
@@ -103,25 +109,28 @@ def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> int:
     return len(curves)
 
 
-def plot_prompt_prefixes(records: list[dict[str, Any]], path: Path, title: str) -> int:
+def plot_prompt_prefixes(records: list[ResultRecord], path: Path, title: str) -> int:
     """Unlearn and Retention Success per method without and with each prompt prefix;
     returns the number of methods drawn."""
     plt = _pyplot()
-    records = [r for r in records if (r.get("metrics") or {}).get("prompt_prefixes")]
-    prefixes = list(dict.fromkeys(name for r in records for name in r["metrics"]["prompt_prefixes"]))
+    measured = [(r.method, r.metrics) for r in records if r.metrics and r.metrics.prompt_prefixes]
+    prefixes = list(dict.fromkeys(name for _, metrics in measured for name in metrics.prompt_prefixes))
     settings = ["no prefix", *prefixes]
     width = 0.8 / len(settings)
-    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(records) + 3), 4.8), dpi=110, sharey=True)
-    for ax, (scope, label) in zip(axes, (("unlearn", "Unlearn Success (%) ↑"), ("retention", "Retention Success (%) ↑")),
-                                  strict=True):
+    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(measured) + 3), 4.8), dpi=110, sharey=True)
+    for ax, (scope, label) in zip(
+        axes, (("unlearn", "Unlearn Success (%) ↑"), ("retention", "Retention Success (%) ↑")), strict=True
+    ):
         for offset, setting in enumerate(settings):
             values = []
-            for record in records:
-                metrics = record["metrics"] if setting == "no prefix" else record["metrics"]["prompt_prefixes"].get(setting, {})
-                values.append(number((metrics.get(scope) or {}).get("success")) or 0.0)
-            xs = [i + (offset - (len(settings) - 1) / 2) * width for i in range(len(records))]
+            for _, metrics in measured:
+                reading: Metrics | PrefixedMetrics = (
+                    metrics if setting == "no prefix" else metrics.prompt_prefixes.get(setting, PrefixedMetrics())
+                )
+                values.append(getattr(reading, scope).success or 0.0)
+            xs = [i + (offset - (len(settings) - 1) / 2) * width for i in range(len(measured))]
             ax.bar(xs, values, width, label=setting)
-        ax.set_xticks(range(len(records)), [r["method"] for r in records], rotation=20, ha="right")
+        ax.set_xticks(range(len(measured)), [method for method, _ in measured], rotation=20, ha="right")
         ax.set_ylim(0, 105)
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
@@ -132,7 +141,7 @@ def plot_prompt_prefixes(records: list[dict[str, Any]], path: Path, title: str) 
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path)
     plt.close(fig)
-    return len(records)
+    return len(measured)
 
 
 def plot_results(results_dir: Path, output_dir: Path | None = None) -> dict[Path, int]:
@@ -140,17 +149,17 @@ def plot_results(results_dir: Path, output_dir: Path | None = None) -> dict[Path
     records = load_records(results_dir)
     output_dir = output_dir or results_dir / "plots"
     output_dir.mkdir(parents=True, exist_ok=True)
-    run = records[0].get("run", results_dir.name)
+    run = records[0].run or results_dir.name
     success = output_dir / "success.png"
     loss = output_dir / "training_loss.png"
     written = {
         success: plot_success([record_row(r) for r in records], success, f"{run}: scope success per method"),
         loss: plot_training_loss(records, loss, f"{run}: training loss per step"),
     }
-    if any(r.get("curve") for r in records):
+    if any(r.curve for r in records):
         curves = output_dir / "curves.png"
         written[curves] = plot_curves(records, curves, f"{run}: scope metrics during unlearning")
-    if any((r.get("metrics") or {}).get("prompt_prefixes") for r in records):
+    if any(r.metrics and r.metrics.prompt_prefixes for r in records):
         prefixes = output_dir / "prompt_prefixes.png"
         written[prefixes] = plot_prompt_prefixes(records, prefixes, f"{run}: success with and without a system prompt")
     return written

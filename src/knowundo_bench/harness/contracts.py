@@ -1,0 +1,121 @@
+"""What the harness hands to plugins and what they hand back: the typed records of the
+``unlearn`` and ``localize`` hooks (:mod:`knowundo_bench.harness.hookspecs`).
+
+Plugins import these from :mod:`knowundo_bench.api`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from knowundo_bench.harness.data import QAPair, RetainText
+from knowundo_bench.harness.efficiency import step_summary
+from knowundo_bench.harness.registry import Params
+
+Batch = dict[str, dict[str, torch.Tensor]]
+"""A micro-batch: its ``"forget"`` and/or ``"retain"`` part, each a collated batch
+(``input_ids``, ``attention_mask``, ``labels``; ``share`` in mixed batches)."""
+Objective = Callable[[torch.nn.Module, Batch], torch.Tensor]
+"""A method's loss: model and micro-batch in, a scalar to minimise out."""
+RetainSet = list[QAPair] | list[RetainText]
+"""What ``unlearn`` and ``localize`` receive as ``retain``: the Retention Scope's QA
+pairs, or out-of-distribution passages for methods registered with
+``retain="out_of_distribution"``."""
+
+
+class TrainingParams(Params):
+    """Optimisation settings shared by all methods; defaults are Table 7's unlearning rows."""
+
+    epochs: int = Field(2, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int = Field(1, ge=1)
+    grad_accum: int = Field(16, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="official run scripts: 0.03")
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+
+
+class ForgetRetainParams(TrainingParams):
+    """Training settings of methods with a retain term (GA+GD, GA+KL, MemFlex, NPO+GD)."""
+
+    retain_batching: Literal["mixed", "paired"] = Field(
+        "mixed", description="mixed: the official forget+retain dataset; paired: a retain batch per forget batch"
+    )
+    retain_ratio: int = Field(1, ge=1, description="retain examples per forget example (official positive_ratio)")
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """What the ``unlearn`` hook receives about the method to run."""
+
+    name: str
+    label: str
+    params: Any  # the method's validated Params instance
+    seed: int
+
+
+@dataclass(frozen=True)
+class LocalizerRun:
+    """What the ``localize`` hook receives about the localizer to run."""
+
+    name: str
+    params: Any
+    seed: int
+
+
+@dataclass
+class Localization:
+    """Parameter names unlearning may update, plus per-tensor details to record.
+
+    ``row_masks`` narrows a selected tensor to some of its output rows (neurons): a
+    boolean vector over dim 0; the training loop zeroes the gradient of the other rows.
+    """
+
+    selected: list[str]
+    details: dict[str, Any] = field(default_factory=dict)
+    row_masks: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingReport:
+    """Per optimizer step: seconds, peak memory (GB), tokens and mean loss (see
+    :mod:`knowundo_bench.harness.efficiency` for how they are measured)."""
+
+    step_seconds: list[float] = field(default_factory=list)
+    step_peak_mem_gb: list[float] = field(default_factory=list)
+    step_tokens: list[int] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    epochs_run: int = 0
+    trainable_tensors: int = 0
+    trainable_parameters: int = 0
+    model_parameters: int = 0
+    flops_per_token: float | None = None  # 6N, or 4N with frozen parameters
+    warmup_steps: int = 1
+    memory_kind: str = "cpu_peak_rss_growth"
+    device: str = "cpu"
+
+    def summary(self, peak_flops: float | None = None) -> dict[str, Any]:
+        return {
+            "steps": len(self.step_seconds),
+            "epochs_run": self.epochs_run,
+            **step_summary(
+                self.step_seconds,
+                self.step_peak_mem_gb,
+                self.step_tokens,
+                self.warmup_steps,
+                self.flops_per_token,
+                peak_flops,
+            ),
+            "memory_kind": self.memory_kind,
+            "device": self.device,
+            "final_loss": self.step_losses[-1] if self.step_losses else None,
+            "trainable_tensors": self.trainable_tensors,
+            "trainable_parameters": self.trainable_parameters,
+            "model_parameters": self.model_parameters,
+        }

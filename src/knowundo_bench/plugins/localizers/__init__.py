@@ -1,0 +1,1 @@
+"""Localizers: which parameters an unlearning method may update (MemFlex and variants)."""

@@ -1,0 +1,1 @@
+"""Unlearning methods: one file per method, holding only what makes it different."""

@@ -1,0 +1,1 @@
+"""Model sources (``model.source``): the tiny offline Llama, hub models, GGUF files."""

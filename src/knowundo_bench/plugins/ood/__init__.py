@@ -1,0 +1,1 @@
+"""Out-of-distribution retain data sources (``ood_retain.source``)."""
