@@ -32,8 +32,9 @@ def test_all_lists_the_plugin_facing_names_and_each_exists():
     assert missing == []
 
 
-def harness_imports(source: str, name: str) -> list[str]:
-    """The knowundo_bench modules ``source`` imports other than the api and the plugins."""
+def harness_imports(source: str, name: str, *, plugins_allowed: bool = True) -> list[str]:
+    """The knowundo_bench modules ``source`` imports other than the api (and, for
+    built-ins, each other: ``ga_gd_ood`` reuses ``ga_gd``)."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module:
@@ -45,17 +46,21 @@ def harness_imports(source: str, name: str) -> list[str]:
         for module in modules:
             if module.split(".")[0] != "knowundo_bench":
                 continue
-            if module != "knowundo_bench.api" and not module.startswith("knowundo_bench.plugins"):
+            if module != "knowundo_bench.api" and not (plugins_allowed and module.startswith("knowundo_bench.plugins")):
                 found.append(f"{name}:{node.lineno} {module}")
     return found
 
 
 def test_builtin_plugins_and_examples_import_only_the_api():
-    files = sorted((PACKAGE / "plugins").rglob("*.py")) + sorted(
-        p for p in (ROOT / "examples").rglob("*.py") if not p.name.startswith("test_")
-    )
-    assert len(files) > 25
-    offenders = [line for path in files for line in harness_imports(path.read_text(), str(path.relative_to(ROOT)))]
+    builtins = sorted((PACKAGE / "plugins").rglob("*.py"))
+    examples = sorted(p for p in (ROOT / "examples").rglob("*.py") if not p.name.startswith("test_"))
+    assert len(builtins) > 25 and examples
+    offenders = [line for path in builtins for line in harness_imports(path.read_text(), str(path.relative_to(ROOT)))]
+    offenders += [
+        line
+        for path in examples
+        for line in harness_imports(path.read_text(), str(path.relative_to(ROOT)), plugins_allowed=False)
+    ]
     assert offenders == []
 
 
@@ -67,6 +72,9 @@ def test_the_import_check_catches_harness_imports():
     ]
     assert harness_imports("from knowundo_bench import harness\n", "y.py") == ["y.py:1 knowundo_bench"]
     assert harness_imports("from knowundo_bench.api import hookimpl\n", "z.py") == []
+    reuse = "from knowundo_bench.plugins.methods.ga_gd import unlearn\n"
+    assert harness_imports(reuse, "w.py") == []  # a built-in reusing another
+    assert harness_imports(reuse, "w.py", plugins_allowed=False) == ["w.py:1 knowundo_bench.plugins.methods.ga_gd"]
 
 
 def test_every_builtin_hook_implementation_is_typed():
@@ -98,7 +106,6 @@ from knowundo_bench.api import (
     DataSourceInfo, Localization, LocalizerInfo, LocalizerRun, MethodInfo, MethodRun, Params, QAPair,
     RetainSet, TrainingParams, TrainingReport, UnlearnContext, answer_loss, hookimpl,
 )
-from knowundo_bench.plugins.data.synthetic_authors import generate_authors
 
 
 class FewAuthors(Params):
@@ -106,7 +113,15 @@ class FewAuthors(Params):
 
 
 def load_authors(params: FewAuthors, domain: str) -> list[QAPair]:
-    return generate_authors(params.n_authors)
+    pairs = []
+    for i in range(params.n_authors):
+        name = f"Author {chr(65 + i)}"
+        facts = [("unlearn", f"What is the email of {name}?", f"author{i}@mail.test"),
+                 ("retention", f"Which genre does {name} write?", ["poetry", "crime", "fantasy"][i % 3])]
+        for scope, question, answer in facts:
+            for split, asked in (("train", question), ("val", question.replace("What is", "Tell me"))):
+                pairs.append(QAPair(instance=name, scope=scope, split=split, question=asked, answer=answer))
+    return pairs
 
 
 @hookimpl
@@ -142,7 +157,7 @@ def test_a_plugin_using_only_the_api_registers_and_runs_all_three_kinds(tmp_path
     (tmp_path / "api_only_plugin.py").write_text(textwrap.dedent(THIRD_PARTY))
     monkeypatch.syspath_prepend(str(tmp_path))
     plugin = importlib.import_module("api_only_plugin")
-    assert harness_imports(THIRD_PARTY, "api_only_plugin.py") == []
+    assert harness_imports(THIRD_PARTY, "api_only_plugin.py", plugins_allowed=False) == []
     spec = tiny_spec({"name": "half_ga", "localizer": "mlp_only"}, workdir=tmp_path, data={"source": "few_authors"})
     outcome = run_spec(spec, tmp_path / "out", plugin)
     sys.modules.pop("api_only_plugin", None)

@@ -72,3 +72,32 @@ def test_version_is_written_in_one_place():
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "knowundo_bench.__version__"}
     assert re.fullmatch(r"\d+\.\d+\.\d+", knowundo_bench.__version__)
+
+
+def python_blocks(section: str) -> list[str]:
+    doc = PLUGINS_DOC.read_text(encoding="utf-8")
+    body = re.search(rf"^## `?{re.escape(section)}`?\n(.*?)(?=^## |\Z)", doc, flags=re.M | re.S).group(1)
+    return [block for block in re.findall(r"```python\n(.*?)```", body, flags=re.S) if "\n" in block.strip()]
+
+
+def test_every_python_example_in_the_plugin_guide_compiles():
+    doc = PLUGINS_DOC.read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", doc, flags=re.S) if not b.startswith("def ")]
+    assert len(blocks) >= 8
+    for block in blocks:
+        compile(block, "docs/plugins.md", "exec")
+
+
+def test_the_method_examples_of_the_plugin_guide_run_with_the_test_kit(tmp_path):
+    """register_methods' and unlearn's examples, put in one module, pass the guide's tests."""
+    import types
+
+    module = types.ModuleType("my_plugin")
+    exec(python_blocks("register_methods")[0] + "\n" + python_blocks("unlearn")[0], module.__dict__)
+    scope = {"my_plugin": module}
+    exec(python_blocks("Testing a plugin")[0].replace("import my_plugin\n", ""), scope)
+    tests = [name for name in scope if name.startswith("test_")]
+    assert len(tests) == 3
+    for name in tests:
+        (tmp_path / name).mkdir()
+        scope[name](tmp_path / name)

@@ -20,14 +20,19 @@ from knowundo_bench.harness.records.schema import SCHEMA_VERSION, ResultRecord
 from knowundo_bench.harness.runner import Runner
 from knowundo_bench.harness.specs import parse_spec
 
-# Records written by knowundo-bench 0.1.0 (schema 1) for the quickstart, and the
-# leaderboards 0.1.0 printed for them.
+# Records written by knowundo-bench 0.1.0 (schema 1): the quickstart's four, plus a
+# diverged record ("inf"/"nan" strings) and a failed one written with 0.1.0's
+# write_record; and the leaderboards 0.1.0 printed for them.
 SCHEMA1 = Path(__file__).parent / "fixtures" / "records-schema1"
 
 
 def test_schema1_records_load_typed():
     records = {path.stem: load_record(path) for path in sorted(SCHEMA1.glob("*.json"))}
-    assert set(records) == {"vanilla", "ga", "ga_gd", "memflex"}
+    assert set(records) == {"vanilla", "ga", "ga_gd", "memflex", "diverged", "broken"}
+    diverged, broken = records["diverged"], records["broken"]
+    assert diverged.status == "nonfinite" and diverged.metrics.unlearn.ppl == math.inf
+    assert math.isnan(diverged.metrics.retention.rouge_l) and math.isnan(diverged.training.step_losses[-1])
+    assert broken.status == "failed" and broken.error == "RuntimeError: boom" and broken.metrics is None
     memflex = records["memflex"]
     assert memflex is not None and memflex.schema_version == 1
     raw = json.loads((SCHEMA1 / "memflex.json").read_text())
@@ -78,10 +83,17 @@ def test_round_trip_keeps_non_finite_numbers_and_extra_fields(tmp_path):
     assert again.localizer.model_extra == {"sigma": 0.5} and again.model_extra == {"plugin_field": {"anything": [1, 2]}}
 
 
-def test_a_record_that_breaks_the_schema_is_skipped_not_fatal(tmp_path):
-    (tmp_path / "bad.json").write_text(json.dumps({"kind": "knowundo-bench/result", "method": "x", "status": "odd"}))
-    assert read_record(tmp_path / "bad.json") is not None  # a result file...
-    assert load_record(tmp_path / "bad.json") is None  # ...that the typed reader rejects
+def test_a_record_that_breaks_the_schema_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("KNOWUNDO_BENCH_CACHE", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+    shutil.copytree(SCHEMA1, results)
+    (results / "bad.json").write_text(json.dumps({"kind": "knowundo-bench/result", "method": "x", "status": "odd"}))
+    assert read_record(results / "bad.json") is not None  # a result file...
+    assert load_record(results / "bad.json") is None  # ...that the typed reader rejects
+    result = CliRunner().invoke(app, ["leaderboard", str(results)])
+    assert result.exit_code == 0
+    assert result.stdout == (SCHEMA1 / "leaderboard.md.expected").read_text()
+    assert result.stderr == "warning: skipped bad.json: status: Input should be 'ok', 'nonfinite' or 'failed'\n"
 
 
 def test_runner_sets_every_attribute_before_it_runs(tmp_path):

@@ -90,6 +90,10 @@ def with_changes(**changes):
         (with_changes(vanilla={"target_accuracy": float("nan")}), ["vanilla.target_accuracy", "finite number"]),
         (with_changes(methods__0__name="npo", methods__0__beta="nan"), ["methods.0.beta", "finite number"]),
         (with_changes(eval={"general": {"limit": float("inf")}}), ["eval.general.limit", "finite number"]),
+        # a NUL inside a YAML string ("\0") would reach mkdir and open()
+        (with_changes(output_dir="out\x00put"), ["output_dir", "NUL character"]),
+        (with_changes(data={"source": "local", "path": "da\x00ta"}), ["data.path", "NUL character"]),
+        (with_changes(methods__0__label="g\x00a"), ["methods.0.label", "NUL character"]),
         ("- just\n- a list\n", ["mapping"]),
     ],
 )

@@ -56,6 +56,28 @@ def test_a_method_that_writes_a_frozen_tensor_fails_the_check(tmp_path):
         assert_confined_updates(trial)
 
 
+def test_row_localised_updates_are_checked_row_by_row(tmp_path):
+    neurons = {"name": "memflex_neurons", "mu": 0.8, "sigma_percentile": 50, "n_passes": 1}
+    trial = unlearn_once({"name": "ga", "localizer": neurons}, workdir=tmp_path)
+    assert trial.row_masks and all(not bool(mask.all()) for mask in trial.row_masks.values())
+    assert_confined_updates(trial)
+
+    def unlearn(method, model, forget, context) -> TrainingReport:
+        report = context.train(
+            model, objective=lambda m, b: -answer_loss(m, b["forget"]), params=method.params, forget=forget
+        )
+        name, keep = next(iter(context.row_masks.items()))
+        with torch.no_grad():
+            dict(model.named_parameters())[name][~keep] += 1e-3
+        return report
+
+    leaky = unlearn_once(
+        {"name": "leaky_rows", "localizer": neurons}, method_plugin("leaky_rows", unlearn), workdir=tmp_path
+    )
+    with pytest.raises(AssertionError, match="unselected rows of .* changed"):
+        assert_confined_updates(leaky)
+
+
 def test_a_method_that_trains_nothing_fails_the_check(tmp_path):
     trial = unlearn_once(
         "idle", method_plugin("idle", lambda method, model, forget, context: TrainingReport()), workdir=tmp_path

@@ -99,6 +99,14 @@ class View(str, Enum):
     efficiency = "efficiency"
 
 
+def warn_skipped_records(results_dir: Path) -> None:
+    """Say on stderr which result files were left out because they break the schema."""
+    from knowundo_bench.harness.records.files import schema_problems
+
+    for problem in schema_problems(results_dir):
+        sys.stderr.write(f"warning: skipped {problem}\n")
+
+
 @app.command()
 def leaderboard(
     results_dir: Annotated[Path, typer.Argument(help="directory of result records")],
@@ -114,6 +122,7 @@ def leaderboard(
         rows = rows_of[view](results_dir)
     except InputError as error:
         fail(error)
+    warn_skipped_records(results_dir)
     sys.stdout.write(render(rows, format.value, view.value))
 
 
@@ -129,6 +138,7 @@ def plot(
         written = plot_results(results_dir, output)
     except InputError as error:
         fail(error)
+    warn_skipped_records(results_dir)
     for path, series in written.items():
         sys.stdout.write(f"{path} ({series} series)\n")
 

@@ -25,7 +25,7 @@ import torch
 
 from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
 from knowundo_bench.harness.progress import ProgressBoard
-from knowundo_bench.harness.records.schema import ResultRecord
+from knowundo_bench.harness.records.schema import Metrics, ResultRecord
 from knowundo_bench.harness.runner import Runner, RunOutcome
 from knowundo_bench.harness.specs import parse_spec
 
@@ -84,12 +84,15 @@ def run_spec(spec: dict[str, Any], output_dir: Path, *plugins: object) -> RunOut
 @dataclass
 class UnlearnTrial:
     """One method run on the tiny vanilla model: its record (metrics, training summary,
-    localizer) and every parameter tensor before and after unlearning."""
+    localizer), the vanilla model's metrics, and every parameter tensor before and after
+    unlearning."""
 
     record: ResultRecord
+    vanilla_metrics: Metrics
     before: dict[str, torch.Tensor]
     after: dict[str, torch.Tensor]
-    trainable: set[str]  # the localizer's selection, else every parameter
+    trainable: set[str]  # the localizer's selection (else every parameter) that requires grad
+    row_masks: dict[str, torch.Tensor]  # selected rows of row-localised tensors (memflex_neurons)
 
     @property
     def changed(self) -> set[str]:
@@ -108,23 +111,30 @@ def unlearn_once(method: str | dict[str, Any], *plugins: object, workdir: Path) 
         benchmark = runner.load_inputs()
         runner.reusable_units(benchmark)
         vanilla = runner.prepare_model(benchmark, {}, RunOutcome(workdir / "results"))
-        assert runner.encoder is not None
+        assert runner.encoder is not None and runner.vanilla_metrics is not None
         model = vanilla.bundle.model
         before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        requires_grad = {name for name, p in model.named_parameters() if p.requires_grad}
         fields = runner.run_method(resolved_method, vanilla, runner.encoder, benchmark)
         after = {name: p.detach().clone() for name, p in model.named_parameters()}
     record = ResultRecord(method=resolved_method.label, **fields)
-    trainable = set(record.localizer.selected) if record.localizer is not None else set(before)
-    return UnlearnTrial(record, before, after, trainable)
+    localization = runner.last_localization
+    selected = set(localization.selected) if localization is not None else set(before)
+    row_masks = {name: mask.cpu() for name, mask in localization.row_masks.items()} if localization else {}
+    return UnlearnTrial(record, runner.vanilla_metrics, before, after, selected & requires_grad, row_masks)
 
 
 def assert_confined_updates(trial: UnlearnTrial, *, every_trainable: bool = False) -> None:
     """Fail unless the method changed some trainable parameter (with ``every_trainable``:
-    all of them) and left every other parameter bit for bit as it was."""
+    all of them) and left every other parameter, and the unselected rows of row-localised
+    tensors, bit for bit as they were."""
     changed = trial.changed
     frozen_changed = sorted(changed - trial.trainable)
     if frozen_changed:
         raise AssertionError(f"{len(frozen_changed)} frozen tensors changed, e.g. {frozen_changed[0]}")
+    for name, keep in trial.row_masks.items():
+        if not torch.equal(trial.after[name][~keep], trial.before[name][~keep]):
+            raise AssertionError(f"unselected rows of {name} changed")
     if not changed:
         raise AssertionError("the method changed no parameter")
     untouched = sorted(trial.trainable - changed)

@@ -162,6 +162,7 @@ class Runner:
         self.encoder: PromptEncoder | None = None
         self.prefixed_encoders: dict[str, PromptEncoder] = {}  # one per prompt prefix, each caching its encodings
         self.vanilla_metrics: Metrics | None = None
+        self.last_localization: Localization | None = None  # the latest method's (knowundo_bench.testing reads it)
 
     def record(self, label: str, order: int, **fields: Any) -> Path:
         record = ResultRecord(
@@ -240,6 +241,7 @@ class Runner:
         )
         retain = self.retain_sets[method.info.retain]
         localizer = None
+        self.last_localization = None
         if method.localizer is not None:
             run = LocalizerRun(method.localizer.info.name, method.localizer.params, seed)
             localization: Localization = self.plugins.call_on(
@@ -254,11 +256,14 @@ class Runner:
             )
             context.trainable = set(localization.selected)
             context.row_masks = dict(localization.row_masks)
-            localizer = LocalizerRecord(
-                name=method.localizer.info.name,
-                params=method.localizer.params.model_dump(mode="json"),
-                selected=localization.selected,
-                **localization.details,
+            self.last_localization = localization
+            localizer = LocalizerRecord.model_validate(
+                {
+                    "name": method.localizer.info.name,
+                    "params": method.localizer.params.model_dump(mode="json"),
+                    "selected": localization.selected,
+                    **localization.details,
+                }
             )
         report: TrainingReport = self.plugins.call_on(
             method.plugin,

@@ -279,12 +279,30 @@ def non_finite_field(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str 
     return None
 
 
+def nul_field(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """The path of the first key or string holding a NUL character (YAML's ``"\\0"``),
+    which no path, name or text field can take, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        if isinstance(key, str) and "\x00" in key:
+            return (*path, key.replace("\x00", "\\0"))
+        found = nul_field(child, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
 def parse_spec(raw: Any, plugins: Plugins, source: str = "spec") -> ResolvedSpec:
     if not isinstance(raw, dict):
         raise InputError("a spec must be a YAML mapping", source=source)
     bad = non_finite_field(raw)
     if bad is not None:
         raise InputError(f"{'.'.join(map(str, bad))}: must be a finite number", source=source)
+    bad = nul_field(raw)
+    if bad is not None:
+        raise InputError(f"{'.'.join(map(str, bad)) or 'spec'}: must not contain a NUL character", source=source)
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as error:

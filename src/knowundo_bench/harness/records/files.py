@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from knowundo_bench.harness.data import format_validation_error
 from knowundo_bench.harness.records.atomic import atomic_write_text
 from knowundo_bench.harness.records.schema import RECORD_KIND, ResultRecord
 
@@ -69,6 +70,21 @@ def parse_record(data: dict[str, Any]) -> ResultRecord | None:
         return ResultRecord.model_validate(data)
     except ValidationError:
         return None
+
+
+def schema_problems(directory: Path) -> list[str]:
+    """One line per result file in ``directory`` that the typed record rejects (the
+    leaderboard and the plots skip it): the file name and the first invalid field."""
+    problems = []
+    for path in sorted(directory.glob("*.json")):
+        data = read_record(path)
+        if data is None:
+            continue
+        try:
+            ResultRecord.model_validate(data)
+        except ValidationError as error:
+            problems.append(f"{path.name}: {format_validation_error(error)}")
+    return problems
 
 
 def load_record(path: Path) -> ResultRecord | None:

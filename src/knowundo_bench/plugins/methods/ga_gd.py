@@ -4,7 +4,7 @@ The official ``AscentPlusDescentTrainer``: each example's loss is its mean answe
 cross-entropy times its factor (``forget_weight`` -1, ``retain_weight`` +1 by default),
 averaged over the micro-batch, with in-distribution retain data (the Retention Scope's
 train split). Forget and retain examples are batched as ``retain_batching`` says
-(mixed by default, as officially; see :mod:`knowundo_bench.harness.training`).
+(mixed by default, as officially; see ``UnlearnContext.train``).
 """
 
 from __future__ import annotations
