@@ -34,6 +34,7 @@ def test_quickstart_meets_the_paper_pattern_and_reuses_vanilla(tmp_path):
     assert "trained and cached" in first.stdout + first.stderr
     rows = leaderboard(tmp_path / "first")
     assert list(rows) == ["vanilla", "ga", "ga_gd", "memflex"]
+    assert [rows[m]["n_seeds"] for m in rows] == [1, 3, 3, 3]
     assert rows["vanilla"]["retention_success"] >= 95 and rows["vanilla"]["unlearn_success"] <= 5
     assert rows["ga"]["retention_success"] < 20
     for method in ("ga_gd", "memflex"):
@@ -43,7 +44,7 @@ def test_quickstart_meets_the_paper_pattern_and_reuses_vanilla(tmp_path):
         assert row["status"] == "ok"
     assert rows["ga"]["sec_per_step"] > 0 and rows["ga"]["peak_mem_gb"] > 0
 
-    memflex = json.loads((tmp_path / "first" / "memflex.json").read_text())
+    memflex = json.loads((tmp_path / "first" / "memflex@0.json").read_text())  # the quickstart runs seeds 0-2
     localizer = memflex["localizer"]
     assert localizer["selected"] and set(localizer["selected"]) < set(localizer["tensors"])
     assert memflex["training"]["trainable_tensors"] == len(localizer["selected"])
@@ -224,7 +225,13 @@ def test_general_offline_spec_records_general_scores_prefixes_curves_and_plots(t
     series = {
         Path(p).name: int(n.split()[0]) for p, n in (line.rsplit(" (", 1) for line in plotted.stdout.splitlines())
     }
-    assert series == {"success.png": 4, "training_loss.png": 3, "curves.png": 3, "prompt_prefixes.png": 4}
+    assert series == {
+        "success.png": 4,
+        "training_loss.png": 3,
+        "curves.png": 3,
+        "prompt_prefixes.png": 4,
+        "general_tasks.png": 4,
+    }  # vanilla and the three methods
     for name in series:
         data = (tmp_path / "out" / "plots" / name).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000

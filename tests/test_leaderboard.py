@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from knowundo_bench.cli import app
 from knowundo_bench.harness.records.files import read_record, write_record
 from knowundo_bench.leaderboard import leaderboard_rows, render
-from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, ROW_KEYS
+from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, IDENTITY_KEYS, ROW_KEYS
 from knowundo_bench.leaderboard.export import fmt_ppl
 
 
@@ -57,7 +57,9 @@ def test_rows_order_and_values(tmp_path):
     assert [r["method"] for r in rows] == ["vanilla", "ga", "broken"]
     assert rows[1]["unlearn_ppl"] == math.inf and rows[1]["sec_per_step"] == 0.125
     assert rows[2]["status"] == "failed" and rows[2]["unlearn_success"] is None
-    assert set(rows[0]) == set(ROW_KEYS) | set(GENERAL_KEYS)
+    assert set(ROW_KEYS) | set(GENERAL_KEYS) | set(IDENTITY_KEYS) <= set(rows[0])
+    extra = set(rows[0]) - set(ROW_KEYS) - set(GENERAL_KEYS) - set(IDENTITY_KEYS)
+    assert extra and all(key.endswith("_ci95") or key == "avg_success_vs_best" for key in extra)
     assert all(rows[0][key] is None for key in GENERAL_KEYS)  # null where not run
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,6 +41,9 @@ class EvalSpec(BaseModel):
         description="name -> system prompt; the scope metrics are re-run with each ({} for none)",
     )
     every_n_steps: int | None = Field(None, ge=1, description="scope metrics every N optimizer steps (curves)")
+    log_samples: bool = Field(
+        False, description="write samples/<unit>.jsonl: each val question's generation, token accuracy and NLL"
+    )
     general: GeneralSpec | None = Field(None, description="general tasks through lm-evaluation-harness")
     general_data_dir: Path | None = Field(None, description="offline general tasks: JSON Lines in hub schemas")
 
@@ -64,20 +67,70 @@ class EvalSpec(BaseModel):
 @dataclass(frozen=True)
 class ScopeScores:
     """Raw scores on one split: accuracy in [0, 100], perplexity (per example, the
-    official reading, and token-pooled), ROUGE-L in [0, 100]."""
+    official reading, and token-pooled), ROUGE-L in [0, 100]; and per val pair its
+    teacher-forced accuracy (0-100, NaN without answer tokens), mean answer NLL and greedy
+    answer (when generated) — the paired statistics and ``--log-samples`` use them."""
 
     accuracy: float
     ppl: float
     rouge_l: float | None
     ppl_token: float = float("nan")
+    example_accuracy: tuple[float, ...] = ()
+    example_nll: tuple[float, ...] = ()
+    generations: tuple[str, ...] = ()
+
+    def raw(self) -> dict[str, object]:
+        """What the record keeps (``metrics.raw``): the scores and each pair's accuracy."""
+        return {
+            "accuracy": self.accuracy,
+            "ppl": self.ppl,
+            "rouge_l": self.rouge_l,
+            "ppl_token": self.ppl_token,
+            "example_accuracy": list(self.example_accuracy),
+        }
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class ExampleScores:
+    """Teacher-forced readings of each example: accuracy (a fraction, NaN without answer
+    tokens), summed answer NLL and answer-token count."""
+
+    accuracy: torch.Tensor
+    nll_sums: torch.Tensor
+    token_counts: torch.Tensor
+
+    def summary(self) -> tuple[float, float, float]:
+        """Mean accuracy over answered examples, per-example and token-pooled perplexity."""
+        values = self.accuracy[~self.accuracy.isnan()]
+        accuracy = 100.0 * float(values.mean()) if len(values) else float("nan")
+        answered = self.token_counts > 0
+        means = self.nll_sums[answered] / self.token_counts[answered]
+        return (
+            accuracy,
+            perplexity(float(means.sum()), len(means)),
+            perplexity(float(self.nll_sums.sum()), int(self.token_counts.sum())),
+        )
+
+    def percent(self) -> list[float]:
+        return (100.0 * self.accuracy.double()).tolist()
+
+    def mean_nll(self) -> list[float]:
+        return (self.nll_sums / self.token_counts.clamp(min=1)).tolist()
+
+
 def teacher_forced(
     model, encoder: PromptEncoder, examples: Sequence[Encoded], batch_size: int, reporter: Reporter | None = None
 ) -> tuple[float, float, float]:
     """Mean per-example answer accuracy (0-100), perplexity (exp of the mean over
     examples of each one's mean answer NLL) and token-pooled perplexity."""
+    return teacher_forced_examples(model, encoder, examples, batch_size, reporter).summary()
+
+
+@torch.no_grad()
+def teacher_forced_examples(
+    model, encoder: PromptEncoder, examples: Sequence[Encoded], batch_size: int, reporter: Reporter | None = None
+) -> ExampleScores:
+    """Each example's teacher-forced answer accuracy and answer NLL, in one pass."""
     accuracies: list[torch.Tensor] = []
     sums: list[torch.Tensor] = []
     counts: list[torch.Tensor] = []
@@ -89,17 +142,7 @@ def teacher_forced(
         counts.append(chunk_counts.cpu())
         if reporter:
             reporter.advance(len(chunk))
-    values = torch.cat(accuracies)
-    values = values[~values.isnan()]
-    accuracy = 100.0 * float(values.mean()) if len(values) else float("nan")
-    nll_sums, token_counts = torch.cat(sums), torch.cat(counts)
-    answered = token_counts > 0
-    means = nll_sums[answered] / token_counts[answered]
-    return (
-        accuracy,
-        perplexity(float(means.sum()), len(means)),
-        perplexity(float(nll_sums.sum()), int(token_counts.sum())),
-    )
+    return ExampleScores(torch.cat(accuracies), torch.cat(sums), torch.cat(counts))
 
 
 @torch.no_grad()
@@ -132,16 +175,33 @@ def greedy_answers(
 
 
 def score_split(
-    model, encoder: PromptEncoder, pairs: Sequence[QAPair], spec: EvalSpec, reporter: Reporter | None = None
+    model,
+    encoder: PromptEncoder,
+    pairs: Sequence[QAPair],
+    spec: EvalSpec,
+    reporter: Reporter | None = None,
+    generate: bool = False,
 ) -> ScopeScores:
+    """Teacher-forced scores, and greedy answers when ROUGE-L is on or ``generate``."""
     fault_point("evaluate")
     scoring = encoder.encode_all(pairs, with_eos=False)
-    accuracy, ppl, ppl_token = teacher_forced(model, encoder, scoring, spec.batch_size, reporter)
+    examples = teacher_forced_examples(model, encoder, scoring, spec.batch_size, reporter)
+    accuracy, ppl, ppl_token = examples.summary()
     rouge = None
-    if spec.rouge:
+    predictions: list[str] = []
+    if spec.rouge or generate:
         predictions = greedy_answers(model, encoder, scoring, spec.batch_size, spec.max_new_tokens, reporter)
+    if spec.rouge:
         rouge = 100.0 * sum(rouge_l(p, pair.answer) for p, pair in zip(predictions, pairs, strict=True)) / len(pairs)
-    return ScopeScores(accuracy=accuracy, ppl=ppl, rouge_l=rouge, ppl_token=ppl_token)
+    return ScopeScores(
+        accuracy=accuracy,
+        ppl=ppl,
+        rouge_l=rouge,
+        ppl_token=ppl_token,
+        example_accuracy=tuple(examples.percent()),
+        example_nll=tuple(examples.mean_nll()),
+        generations=tuple(predictions),
+    )
 
 
 def evaluate(
@@ -149,9 +209,26 @@ def evaluate(
 ) -> dict:
     """The paper's scope metrics: Unlearn Success = 100 - accuracy on unlearn/val,
     Retention Success = accuracy on retention/val, Avg Success = their mean."""
+    return scope_metrics(*evaluate_scopes(model, encoder, benchmark, spec, reporter))
+
+
+def evaluate_scopes(
+    model,
+    encoder: PromptEncoder,
+    benchmark: Benchmark,
+    spec: EvalSpec,
+    reporter: Reporter | None = None,
+    generate: bool = False,
+) -> tuple[ScopeScores, ScopeScores]:
+    """Raw scores of the Unlearn and Retention Scopes' val splits."""
     with train_mode(model, False):
-        unlearn = score_split(model, encoder, benchmark.unlearn_val, spec, reporter)
-        retention = score_split(model, encoder, benchmark.retention_val, spec, reporter)
+        unlearn = score_split(model, encoder, benchmark.unlearn_val, spec, reporter, generate)
+        retention = score_split(model, encoder, benchmark.retention_val, spec, reporter, generate)
+    return unlearn, retention
+
+
+def scope_metrics(unlearn: ScopeScores, retention: ScopeScores) -> dict:
+    """Section 4.1's metrics from the raw scores of both scopes."""
     unlearn_success = 100.0 - unlearn.accuracy
     return {
         "unlearn": {
@@ -167,11 +244,11 @@ def evaluate(
             "ppl_token": retention.ppl_token,
         },
         "avg_success": (unlearn_success + retention.accuracy) / 2,
-        "raw": {"unlearn": asdict(unlearn), "retention": asdict(retention)},
+        "raw": {"unlearn": unlearn.raw(), "retention": retention.raw()},
     }
 
 
 def evaluation_work(benchmark: Benchmark, spec: EvalSpec) -> int:
     """How many example-passes :func:`evaluate` makes (for progress bars)."""
-    passes = 2 if spec.rouge else 1
+    passes = 2 if spec.rouge or spec.log_samples else 1
     return passes * (len(benchmark.unlearn_val) + len(benchmark.retention_val))

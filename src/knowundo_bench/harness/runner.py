@@ -7,11 +7,13 @@ import json
 import math
 import os
 import random
+import subprocess
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,13 @@ from knowundo_bench.harness.data import (
 from knowundo_bench.harness.efficiency import peak_flops
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.evaluation import evaluate, evaluation_work
+from knowundo_bench.harness.evaluation import (
+    ScopeScores,
+    evaluate,
+    evaluate_scopes,
+    evaluation_work,
+    scope_metrics,
+)
 from knowundo_bench.harness.general import (
     evaluate_general,
     general_average,
@@ -40,14 +48,15 @@ from knowundo_bench.harness.general import (
 from knowundo_bench.harness.models import ModelSnapshot, resolve_device
 from knowundo_bench.harness.plugin_manager import Plugins
 from knowundo_bench.harness.progress import ProgressBoard
-from knowundo_bench.harness.records.atomic import remove_stale_temporaries
-from knowundo_bench.harness.records.files import load_record, package_versions, write_record
+from knowundo_bench.harness.records.atomic import atomic_write_text, remove_stale_temporaries
+from knowundo_bench.harness.records.files import json_safe, load_record, package_versions, write_record
 from knowundo_bench.harness.records.schema import (
     CurvePoint,
     LocalizerRecord,
     Metrics,
     PromptRecord,
     ResultRecord,
+    RunIdentity,
     TrainingSummary,
     VanillaRecord,
 )
@@ -69,6 +78,79 @@ class RunOutcome:
     failed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)  # finished units a previous run left
     vanilla_reused: bool = False
+    target_missed: list[str] = field(default_factory=list)  # vanilla units below vanilla.target_accuracy
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work with its own record: a vanilla model, or one method at one seed."""
+
+    label: str  # the record's file name: "vanilla", "<label>", or "<label>@<seed>" with `seeds`
+    order: int  # leaderboard position of its row (vanilla 0, methods in spec order)
+    run_seed: int  # the seed this unit runs with (its method seed derives from it and the label)
+    vanilla_seed: int  # the seed of the vanilla model it starts from
+    method: ResolvedMethod | None = None  # None: the vanilla model itself
+
+
+def plan_units(resolved: ResolvedSpec) -> list[Unit]:
+    """Vanilla units first (one, or one per seed with ``vanilla.per_seed``), then each
+    method once per seed in spec order."""
+    spec = resolved.spec
+    all_seeds = sorted({s for m in resolved.methods for s in (m.seeds or ())} | set(spec.seeds or ()))
+    per_seed = spec.vanilla.per_seed and bool(all_seeds)
+    units = (
+        [Unit(f"vanilla@{s}", 0, s, s) for s in all_seeds] if per_seed else [Unit("vanilla", 0, spec.seed, spec.seed)]
+    )
+    for order, method in enumerate(resolved.methods, start=1):
+        if method.seeds is None:
+            units.append(Unit(method.label, order, spec.seed, spec.seed, method))
+            continue
+        for seed in method.seeds:
+            units.append(Unit(f"{method.label}@{seed}", order, seed, seed if per_seed else spec.seed, method))
+    return units
+
+
+def derived_seed(run_seed: int, label: str) -> int:
+    """A method's seed: a stable hash of the run seed and the method's label, so that adding,
+    removing or reordering methods leaves every other method's numbers unchanged."""
+    digest = hashlib.sha256(f"{run_seed}:{label}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def spec_hash(resolved: ResolvedSpec) -> str:
+    """The resolved spec's content, without where it writes and how many threads it uses."""
+    echo = resolved.spec.model_dump(mode="json", exclude={"output_dir", "cache_dir", "threads"})
+    return hashlib.sha256(json.dumps(echo, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_label(resolved: ResolvedSpec) -> str:
+    """The model source, with the model's name or file where the source has one."""
+    params = resolved.model_params.model_dump(mode="json")
+    name = next((params[key] for key in ("name_or_path", "file", "path") if params.get(key)), None)
+    return resolved.spec.model.source if name is None else f"{resolved.spec.model.source}:{name}"
+
+
+@lru_cache(maxsize=1)
+def harness_commit() -> str | None:
+    """The git commit of the harness checkout this runs from ("+dirty" with local changes),
+    or None when installed from a wheel."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
 
 
 def load_benchmark(resolved: ResolvedSpec, plugins: Plugins) -> Benchmark:
@@ -120,6 +202,44 @@ def curve_point(step: int, metrics: Metrics) -> CurvePoint:
     )
 
 
+SAMPLES_DIR = "samples"
+SUPERSEDED_DIR = "superseded"  # records of units a spec no longer has
+
+
+def write_samples(
+    path: Path,
+    benchmark: Benchmark,
+    plain: tuple[ScopeScores, ScopeScores],
+    prefixed: dict[str, tuple[ScopeScores, ScopeScores]],
+) -> None:
+    """One JSON line per val question: its scope, question and reference answer, and for
+    the plain prompt and each prompt prefix the greedy generation, teacher-forced token
+    accuracy (0-100) and mean answer NLL."""
+
+    def reading(scores: ScopeScores, index: int) -> dict[str, Any]:
+        return {
+            "generation": scores.generations[index] if scores.generations else None,
+            "token_accuracy": scores.example_accuracy[index],
+            "answer_nll": scores.example_nll[index],
+        }
+
+    lines = []
+    for position, (scope, pairs) in enumerate(
+        (("unlearn", benchmark.unlearn_val), ("retention", benchmark.retention_val))
+    ):
+        for index, pair in enumerate(pairs):
+            line = {
+                "scope": scope,
+                "index": index,
+                "question": pair.question,
+                "reference": pair.answer,
+                "plain": reading(plain[position], index),
+                "prefixes": {name: reading(scores[position], index) for name, scores in prefixed.items()},
+            }
+            lines.append(json.dumps(json_safe(line), ensure_ascii=False, allow_nan=False))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
 def output_directory(resolved: ResolvedSpec, override: Path | None) -> Path:
     directory = override or resolved.spec.output_dir or Path("results") / resolved.spec.name
     try:
@@ -133,12 +253,14 @@ def output_directory(resolved: ResolvedSpec, override: Path | None) -> Path:
 
 
 class Runner:
-    """One run of a spec; methods run one after another from the same vanilla weights.
+    """One run of a spec: its units (vanilla models, then each method at each seed), each
+    from the same vanilla weights.
 
     :meth:`run` goes through explicit phases: :meth:`load_inputs` (benchmark and retain
-    data), :meth:`reusable_units` (records a previous run finished with the same inputs),
-    :meth:`prepare_model` (vanilla model, encoders, vanilla record), then
-    :meth:`run_method` per method. Every attribute exists from the constructor on.
+    data), :meth:`claim_directory` (an output directory holds one spec),
+    :meth:`reusable_units` (records a previous run finished with the same inputs),
+    :meth:`prepare_model` (a vanilla model, its encoders and record), then
+    :meth:`run_method` per method unit. Every attribute exists from the constructor on.
     """
 
     def __init__(
@@ -151,6 +273,8 @@ class Runner:
         self.output_dir = output_dir
         self.board = board
         self.versions = package_versions()
+        self.units = plan_units(resolved)
+        self.spec_hash = spec_hash(resolved)
         # set by the phases of run()
         self.benchmark: Benchmark | None = None
         self.retain_sets: dict[str, list[QAPair] | list[RetainText]] = {
@@ -164,32 +288,64 @@ class Runner:
         self.vanilla_metrics: Metrics | None = None
         self.last_localization: Localization | None = None  # the latest method's (knowundo_bench.testing reads it)
 
-    def record(self, label: str, order: int, **fields: Any) -> Path:
+    def plugin_origin(self, plugin: object) -> str:
+        origin = self.plugins.origin(plugin)
+        return f"knowundo-bench {__version__}" if origin == "built-in" else origin
+
+    def identity(self, unit: Unit) -> RunIdentity:
+        assert self.benchmark is not None, "load_inputs runs first"
+        method = unit.method
+        return RunIdentity(
+            spec_name=self.spec.name,
+            spec_hash=self.spec_hash,
+            data_source=self.spec.data.source,
+            data_hash=self.benchmark.fingerprint(),
+            model=model_label(self.resolved),
+            seed=unit.run_seed,
+            harness_version=__version__,
+            method_plugin=None if method is None else self.plugin_origin(method.plugin),
+            localizer_plugin=None
+            if method is None or method.localizer is None
+            else self.plugin_origin(method.localizer.plugin),
+            git_commit=harness_commit(),
+        )
+
+    def record(self, unit: Unit, **fields: Any) -> Path:
         record = ResultRecord(
             run=self.spec.name,
-            method=label,
-            order=order,
-            seed=self.spec.seed,
+            method="vanilla" if unit.method is None else unit.method.label,
+            unit=unit.label,
+            order=unit.order,
+            seed=unit.run_seed,
+            identity=self.identity(unit),
             spec=self.resolved.echo(),
             versions=self.versions,
             finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             **fields,
         )
-        return write_record(self.output_dir, label, record)
+        return write_record(self.output_dir, unit.label, record)
 
     def evaluate(self, label: str, model: torch.nn.Module, encoder: PromptEncoder, benchmark: Benchmark) -> Metrics:
-        """Scope metrics, again under each prompt prefix (Finding 2), and general tasks."""
+        """Scope metrics, again under each prompt prefix (Finding 2), and general tasks;
+        with ``eval.log_samples`` each val question's readings go to samples/<label>.jsonl."""
         spec = self.spec.eval
         work = evaluation_work(benchmark, spec) * (1 + len(spec.prompt_prefixes))
         with self.board.task(f"evaluate {label}", work) as reporter:
-            metrics = evaluate(model, encoder, benchmark, spec, reporter)
+            plain = evaluate_scopes(model, encoder, benchmark, spec, reporter, generate=spec.log_samples)
+            metrics = scope_metrics(*plain)
             metrics["prompt_prefixes"] = {}
+            prefixed_scores = {}
             for name, prefixed_encoder in self.prefixed_encoders.items():
-                prefixed = evaluate(model, prefixed_encoder, benchmark, spec, reporter)
+                prefixed_scores[name] = evaluate_scopes(
+                    model, prefixed_encoder, benchmark, spec, reporter, generate=spec.log_samples
+                )
+                prefixed = scope_metrics(*prefixed_scores[name])
                 metrics["prompt_prefixes"][name] = {
                     "system_prompt": spec.prompt_prefixes[name],
                     **{key: prefixed[key] for key in ("unlearn", "retention", "avg_success")},
                 }
+        if spec.log_samples:
+            write_samples(self.output_dir / SAMPLES_DIR / f"{label}.jsonl", benchmark, plain, prefixed_scores)
         if spec.general is not None:
             with self.board.task(f"general tasks {label}", len(spec.general.tasks)) as reporter:
                 scores = evaluate_general(model, encoder.tokenizer, spec.general, spec.general_data_dir, self.spec.seed)
@@ -214,19 +370,24 @@ class Runner:
 
         return curve, after_step
 
-    def method_seed(self, method: ResolvedMethod) -> int:
-        """spec seed + position among the spec's methods; an ablation control shares
-        its localised method's seed (same batches, same initial state)."""
-        labels = [m.label for m in self.resolved.methods if m.ablation_of is None]
-        return self.spec.seed + labels.index(method.ablation_of or method.label) + 1
+    def method_seed(self, method: ResolvedMethod, run_seed: int | None = None) -> int:
+        """Derived from the run seed and the method's label (:func:`derived_seed`); an
+        ablation control shares its localised method's seed (same batches, same initial state)."""
+        return derived_seed(self.spec.seed if run_seed is None else run_seed, method.ablation_of or method.label)
 
     def run_method(
-        self, method: ResolvedMethod, vanilla: VanillaModel, encoder: PromptEncoder, benchmark: Benchmark
+        self,
+        method: ResolvedMethod,
+        vanilla: VanillaModel,
+        encoder: PromptEncoder,
+        benchmark: Benchmark,
+        run_seed: int | None = None,
+        unit_label: str | None = None,
     ) -> dict[str, Any]:
         """Localise (if asked), unlearn and evaluate one method; returns its record's fields."""
         assert self.vanilla_metrics is not None, "prepare_model runs first"
         model = vanilla.bundle.model
-        seed = self.method_seed(method)
+        seed = self.method_seed(method, run_seed)
         seed_everything(seed)
         curve, after_step = self.curve_recorder(model, encoder, benchmark, self.vanilla_metrics)
         context = UnlearnContext(
@@ -275,7 +436,7 @@ class Runner:
             retain=retain,
             context=context,
         )
-        metrics = self.evaluate(method.label, model, encoder, benchmark)
+        metrics = self.evaluate(unit_label or method.label, model, encoder, benchmark)
         if curve is not None and curve[-1].step != len(report.step_seconds):
             curve.append(curve_point(len(report.step_seconds), metrics))
         faults = numerical_faults(report.step_losses, metrics)
@@ -302,18 +463,20 @@ class Runner:
             "curve": curve,
         }
 
-    def unit_key(self, vanilla_key: str, method: ResolvedMethod | None) -> str:
-        """What a finished unit's result depends on; a rerun reuses a record with the same key."""
+    def unit_key(self, vanilla_key: str, unit: Unit) -> str:
+        """What a finished unit's result depends on (inputs, seeds, the harness's and the
+        providing plugins' versions); a rerun reuses a record with the same key."""
         identity: dict[str, Any] = {
             "vanilla": vanilla_key,
             "eval": self.spec.eval.model_dump(mode="json"),
             "knowundo_bench": __version__,
         }
+        method = unit.method
         if method is not None:
             identity.update(
                 method=method.info.name,
                 label=method.label,
-                seed=self.method_seed(method),
+                seed=self.method_seed(method, unit.run_seed),
                 params=method.params.model_dump(mode="json"),
                 retain=method.info.retain,
                 efficiency=self.spec.efficiency.model_dump(mode="json"),
@@ -323,16 +486,74 @@ class Runner:
                 ood=self.spec.ood_retain.model_dump(mode="json")
                 if method.info.retain == "out_of_distribution"
                 else None,
+                plugins=[
+                    self.plugin_origin(method.plugin),
+                    None if method.localizer is None else self.plugin_origin(method.localizer.plugin),
+                ],
             )
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
-    def finished(self, label: str, key: str) -> ResultRecord | None:
-        """The record of ``label`` if a previous run finished it with these inputs."""
+    def claim_directory(self) -> None:
+        """An output directory holds one spec's records: another spec's make this run fail
+        (one line), unless ``force``, which removes them. Records of this spec's units
+        that the spec no longer has (a method removed, seeds changed) move to
+        ``superseded/``, so that the leaderboard shows only this run's units."""
+        others = {}
+        planned = {unit.label for unit in self.units}
+        stale = []
+        for path in sorted(self.output_dir.glob("*.json")):
+            record = load_record(path)
+            if record is None:
+                continue
+            if record.run is not None and record.run != self.spec.name:
+                others[path] = record.run
+            elif path.stem not in planned:
+                stale.append(path)
+        if stale and not others:
+            superseded = self.output_dir / SUPERSEDED_DIR
+            superseded.mkdir(exist_ok=True)
+            for path in stale:
+                os.replace(path, superseded / path.name)
+            self.board.log(
+                f"moved {len(stale)} records of units this spec no longer has to {superseded}: "
+                + ", ".join(path.stem for path in stale)
+            )
+        if not others:
+            return
+        names = ", ".join(sorted({repr(name) for name in others.values()}))
+        if not self.force:
+            raise InputError(
+                f"holds results of spec {names}, not of {self.spec.name!r}; use another --output, "
+                "or --force to replace them",
+                source=str(self.output_dir),
+            )
+        for path in others:
+            path.unlink()
+        self.board.log(f"--force: removed {len(others)} records of spec {names}")
+
+    def finished(self, unit: Unit, key: str) -> ResultRecord | None:
+        """The record of ``unit`` if a previous run finished it with these inputs (saying
+        why when a record exists but its inputs changed)."""
         if self.force:
             return None
-        record = load_record(self.output_dir / f"{label}.json")
-        if record is not None and record.unit_key == key and record.finished:
+        record = load_record(self.output_dir / f"{unit.label}.json")
+        if record is None:
+            return None
+        if record.unit_key == key and record.finished:
             return record
+        if record.unit_key != key and record.identity is not None and unit.method is not None:
+            now = self.identity(unit)
+            changed = [
+                f"{what} {before} -> {after}"
+                for what, before, after in (
+                    ("method plugin", record.identity.method_plugin, now.method_plugin),
+                    ("localizer plugin", record.identity.localizer_plugin, now.localizer_plugin),
+                    ("knowundo-bench", record.identity.harness_version, now.harness_version),
+                )
+                if before != after
+            ]
+            if changed:
+                self.board.log(f"recomputing {unit.label}: {'; '.join(changed)}")
         return None
 
     def load_inputs(self) -> Benchmark:
@@ -358,39 +579,56 @@ class Runner:
         """Phase 2: each unit's key, and the records a previous run finished with them."""
         for leftover in remove_stale_temporaries(self.output_dir, "*.json"):
             self.board.log(f"removed a half-written file from an interrupted run: {leftover.name}")
-        v_key = vanilla_key(self.resolved, benchmark)
-        self.unit_keys = {"vanilla": self.unit_key(v_key, None)}
-        self.unit_keys.update({m.label: self.unit_key(v_key, m) for m in self.resolved.methods})
-        return {label: record for label, key in self.unit_keys.items() if (record := self.finished(label, key))}
+        self.unit_keys = {
+            unit.label: self.unit_key(vanilla_key(self.resolved, benchmark, unit.vanilla_seed), unit)
+            for unit in self.units
+        }
+        return {
+            unit.label: record
+            for unit in self.units
+            if (record := self.finished(unit, self.unit_keys[unit.label])) is not None
+        }
 
-    def prepare_model(self, benchmark: Benchmark, done: dict[str, ResultRecord], outcome: RunOutcome) -> VanillaModel:
-        """Phase 3: the vanilla model (cached or trained), the encoders, and the vanilla
-        record (or its metrics from a reusable one)."""
+    def prepare_model(
+        self,
+        benchmark: Benchmark,
+        done: dict[str, ResultRecord],
+        outcome: RunOutcome,
+        vanilla_unit: Unit | None = None,
+    ) -> VanillaModel:
+        """Phase 3: a vanilla model (cached or trained; the first vanilla unit's unless
+        given), its encoders, and its record (or its metrics from a reusable one)."""
+        unit = vanilla_unit or self.units[0]
         device = resolve_device(self.spec.model.device)
         source = self.plugins.model_sources.get(self.spec.model.source, "model.source")
         factory = source.factory(self.resolved.model_params, cache_root(self.resolved))
         started = time.perf_counter()
-        vanilla = prepare_vanilla(self.resolved, factory, benchmark, device, self.board)
+        vanilla = prepare_vanilla(self.resolved, factory, benchmark, device, self.board, unit.vanilla_seed)
         outcome.vanilla_reused = vanilla.reused
         self.board.log(
             f"vanilla model {'reused from cache' if vanilla.reused else 'trained and cached'}: {vanilla.path}"
         )
+        if vanilla.target_met is False:
+            outcome.target_missed.append(unit.label)
+            self.board.log(
+                f"[yellow]{unit.label} model missed its target accuracy: {vanilla.accuracy:.2f}% < "
+                f"{self.spec.vanilla.target_accuracy}% (raise vanilla.epochs or lr; results below start from it)"
+            )
         encoder = build_encoder(self.resolved, vanilla.bundle.tokenizer)
         self.prefixed_encoders = {
             name: encoder.with_prefix(system_prompt=text) for name, text in self.spec.eval.prompt_prefixes.items()
         }
         self.vanilla, self.encoder = vanilla, encoder
-        reused = done.get("vanilla")
+        reused = done.get(unit.label)
         if reused is not None and reused.metrics is not None:
             self.vanilla_metrics = reused.metrics
         else:
-            self.vanilla_metrics = self.evaluate("vanilla", vanilla.bundle.model, encoder, benchmark)
-            outcome.records["vanilla"] = self.record(
-                "vanilla",
-                0,
+            self.vanilla_metrics = self.evaluate(unit.label, vanilla.bundle.model, encoder, benchmark)
+            outcome.records[unit.label] = self.record(
+                unit,
                 method_name="vanilla",
                 status="ok",
-                unit_key=self.unit_keys["vanilla"],
+                unit_key=self.unit_keys[unit.label],
                 metrics=self.vanilla_metrics,
                 vanilla=self.vanilla_record(),
                 prompt=PromptRecord(
@@ -409,6 +647,10 @@ class Runner:
             path=str(self.vanilla.path),
             reused=self.vanilla.reused,
             training=self.vanilla.training,
+            seed=self.vanilla.seed,
+            target_accuracy=self.spec.vanilla.target_accuracy,
+            accuracy=self.vanilla.accuracy,
+            target_met=self.vanilla.target_met,
         )
 
     def run(self) -> RunOutcome:
@@ -416,43 +658,48 @@ class Runner:
         transformers.utils.logging.disable_progress_bar()  # our own bars only
         torch.set_num_threads(self.spec.threads or os.cpu_count() or 1)
         benchmark = self.load_inputs()
+        self.claim_directory()
         done = self.reusable_units(benchmark)
         for label in done:
             outcome.records[label] = self.output_dir / f"{label}.json"
             outcome.reused.append(label)
         if done:
             self.board.log(f"reused finished results: {', '.join(done)} (--force recomputes)")
-        if len(done) == len(self.unit_keys):
-            return outcome
-
-        vanilla = self.prepare_model(benchmark, done, outcome)
-        assert self.encoder is not None
-        snapshot = ModelSnapshot(vanilla.bundle.model)
-        for index, method in enumerate(self.resolved.methods):
-            if method.label in done:
+        for vanilla_unit in [unit for unit in self.units if unit.method is None]:
+            group = [u for u in self.units if u.method is not None and u.vanilla_seed == vanilla_unit.run_seed]
+            if all(u.label in done for u in [vanilla_unit, *group]):
+                reused = done[vanilla_unit.label]
+                if reused.vanilla is not None and reused.vanilla.target_met is False:
+                    outcome.target_missed.append(vanilla_unit.label)
                 continue
+            vanilla = self.prepare_model(benchmark, done, outcome, vanilla_unit)
+            assert self.encoder is not None
+            snapshot = ModelSnapshot(vanilla.bundle.model)
+            for unit in group:
+                if unit.label in done:
+                    continue
+                assert unit.method is not None
+                snapshot.restore(vanilla.bundle.model)
+                started = time.perf_counter()
+                try:
+                    fields = self.run_method(unit.method, vanilla, self.encoder, benchmark, unit.run_seed, unit.label)
+                except Exception as error:  # one failing method must not lose the others
+                    self.board.log(f"[red]method {unit.label} failed: {type(error).__name__}: {error}")
+                    fields = {
+                        "method_name": unit.method.info.name,
+                        "status": "failed",
+                        "error": f"{type(error).__name__}: {error}",
+                        "traceback": traceback.format_exc(),
+                    }
+                    outcome.failed.append(unit.label)
+                if fields["status"] == "nonfinite":
+                    self.board.log(f"[yellow]method {unit.label}: {'; '.join(fields['numerical_faults'])}")
+                outcome.records[unit.label] = self.record(
+                    unit,
+                    **fields,
+                    unit_key=self.unit_keys[unit.label],
+                    vanilla=self.vanilla_record(),
+                    wall_seconds=time.perf_counter() - started,
+                )
             snapshot.restore(vanilla.bundle.model)
-            started = time.perf_counter()
-            try:
-                fields = self.run_method(method, vanilla, self.encoder, benchmark)
-            except Exception as error:  # one failing method must not lose the others
-                self.board.log(f"[red]method {method.label} failed: {type(error).__name__}: {error}")
-                fields = {
-                    "method_name": method.info.name,
-                    "status": "failed",
-                    "error": f"{type(error).__name__}: {error}",
-                    "traceback": traceback.format_exc(),
-                }
-                outcome.failed.append(method.label)
-            if fields["status"] == "nonfinite":
-                self.board.log(f"[yellow]method {method.label}: {'; '.join(fields['numerical_faults'])}")
-            outcome.records[method.label] = self.record(
-                method.label,
-                index + 1,
-                **fields,
-                unit_key=self.unit_keys[method.label],
-                vanilla=self.vanilla_record(),
-                wall_seconds=time.perf_counter() - started,
-            )
-        snapshot.restore(vanilla.bundle.model)
         return outcome

@@ -76,6 +76,12 @@ class ModelSpec(BaseModel):
     )
 
 
+def _unique_seeds(value: list[int] | None) -> list[int] | None:
+    if value is not None and len(set(value)) != len(value):
+        raise ValueError("seeds must be distinct")
+    return value
+
+
 class VanillaSpec(TrainingParams):
     """``vanilla``: fine-tuning on all QA pairs; defaults are Table 7's privacy Pretrain row."""
 
@@ -86,6 +92,10 @@ class VanillaSpec(TrainingParams):
     weight_decay: float = Field(1e-4, ge=0)
     target_accuracy: float | None = Field(None, gt=0, le=100, description="stop once reached (percent)")
     check_every: int = Field(5, ge=1, description="epochs between target-accuracy checks")
+    require_target: bool = Field(
+        True, description="a vanilla model that misses target_accuracy fails the run (exit 3); false: warn only"
+    )
+    per_seed: bool = Field(False, description="one vanilla model per seed of `seeds` (default: one, from `seed`)")
 
 
 class MethodSpec(BaseModel):
@@ -95,6 +105,7 @@ class MethodSpec(BaseModel):
 
     name: str
     label: str | None = None
+    seeds: list[int] | None = Field(None, min_length=1, description="this method's seeds (default: the spec's)")
     localizer: str | dict[str, Any] | None = None
     ablate_localization: bool = Field(
         False, description="also run the same objective on all parameters, as its own leaderboard row"
@@ -105,6 +116,11 @@ class MethodSpec(BaseModel):
     def _label_is_safe(cls, value: str | None) -> str | None:
         return None if value is None else _safe_name(value)
 
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_unique(cls, value: list[int] | None) -> list[int] | None:
+        return _unique_seeds(value)
+
 
 class Spec(BaseModel):
     """A benchmark suite: data, model, vanilla preparation, methods, evaluation."""
@@ -112,7 +128,10 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
-    seed: int = 0
+    seed: int = Field(0, description="seeds data sampling and the shared vanilla model; the methods without `seeds`")
+    seeds: list[int] | None = Field(
+        None, min_length=1, description="run every method once per seed, each as its own unit and record"
+    )
     threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
     output_dir: Path | None = None
     cache_dir: Path | None = None
@@ -128,6 +147,11 @@ class Spec(BaseModel):
     @classmethod
     def _name_is_safe(cls, value: str) -> str:
         return _safe_name(value)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_unique(cls, value: list[int] | None) -> list[int] | None:
+        return _unique_seeds(value)
 
     @model_validator(mode="after")
     def _labels_unique(self) -> Spec:
@@ -164,6 +188,7 @@ class ResolvedMethod:
     params: Params  # the method's own model, a TrainingParams for every built-in
     localizer: ResolvedLocalizer | None
     ablation_of: str | None = None  # the localised method's label, for its control run
+    seeds: tuple[int, ...] | None = None  # None: one run from the spec's `seed`, recorded as `<label>.json`
 
 
 @dataclass(frozen=True)
@@ -250,13 +275,17 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
         params = _validate_params(info.params, method.model_extra or {}, where, set(MethodSpec.model_fields))
         localizer = _resolve_localizer(method.localizer, info.default_localizer, plugins, f"{where}.localizer")
         label = method.label or method.name
-        methods.append(ResolvedMethod(label, info, plugin, params, localizer))
+        seeds = method.seeds or spec.seeds
+        run_seeds = None if seeds is None else tuple(seeds)
+        methods.append(ResolvedMethod(label, info, plugin, params, localizer, seeds=run_seeds))
         if method.ablate_localization:
             if localizer is None:
                 raise InputError(
                     f"{where}.ablate_localization: the method has no localizer to ablate (set 'localizer')"
                 )
-            methods.append(ResolvedMethod(ablation_label(label), info, plugin, params, None, ablation_of=label))
+            methods.append(
+                ResolvedMethod(ablation_label(label), info, plugin, params, None, ablation_of=label, seeds=run_seeds)
+            )
     ood_info = plugins.ood_sources.get(spec.ood_retain.source, "ood_retain.source")
     ood_params = _validate_params(
         ood_info.params, spec.ood_retain.model_extra or {}, "ood_retain", set(OodRetainSpec.model_fields)

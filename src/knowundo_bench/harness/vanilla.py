@@ -36,6 +36,23 @@ class VanillaModel:
     path: Path
     reused: bool
     training: dict[str, Any] | None
+    seed: int = 0
+    accuracy: float | None = None  # teacher-forced accuracy on every pair, when a target is set
+    target_met: bool | None = None  # None: the spec sets no target_accuracy
+
+
+def check_target(model: VanillaModel, benchmark: Benchmark, resolved: ResolvedSpec) -> VanillaModel:
+    """The vanilla model's final teacher-forced accuracy against ``vanilla.target_accuracy``
+    (checked on the model as loaded, so a cached model is judged the same way)."""
+    target = resolved.spec.vanilla.target_accuracy
+    if target is None:
+        return model
+    encoder = build_encoder(resolved, model.bundle.tokenizer)
+    scoring = encoder.encode_all(benchmark.pairs, with_eos=False)
+    model.bundle.model.eval()
+    accuracy, _, _ = teacher_forced(model.bundle.model, encoder, scoring, resolved.spec.eval.batch_size)
+    model.accuracy, model.target_met = accuracy, accuracy >= target
+    return model
 
 
 def cache_root(resolved: ResolvedSpec) -> Path:
@@ -44,14 +61,18 @@ def cache_root(resolved: ResolvedSpec) -> Path:
     return Path(os.environ.get("KNOWUNDO_BENCH_CACHE", DEFAULT_CACHE))
 
 
-def vanilla_key(resolved: ResolvedSpec, benchmark: Benchmark) -> str:
+# vanilla settings that do not change the trained weights
+NOT_IN_KEY = {"require_target", "per_seed"}
+
+
+def vanilla_key(resolved: ResolvedSpec, benchmark: Benchmark, seed: int | None = None) -> str:
     spec = resolved.spec
     identity = {
         "format": CACHE_FORMAT,
         "data": benchmark.fingerprint(),
         "model": spec.model.model_dump(mode="json", exclude={"device"}),
-        "vanilla": spec.vanilla.model_dump(mode="json"),
-        "seed": spec.seed,
+        "vanilla": spec.vanilla.model_dump(mode="json", exclude=NOT_IN_KEY),
+        "seed": spec.seed if seed is None else seed,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -72,9 +93,15 @@ def build_encoder(resolved: ResolvedSpec, tokenizer) -> PromptEncoder:
 
 
 def fit_vanilla(
-    bundle: ModelBundle, benchmark: Benchmark, resolved: ResolvedSpec, device, board: ProgressBoard | None
+    bundle: ModelBundle,
+    benchmark: Benchmark,
+    resolved: ResolvedSpec,
+    device: Any,
+    board: ProgressBoard | None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     spec = resolved.spec
+    seed = spec.seed if seed is None else seed
     params = spec.vanilla
     bundle.model.to(device)
     encoder = build_encoder(resolved, bundle.tokenizer)
@@ -83,7 +110,7 @@ def fit_vanilla(
     accuracy_log: list[tuple[int, float]] = []
 
     def epoch_batches(epoch: int):
-        return make_epoch_batches(encoder, examples, None, params.batch_size, random.Random(spec.seed * 7919 + epoch))
+        return make_epoch_batches(encoder, examples, None, params.batch_size, random.Random(seed * 7919 + epoch))
 
     def reached_target(epoch: int) -> bool:
         if params.target_accuracy is None or (epoch + 1) % params.check_every:
@@ -109,7 +136,7 @@ def fit_vanilla(
             objective=objective,
             params=params,
             epoch_batches=epoch_batches,
-            seed=spec.seed,
+            seed=seed,
             mixed_precision=spec.model.mixed_precision,
             reporter=reporter,
             after_epoch=reached_target,
@@ -120,21 +147,31 @@ def fit_vanilla(
 
 
 def prepare_vanilla(
-    resolved: ResolvedSpec, factory: ModelFactory, benchmark: Benchmark, device, board: ProgressBoard | None = None
+    resolved: ResolvedSpec,
+    factory: ModelFactory,
+    benchmark: Benchmark,
+    device: Any,
+    board: ProgressBoard | None = None,
+    seed: int | None = None,
 ) -> VanillaModel:
-    """Load the cached vanilla model for this spec and data, or train and cache it."""
-    key = vanilla_key(resolved, benchmark)
+    """Load the cached vanilla model for this spec, data and seed (default: the spec's),
+    or train and cache it; then check it against the target accuracy."""
+    seed = resolved.spec.seed if seed is None else seed
+    key = vanilla_key(resolved, benchmark, seed)
     root = cache_root(resolved)
     path = root / "vanilla" / key
     if (path / "vanilla.json").is_file():
         bundle = factory.load(path)
         bundle.model.to(device)
         meta = json.loads((path / "vanilla.json").read_text())
-        return VanillaModel(bundle, key, path, reused=True, training=meta.get("training"))
-    bundle = factory.create(corpus(benchmark), resolved.spec.seed)
-    training = fit_vanilla(bundle, benchmark, resolved, device, board)
+        model = VanillaModel(bundle, key, path, reused=True, training=meta.get("training"), seed=seed)
+        return check_target(model, benchmark, resolved)
+    bundle = factory.create(corpus(benchmark), seed)
+    training = fit_vanilla(bundle, benchmark, resolved, device, board, seed)
     with atomic_directory(path) as staging:
         factory.save(bundle, staging)
         meta = {"key": key, "knowundo_bench": __version__, "training": training}
         (staging / "vanilla.json").write_text(json.dumps(meta, indent=2))
-    return VanillaModel(bundle, key, path, reused=False, training=training)
+    return check_target(
+        VanillaModel(bundle, key, path, reused=False, training=training, seed=seed), benchmark, resolved
+    )

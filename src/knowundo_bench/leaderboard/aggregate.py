@@ -1,13 +1,27 @@
-"""Turn result records into leaderboard rows: vanilla first, then methods in spec order."""
+"""Turn result records into leaderboard rows: vanilla first, then methods in spec order,
+one row per method aggregated over its seeds (``per_seed``: one per unit), with 95%
+intervals and a mark for the methods not significantly below the best
+(:mod:`knowundo_bench.leaderboard.stats`)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy
 
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.records.index import indexed_records
 from knowundo_bench.harness.records.schema import Metrics, ResultRecord, TrainingSummary
+from knowundo_bench.leaderboard.stats import (
+    PairScores,
+    geometric_interval,
+    paired_difference,
+    t_interval,
+    unpaired_difference,
+)
 
 ROW_KEYS = (
     "method",
@@ -42,7 +56,15 @@ def load_records(directory: Path) -> list[ResultRecord]:
     return sorted(records, key=lambda r: (r.order, r.method))
 
 
+IDENTITY_KEYS = ("run", "model", "data", "seeds", "n_seeds", "target_met", "avg_success_not_below_best")
+# averaged over seeds with a t-interval; perplexities geometrically
+INTERVAL_KEYS = ("unlearn_success", "unlearn_rouge_l", "retention_success", "retention_rouge_l", "avg_success")
+GEOMETRIC_KEYS = ("unlearn_ppl", "retention_ppl")
+FINISHED = ("ok", "nonfinite")
+
+
 def record_row(record: ResultRecord) -> dict[str, Any]:
+    """One unit's row: the paper's columns, general tasks, prompt prefixes, identity."""
     metrics = record.metrics or Metrics()
     training = record.training or TrainingSummary()
     row: dict[str, Any] = {
@@ -64,12 +86,112 @@ def record_row(record: ResultRecord) -> dict[str, Any]:
         unlearn_key, retention_key = prefix_keys(name)
         row[unlearn_key] = prefixed.unlearn.success
         row[retention_key] = prefixed.retention.success
+    identity = record.identity
+    row.update(
+        run=record.run,
+        unit=record.unit or record.method,
+        seed=record.seed,
+        model=identity.model if identity else None,
+        data=f"{identity.data_source}:{identity.data_hash}" if identity else None,
+        target_met=record.vanilla.target_met if record.vanilla and record.method == "vanilla" else None,
+    )
     return row
 
 
-def leaderboard_rows(directory: Path) -> list[dict[str, Any]]:
-    """One row per record; every row carries the keys any row has (null where absent)."""
-    rows = [record_row(record) for record in load_records(directory)]
+def pair_scores(records: list[ResultRecord]) -> PairScores | None:
+    """The per-pair accuracies of a method's finished seeds (None if a record lacks them)."""
+    unlearn, retention = {}, {}
+    for record in records:
+        raw = (record.metrics.raw if record.metrics else None) or {}
+        try:
+            unlearn[record.seed or 0] = numpy.asarray(raw["unlearn"]["example_accuracy"], dtype=float)
+            retention[record.seed or 0] = numpy.asarray(raw["retention"]["example_accuracy"], dtype=float)
+        except (KeyError, TypeError):
+            return None
+    return PairScores(unlearn, retention) if unlearn else None
+
+
+def aggregate(group: list[ResultRecord]) -> dict[str, Any]:
+    """One row for a method's units: means and 95% intervals over its finished seeds."""
+    rows = [record_row(record) for record in group]
+    finished = [row for row in rows if row["status"] in FINISHED]
+    first = rows[0]
+    row: dict[str, Any] = {"method": first["method"]}
+    skip = ("method", "status", "run", "unit", "seed", "model", "data", "target_met")
+    numeric = [key for key in dict.fromkeys(key for r in rows for key in r) if key not in skip]
+    for key in numeric:
+        values = [r[key] for r in finished if r.get(key) is not None]
+        if not values:
+            row[key] = None
+            continue
+        if key in GEOMETRIC_KEYS:
+            row[key], interval = geometric_interval(values)
+        else:
+            row[key], interval = t_interval(values)
+        if key in INTERVAL_KEYS or key in GEOMETRIC_KEYS or "@" in key or key in GENERAL_KEYS:
+            row[f"{key}_ci95"] = None if interval is None else list(interval)
+    statuses = [r["status"] for r in rows]
+    bad = {s: statuses.count(s) for s in dict.fromkeys(statuses) if s != "ok"}
+    if len(rows) == 1:
+        row["status"] = rows[0]["status"]
+    else:
+        row["status"] = "ok" if not bad else ", ".join(f"{s} {n}/{len(rows)}" for s, n in bad.items())
+    targets = [r["target_met"] for r in rows if r["target_met"] is not None]
+    row.update(
+        run=first["run"],
+        model=first["model"],
+        data=first["data"],
+        seeds=[r["seed"] for r in rows],
+        n_seeds=len(finished),
+        target_met=None if not targets else all(targets),
+    )
+    return row
+
+
+def mark_best(rows: list[dict[str, Any]], groups: list[list[ResultRecord]]) -> None:
+    """Set ``avg_success_not_below_best`` on each method row of one run: True for the
+    best Avg Success and for rows whose paired difference from it is not significant."""
+    methods = [(row, group) for row, group in zip(rows, groups, strict=True) if row["method"] != "vanilla"]
+    scored = [
+        (row, group)
+        for row, group in methods
+        if row.get("avg_success") is not None and math.isfinite(row["avg_success"])
+    ]
+    if not scored:
+        return
+    best_row, best_group = max(scored, key=lambda item: item[0]["avg_success"])
+    best_scores = pair_scores([r for r in best_group if r.status in FINISHED])
+    for row, group in scored:
+        if row is best_row:
+            row["avg_success_not_below_best"] = best_scores is not None or None
+            continue
+        scores = pair_scores([r for r in group if r.status in FINISHED])
+        difference = None if best_scores is None or scores is None else paired_difference(best_scores, scores)
+        row["avg_success_vs_best"] = None if difference is None else [difference[0], *difference[1]]
+        row["avg_success_not_below_best"] = None if difference is None else difference[1][0] <= 0
+
+
+def method_groups(records: list[ResultRecord]) -> list[list[ResultRecord]]:
+    """Records grouped by (run, method), in leaderboard order."""
+    groups: dict[tuple[str | None, str], list[ResultRecord]] = {}
+    for record in records:
+        groups.setdefault((record.run, record.method), []).append(record)
+    return list(groups.values())
+
+
+def leaderboard_rows(directories: Path | Sequence[Path], per_seed: bool = False) -> list[dict[str, Any]]:
+    """One row per method and run, aggregated over seeds (``per_seed``: one per unit);
+    every row carries the keys any row has (null where absent)."""
+    rows: list[dict[str, Any]] = []
+    for directory in [directories] if isinstance(directories, Path) else directories:
+        records = load_records(directory)
+        if per_seed:
+            rows += [record_row(record) for record in records]
+            continue
+        groups = method_groups(records)
+        run_rows = [aggregate(group) for group in groups]
+        mark_best(run_rows, groups)
+        rows += run_rows
     keys = row_keys(rows)
     return [{key: row.get(key) for key in keys} for row in rows]
 
@@ -79,6 +201,26 @@ def row_keys(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         keys += [key for key in row if key not in keys]
     return keys
+
+
+def method_differences(first: Path, second: Path) -> list[dict[str, Any]]:
+    """Per method in both runs: ``second`` minus ``first`` in Avg Success, with a 95%
+    interval from an unpaired hierarchical bootstrap (the runs' seeds are separate runs)."""
+    runs = [{group[0].method: group for group in method_groups(load_records(d))} for d in (first, second)]
+    differences = []
+    for method in [m for m in runs[0] if m in runs[1] and m != "vanilla"]:
+        a, b = (pair_scores([r for r in run[method] if r.status in FINISHED]) for run in runs)
+        result = None if a is None or b is None else unpaired_difference(b, a)
+        differences.append(
+            {
+                "method": method,
+                "first": str(first),
+                "second": str(second),
+                "avg_success_difference": None if result is None else result[0],
+                "avg_success_difference_ci95": None if result is None else list(result[1]),
+            }
+        )
+    return differences
 
 
 EFFICIENCY_KEYS = (
@@ -106,7 +248,7 @@ def efficiency_rows(directory: Path) -> list[dict[str, Any]]:
             continue
         rows.append(
             {
-                "method": record.method,
+                "method": record.unit or record.method,
                 "method_name": record.method_name,
                 **{key: getattr(training, key) for key in EFFICIENCY_KEYS[1:6]},
                 "memory_kind": training.memory_kind,

@@ -13,6 +13,7 @@ from typing import Any
 
 from knowundo_bench.harness.records.files import json_safe
 from knowundo_bench.leaderboard.aggregate import row_keys
+from knowundo_bench.leaderboard.stats import BOOTSTRAP_NOTE, INTERVAL_NOTE
 
 PPL_CEILING = 1e10
 Column = tuple[str, str, Callable[[Any], str]]  # title, row key, formatter
@@ -67,15 +68,33 @@ def markdown_columns(rows: list[dict[str, Any]]) -> list[Column]:
     """The paper's columns, then per prompt prefix the successes under it (Finding 2),
     then the general tasks (Tables 2-4's right half) when any row has them."""
     columns = list(MARKDOWN_COLUMNS)
+    if rows and all(row.get("unit") for row in rows):  # --per-seed: a row per unit
+        columns[0] = ("Unit", "unit", str)
+    if len({row.get("run") for row in rows}) > 1:
+        columns.insert(0, ("Run", "run", str))
     for key in row_keys(rows):
-        if "@" in key:
+        if "@" in key and not key.endswith("_ci95"):
             scope, prefix = key.split("@", 1)
             columns.append(
                 (f"{'Unlearn' if scope.startswith('unlearn') else 'Retention'} Succ@{prefix}", key, fmt_number)
             )
     if any(row.get("general_avg") is not None for row in rows):
         columns += GENERAL_COLUMNS
+    if any((row.get("n_seeds") or 0) > 1 for row in rows):
+        columns.append(("n", "n_seeds", lambda v: "–" if v is None else str(v)))
+    if any(row.get("avg_success_not_below_best") is not None for row in rows):
+        columns.append(("≈best", "avg_success_not_below_best", lambda v: "" if v is None else ("✓" if v else "")))
     return columns
+
+
+def cell(row: dict[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
+    """A value, as ``mean ± half-width`` when the row has a 95% interval for it (the
+    perplexities show their geometric mean only)."""
+    text = fmt(row.get(key))
+    interval = row.get(f"{key}_ci95")
+    if interval and fmt is not fmt_ppl and all(v is not None and math.isfinite(v) for v in interval):
+        text += f" ± {fmt_number((interval[1] - interval[0]) / 2)}"
+    return text
 
 
 def markdown_table(columns: list[Column], rows: list[dict[str, Any]]) -> list[str]:
@@ -85,15 +104,44 @@ def markdown_table(columns: list[Column], rows: list[dict[str, Any]]) -> list[st
         "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|",
     ]
     for row in rows:
-        cells = [fmt(row.get(key)) for _, key, fmt in columns]
+        cells = [cell(row, key, fmt) for _, key, fmt in columns]
+        name = next(i for i, (_, key, _) in enumerate(columns) if key in ("method", "unit"))
         if row.get("status") not in (None, "ok"):
-            cells[0] += f" ({row['status']})"
+            cells[name] += f" ({row['status']})"
+        if row.get("target_met") is False:
+            cells[name] += " (target missed)"
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
+def footer(rows: list[dict[str, Any]]) -> list[str]:
+    """How the numbers were aggregated and tested, under tables that need saying so."""
+    notes = []
+    if any((row.get("n_seeds") or 0) > 1 for row in rows):
+        notes.append(f"{INTERVAL_NOTE} (n seeds per row).")
+    if any(row.get("avg_success_not_below_best") is not None for row in rows):
+        notes.append(f"≈best: Avg Success not significantly below the best method's — {BOOTSTRAP_NOTE}.")
+    if any(row.get("target_met") is False for row in rows):
+        notes.append("target missed: the vanilla model did not reach vanilla.target_accuracy.")
+    return [""] + notes if notes else []
+
+
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    return "\n".join(markdown_table(markdown_columns(rows), rows)) + "\n"
+    return "\n".join(markdown_table(markdown_columns(rows), rows) + footer(rows)) + "\n"
+
+
+def differences_markdown(differences: list[dict[str, Any]]) -> str:
+    """Per method: the second run's Avg Success minus the first's, with its interval."""
+    if not differences:
+        return ""
+    first, second = differences[0]["first"], differences[0]["second"]
+    lines = [f"\nAvg Success, {second} minus {first}:", "", "| Method | Δ Avg Succ | 95% CI |", "|---|---:|---:|"]
+    for row in differences:
+        interval = row["avg_success_difference_ci95"]
+        text = "–" if interval is None else f"[{fmt_number(interval[0])}, {fmt_number(interval[1])}]"
+        lines.append(f"| {row['method']} | {fmt_number(row['avg_success_difference'])} | {text} |")
+    lines += ["", "unpaired hierarchical bootstrap over each run's seeds and val pairs (2000 resamples)."]
+    return "\n".join(lines) + "\n"
 
 
 def fmt_ratio(value: float | None) -> str:

@@ -1,21 +1,26 @@
-"""Headless PNG plots of a results directory, made for a person to read at 100%.
+"""Headless plots of one or more results directories, made for a person to read at 100%
+(PNG by default; PDF or SVG for papers).
 
-* ``success.png`` — Unlearn, Retention and Avg Success per method (grouped bars; the
-  layout of the paper's result tables at a glance).
-* ``training_loss.png`` — each method's training loss per optimizer step.
-* ``curves.png`` (runs with ``eval.every_n_steps``) — Figure 4's view: Unlearn and
-  Retention Success and both perplexities against optimizer steps, a line per method.
-* ``prompt_prefixes.png`` (runs with ``eval.prompt_prefixes``) — Figure 5's view: each
+* ``success`` — Unlearn, Retention and Avg Success per method (grouped bars with 95%
+  intervals over seeds as error bars; the layout of the paper's result tables).
+* ``training_loss`` — each unit's training loss per optimizer step.
+* ``curves`` (runs with ``eval.every_n_steps``) — Figure 4's view: Unlearn and Retention
+  Success and both perplexities against optimizer steps, a line per method (the mean over
+  seeds) with a band (the seeds' 95% interval, or their range for two seeds).
+* ``prompt_prefixes`` (runs with ``eval.prompt_prefixes``) — Figure 5's view: each
   method's success without and with every prefix, as grouped bars.
+* ``general_tasks`` (runs with ``eval.general``) — each method's general-task scores.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from knowundo_bench.harness.records.schema import Metrics, PrefixedMetrics, ResultRecord
-from knowundo_bench.leaderboard.aggregate import load_records, record_row
+from knowundo_bench.harness.records.schema import ResultRecord
+from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, leaderboard_rows, load_records, prefix_keys
+from knowundo_bench.leaderboard.stats import t_interval
 
 SUCCESS_BARS = (
     ("unlearn_success", "Unlearn Succ. ↑"),
@@ -24,7 +29,7 @@ SUCCESS_BARS = (
 )
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,46 +38,76 @@ def _pyplot():
     return plt
 
 
-def plot_success(rows: list[dict[str, Any]], path: Path, title: str) -> int:
-    """Grouped bars of the three success scores; returns the number of methods drawn."""
+def _save(fig: Any, path: Path, dpi: int) -> None:
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+
+
+def row_name(row: dict[str, Any], several_runs: bool) -> str:
+    return f"{row['run']}/{row['method']}" if several_runs else str(row["method"])
+
+
+def error_bar(row: dict[str, Any], key: str) -> tuple[float, float]:
+    """Distances from the mean to the ends of its 95% interval (0 without one)."""
+    interval = row.get(f"{key}_ci95")
+    if not interval or row.get(key) is None:
+        return 0.0, 0.0
+    return max(0.0, row[key] - interval[0]), max(0.0, interval[1] - row[key])
+
+
+def plot_success(rows: list[dict[str, Any]], path: Path, title: str, dpi: int = 110) -> int:
+    """Grouped bars of the three success scores with error bars; returns the number of rows drawn."""
     plt = _pyplot()
+    several = len({r.get("run") for r in rows}) > 1
     rows = [r for r in rows if r["status"] == "ok" and r["unlearn_success"] is not None]
     width = 0.8 / len(SUCCESS_BARS)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(rows) + 2), 4.5), dpi=110)
     for offset, (key, label) in enumerate(SUCCESS_BARS):
         xs = [i + (offset - 1) * width for i in range(len(rows))]
-        bars = ax.bar(xs, [r[key] for r in rows], width, label=label)
+        errors = [error_bar(r, key) for r in rows]
+        bars = ax.bar(
+            xs,
+            [r[key] for r in rows],
+            width,
+            label=label,
+            yerr=[[e[0] for e in errors], [e[1] for e in errors]],
+            capsize=3,
+        )
         ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=2)
-    ax.set_xticks(range(len(rows)), [r["method"] for r in rows])
-    ax.set_ylim(0, 110)
+    ax.set_xticks(range(len(rows)), [row_name(r, several) for r in rows], rotation=20 if several else 0)
+    ax.set_ylim(0, 115)
     ax.set_ylabel("success (%)")
     ax.set_title(title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path, dpi)
     return len(rows)
 
 
-def plot_training_loss(records: list[ResultRecord], path: Path, title: str) -> int:
-    """One line per method: training loss per optimizer step; returns the number of lines."""
+def unit_name(record: ResultRecord, several_runs: bool) -> str:
+    name = record.unit or record.method
+    return f"{record.run}/{name}" if several_runs else name
+
+
+def plot_training_loss(records: list[ResultRecord], path: Path, title: str, dpi: int = 110) -> int:
+    """One line per unit: training loss per optimizer step; returns the number of lines."""
     plt = _pyplot()
+    several = len({r.run for r in records}) > 1
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     lines = 0
     for record in records:
         losses = record.training.step_losses if record.training else []
         if losses:
-            ax.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3, label=record.method)
+            ax.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3, label=unit_name(record, several))
             lines += 1
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (objective)")
     ax.set_yscale("symlog")
     ax.set_title(title)
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, fontsize=7, ncol=2 if lines > 8 else 1)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path, dpi)
     return lines
 
 
@@ -84,14 +119,35 @@ CURVE_PANELS = (
 )
 
 
-def plot_curves(records: list[ResultRecord], path: Path, title: str) -> int:
-    """Scope metrics against optimizer steps, one line per method; returns the number of lines."""
+def curve_groups(records: list[ResultRecord]) -> dict[str, list[ResultRecord]]:
+    several = len({r.run for r in records}) > 1
+    groups: dict[str, list[ResultRecord]] = {}
+    for record in records:
+        if record.curve:
+            groups.setdefault(f"{record.run}/{record.method}" if several else record.method, []).append(record)
+    return groups
+
+
+def plot_curves(records: list[ResultRecord], path: Path, title: str, dpi: int = 110) -> int:
+    """Scope metrics against optimizer steps: per method the mean over seeds and a band
+    over them; returns the number of lines."""
     plt = _pyplot()
-    curves = [(r.method, r.curve) for r in records if r.curve]
+    groups = curve_groups(records)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=110, sharex=True)
     for ax, (key, label, log_scale) in zip(axes.flat, CURVE_PANELS, strict=True):
-        for method, curve in curves:
-            ax.plot([p.step for p in curve], [getattr(p, key) for p in curve], marker="o", markersize=3, label=method)
+        for method, group in groups.items():
+            steps = sorted({p.step for r in group for p in r.curve or []})
+            by_step = [[getattr(p, key) for r in group for p in r.curve or [] if p.step == s] for s in steps]
+            means, lows, highs = [], [], []
+            for values in by_step:
+                mean, interval = t_interval(values)
+                means.append(mean)
+                band = interval or ((min(values), max(values)) if len(values) > 1 else (mean, mean))
+                lows.append(band[0])
+                highs.append(band[1])
+            (line,) = ax.plot(steps, means, marker="o", markersize=3, label=method)
+            if len(group) > 1:
+                ax.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if log_scale:
@@ -101,36 +157,32 @@ def plot_curves(records: list[ResultRecord], path: Path, title: str) -> int:
     for ax in axes[1]:
         ax.set_xlabel("optimizer step")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=min(max(len(labels), 1), 6), frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path)
-    plt.close(fig)
-    return len(curves)
+    _save(fig, path, dpi)
+    return len(groups)
 
 
-def plot_prompt_prefixes(records: list[ResultRecord], path: Path, title: str) -> int:
-    """Unlearn and Retention Success per method without and with each prompt prefix;
-    returns the number of methods drawn."""
+def plot_prompt_prefixes(rows: list[dict[str, Any]], path: Path, title: str, dpi: int = 110) -> int:
+    """Unlearn and Retention Success per method without and with each prompt prefix
+    (means over seeds); returns the number of methods drawn."""
     plt = _pyplot()
-    measured = [(r.method, r.metrics) for r in records if r.metrics and r.metrics.prompt_prefixes]
-    prefixes = list(dict.fromkeys(name for _, metrics in measured for name in metrics.prompt_prefixes))
+    several = len({r.get("run") for r in rows}) > 1
+    prefixes = list(
+        dict.fromkeys(key.split("@", 1)[1] for r in rows for key in r if "@" in key and not key.endswith("_ci95"))
+    )
+    measured = [r for r in rows if any(r.get(prefix_keys(p)[0]) is not None for p in prefixes)]
     settings = ["no prefix", *prefixes]
     width = 0.8 / len(settings)
     fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(measured) + 3), 4.8), dpi=110, sharey=True)
-    for ax, (scope, label) in zip(
-        axes, (("unlearn", "Unlearn Success (%) ↑"), ("retention", "Retention Success (%) ↑")), strict=True
-    ):
+    scopes = (("unlearn", "Unlearn Success (%) ↑", 0), ("retention", "Retention Success (%) ↑", 1))
+    for ax, (scope, label, which) in zip(axes, scopes, strict=True):
         for offset, setting in enumerate(settings):
-            values = []
-            for _, metrics in measured:
-                reading: Metrics | PrefixedMetrics = (
-                    metrics if setting == "no prefix" else metrics.prompt_prefixes.get(setting, PrefixedMetrics())
-                )
-                values.append(getattr(reading, scope).success or 0.0)
+            key = f"{scope}_success" if setting == "no prefix" else prefix_keys(setting)[which]
             xs = [i + (offset - (len(settings) - 1) / 2) * width for i in range(len(measured))]
-            ax.bar(xs, values, width, label=setting)
-        ax.set_xticks(range(len(measured)), [method for method, _ in measured], rotation=20, ha="right")
+            ax.bar(xs, [r.get(key) or 0.0 for r in measured], width, label=setting)
+        ax.set_xticks(range(len(measured)), [row_name(r, several) for r in measured], rotation=20, ha="right")
         ax.set_ylim(0, 105)
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
@@ -139,27 +191,73 @@ def plot_prompt_prefixes(records: list[ResultRecord], path: Path, title: str) ->
     fig.legend(handles, labels, title="system prompt", loc="lower center", ncol=len(labels), frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path, dpi)
     return len(measured)
 
 
-def plot_results(results_dir: Path, output_dir: Path | None = None) -> dict[Path, int]:
+def plot_general(rows: list[dict[str, Any]], path: Path, title: str, dpi: int = 110) -> int:
+    """Each method's general-task scores (grouped bars, error bars over seeds)."""
+    plt = _pyplot()
+    several = len({r.get("run") for r in rows}) > 1
+    measured = [r for r in rows if r.get("general_avg") is not None]
+    tasks = [key for key in GENERAL_KEYS if any(r.get(key) is not None for r in measured)]
+    width = 0.8 / max(len(measured), 1)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(tasks) * max(len(measured), 1) / 2 + 3), 4.5), dpi=110)
+    for offset, row in enumerate(measured):
+        xs = [i + (offset - (len(measured) - 1) / 2) * width for i in range(len(tasks))]
+        errors = [error_bar(row, key) for key in tasks]
+        ax.bar(
+            xs,
+            [row.get(key) or 0.0 for key in tasks],
+            width,
+            label=row_name(row, several),
+            yerr=[[e[0] for e in errors], [e[1] for e in errors]],
+            capsize=2,
+        )
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("score (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path, dpi)
+    return len(measured)
+
+
+def plot_results(
+    results_dirs: Path | Sequence[Path],
+    output_dir: Path | None = None,
+    *,
+    image_format: str = "png",
+    dpi: int = 110,
+) -> dict[Path, int]:
     """Write the plots; returns each file with the number of series (methods) in it."""
-    records = load_records(results_dir)
-    output_dir = output_dir or results_dir / "plots"
+    directories = [results_dirs] if isinstance(results_dirs, Path) else list(results_dirs)
+    records = [record for directory in directories for record in load_records(directory)]
+    rows = leaderboard_rows(directories)
+    output_dir = output_dir or directories[0] / "plots"
     output_dir.mkdir(parents=True, exist_ok=True)
-    run = records[0].run or results_dir.name
-    success = output_dir / "success.png"
-    loss = output_dir / "training_loss.png"
+    runs = list(dict.fromkeys(r.run or directories[0].name for r in records))
+    name = " vs ".join(str(run) for run in runs)
+
+    def target(stem: str) -> Path:
+        return output_dir / f"{stem}.{image_format}"
+
     written = {
-        success: plot_success([record_row(r) for r in records], success, f"{run}: scope success per method"),
-        loss: plot_training_loss(records, loss, f"{run}: training loss per step"),
+        target("success"): plot_success(rows, target("success"), f"{name}: scope success per method", dpi),
+        target("training_loss"): plot_training_loss(
+            records, target("training_loss"), f"{name}: training loss per step", dpi
+        ),
     }
     if any(r.curve for r in records):
-        curves = output_dir / "curves.png"
-        written[curves] = plot_curves(records, curves, f"{run}: scope metrics during unlearning")
+        written[target("curves")] = plot_curves(
+            records, target("curves"), f"{name}: scope metrics during unlearning", dpi
+        )
     if any(r.metrics and r.metrics.prompt_prefixes for r in records):
-        prefixes = output_dir / "prompt_prefixes.png"
-        written[prefixes] = plot_prompt_prefixes(records, prefixes, f"{run}: success with and without a system prompt")
+        written[target("prompt_prefixes")] = plot_prompt_prefixes(
+            rows, target("prompt_prefixes"), f"{name}: success with and without a system prompt", dpi
+        )
+    if any(row.get("general_avg") is not None for row in rows):
+        written[target("general_tasks")] = plot_general(rows, target("general_tasks"), f"{name}: general tasks", dpi)
     return written

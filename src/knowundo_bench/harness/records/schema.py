@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 RECORD_KIND: Final = "knowundo-bench/result"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: identity, unit, per-pair accuracies, vanilla target (all optional: 2 loads)
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 Status = Literal["ok", "nonfinite", "failed"]
@@ -112,12 +112,32 @@ class LocalizerRecord(RecordPart):
 
 
 class VanillaRecord(RecordPart):
-    """Where the vanilla model came from (cache key and folder) and how it was trained."""
+    """Where the vanilla model came from (cache key and folder), how it was trained, and
+    whether it reached ``vanilla.target_accuracy`` (None: no target set)."""
 
     key: str
     path: str
     reused: bool = False
     training: dict[str, Any] | None = None
+    seed: int | None = None
+    target_accuracy: float | None = None
+    accuracy: float | None = None  # final teacher-forced accuracy on every pair
+    target_met: bool | None = None
+
+
+class RunIdentity(RecordPart):
+    """What a unit's numbers came from: enough to tell two runs apart and to trace one."""
+
+    spec_name: str
+    spec_hash: str  # the resolved spec, without output_dir, cache_dir and threads
+    data_source: str
+    data_hash: str  # the benchmark's QA pairs
+    model: str  # source, and the model's name or file where it has one
+    seed: int  # this unit's run seed (one of `seeds`, or `seed`)
+    harness_version: str
+    method_plugin: str | None = None  # "distribution version" of the plugin providing the method
+    localizer_plugin: str | None = None
+    git_commit: str | None = None  # of the harness checkout, "+dirty" with local changes
 
 
 class PromptRecord(RecordPart):
@@ -132,8 +152,10 @@ class ResultRecord(RecordPart):
     kind: Literal["knowundo-bench/result"] = RECORD_KIND
     schema_version: int = SCHEMA_VERSION
     run: str | None = None
-    method: str  # the label (the record's file name)
+    method: str  # the method's label ("vanilla" for the vanilla model)
+    unit: str | None = None  # the record's file name: the label, or "<label>@<seed>" with `seeds`
     order: int = 10**9  # position in the spec (vanilla 0); sorts the leaderboard
+    identity: RunIdentity | None = None
     seed: int | None = None
     spec: dict[str, Any] | None = None
     versions: dict[str, str] = Field(default_factory=dict)
