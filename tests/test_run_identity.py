@@ -188,7 +188,7 @@ def test_compare_puts_two_runs_in_one_table_with_differences(tmp_path):
         and "| one | ga_gd |" in result.stdout
         and "| two | ga_gd |" in result.stdout
     )
-    assert "Δ Avg Succ" in result.stdout and "unpaired hierarchical bootstrap" in result.stdout
+    assert "Δ Avg Succ" in result.stdout and "unpaired: each run's seed variance" in result.stdout
     payload = json.loads(
         runner.invoke(app, ["compare", str(tmp_path / "one"), str(tmp_path / "two"), "-f", "json"]).stdout
     )
@@ -233,6 +233,12 @@ def test_the_paired_bootstrap_separates_a_shift_from_noise():
     noisy = PairScores({s: rng.uniform(0, 100, 40) for s in range(3)}, {s: rng.uniform(0, 100, 40) for s in range(3)})
     _, (low, high) = paired_difference(noisy, base)
     assert low < 0 < high  # unrelated noise of equal level: not significant
+    # Few seeds: per-seed differences 0.5, 2 and 3.5 (no pair noise) are not significant; the
+    # interval is the t-interval over seeds, (-1.73, 5.73), wider than the seeds' own range.
+    shifts = dict(zip(range(3), (0.5, 2.0, 3.5), strict=True))
+    spread = PairScores({s: base.unlearn[s] + 2 * d for s, d in shifts.items()}, base.retention)
+    difference, (low, high) = paired_difference(base, spread)
+    assert difference == pytest.approx(2.0) and low == pytest.approx(-1.7265, abs=1e-3) and high > 5.7
 
 
 def test_units_follow_seeds_method_overrides_and_per_seed_vanilla():
@@ -255,6 +261,13 @@ def test_units_follow_seeds_method_overrides_and_per_seed_vanilla():
         ("vanilla@5", 5, 5),
         ("ga@0", 0, 0),
         ("ga@1", 1, 1),
+        ("ga_gd@5", 5, 5),
+    ]
+    # per_seed without spec seeds: the method without seeds still gets its vanilla model (seed 7)
+    assert labels(vanilla={"per_seed": True}) == [
+        ("vanilla@5", 5, 5),
+        ("vanilla@7", 7, 7),
+        ("ga", 7, 7),
         ("ga_gd@5", 5, 5),
     ]
 

@@ -165,7 +165,7 @@ def compare(
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
 ) -> None:
     """Several runs in one table (a row per run and method); for two runs, each method's
-    difference in Avg Success (second minus first) with its 95% interval."""
+    difference in Avg Success (second minus first) with its 95% interval (md and json)."""
     import json
 
     from knowundo_bench.harness.records.files import json_safe
@@ -174,6 +174,8 @@ def compare(
     from knowundo_bench.leaderboard.export import differences_markdown
 
     try:
+        if len(results_dirs) < 2:
+            raise InputError("compare needs two or more results directories (leaderboard shows one)")
         rows = leaderboard_rows(results_dirs)
         differences = method_differences(*results_dirs) if len(results_dirs) == 2 else []
     except InputError as error:

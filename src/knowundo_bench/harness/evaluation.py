@@ -115,7 +115,8 @@ class ExampleScores:
         return (100.0 * self.accuracy.double()).tolist()
 
     def mean_nll(self) -> list[float]:
-        return (self.nll_sums / self.token_counts.clamp(min=1)).tolist()
+        """Each example's mean answer NLL (NaN when it has no answer token)."""
+        return (self.nll_sums.double() / self.token_counts.double()).tolist()
 
 
 def teacher_forced(

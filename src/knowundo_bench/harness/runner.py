@@ -96,7 +96,7 @@ def plan_units(resolved: ResolvedSpec) -> list[Unit]:
     """Vanilla units first (one, or one per seed with ``vanilla.per_seed``), then each
     method once per seed in spec order."""
     spec = resolved.spec
-    all_seeds = sorted({s for m in resolved.methods for s in (m.seeds or ())} | set(spec.seeds or ()))
+    all_seeds = sorted({s for m in resolved.methods for s in (m.seeds or (spec.seed,))} | set(spec.seeds or ()))
     per_seed = spec.vanilla.per_seed and bool(all_seeds)
     units = (
         [Unit(f"vanilla@{s}", 0, s, s) for s in all_seeds] if per_seed else [Unit("vanilla", 0, spec.seed, spec.seed)]
@@ -468,7 +468,7 @@ class Runner:
         providing plugins' versions); a rerun reuses a record with the same key."""
         identity: dict[str, Any] = {
             "vanilla": vanilla_key,
-            "eval": self.spec.eval.model_dump(mode="json"),
+            "eval": self.spec.eval.model_dump(mode="json", exclude={"log_samples"}),
             "knowundo_bench": __version__,
         }
         method = unit.method
@@ -509,11 +509,14 @@ class Runner:
                 others[path] = record.run
             elif path.stem not in planned:
                 stale.append(path)
-        if stale and not others:
+        if stale and (self.force or not others):
             superseded = self.output_dir / SUPERSEDED_DIR
             superseded.mkdir(exist_ok=True)
             for path in stale:
-                os.replace(path, superseded / path.name)
+                target, copy = superseded / path.name, 1
+                while target.exists():  # an earlier move kept the same name: keep both
+                    target, copy = superseded / f"{path.stem}.{copy}{path.suffix}", copy + 1
+                os.replace(path, target)
             self.board.log(
                 f"moved {len(stale)} records of units this spec no longer has to {superseded}: "
                 + ", ".join(path.stem for path in stale)
@@ -539,7 +542,10 @@ class Runner:
         record = load_record(self.output_dir / f"{unit.label}.json")
         if record is None:
             return None
-        if record.unit_key == key and record.finished:
+        samples_missing = (
+            self.spec.eval.log_samples and not (self.output_dir / SAMPLES_DIR / f"{unit.label}.jsonl").is_file()
+        )
+        if record.unit_key == key and record.finished and not samples_missing:
             return record
         if record.unit_key != key and record.identity is not None and unit.method is not None:
             now = self.identity(unit)
@@ -583,11 +589,16 @@ class Runner:
             unit.label: self.unit_key(vanilla_key(self.resolved, benchmark, unit.vanilla_seed), unit)
             for unit in self.units
         }
-        return {
-            unit.label: record
-            for unit in self.units
-            if (record := self.finished(unit, self.unit_keys[unit.label])) is not None
-        }
+        done = {}
+        for unit in self.units:
+            record = self.finished(unit, self.unit_keys[unit.label])
+            if record is None:
+                continue
+            if record.order != unit.order:  # methods reordered: the table follows the spec
+                record = record.model_copy(update={"order": unit.order})
+                write_record(self.output_dir, unit.label, record)
+            done[unit.label] = record
+        return done
 
     def prepare_model(
         self,

@@ -183,15 +183,23 @@ def leaderboard_rows(directories: Path | Sequence[Path], per_seed: bool = False)
     """One row per method and run, aggregated over seeds (``per_seed``: one per unit);
     every row carries the keys any row has (null where absent)."""
     rows: list[dict[str, Any]] = []
-    for directory in [directories] if isinstance(directories, Path) else directories:
+    folders = [directories] if isinstance(directories, Path) else list(directories)
+    by_folder = []
+    for directory in folders:
         records = load_records(directory)
         if per_seed:
-            rows += [record_row(record) for record in records]
+            by_folder.append([record_row(record) for record in records])
             continue
         groups = method_groups(records)
         run_rows = [aggregate(group) for group in groups]
         mark_best(run_rows, groups)
-        rows += run_rows
+        by_folder.append(run_rows)
+    names = [{row["run"] for row in folder_rows} for folder_rows in by_folder]
+    if len(folders) > 1 and any(a & b for i, a in enumerate(names) for b in names[i + 1 :]):
+        for directory, folder_rows in zip(folders, by_folder, strict=True):  # one spec, several folders
+            for row in folder_rows:
+                row["run"] = str(directory)
+    rows = [row for folder_rows in by_folder for row in folder_rows]
     keys = row_keys(rows)
     return [{key: row.get(key) for key in keys} for row in rows]
 
@@ -205,7 +213,7 @@ def row_keys(rows: list[dict[str, Any]]) -> list[str]:
 
 def method_differences(first: Path, second: Path) -> list[dict[str, Any]]:
     """Per method in both runs: ``second`` minus ``first`` in Avg Success, with a 95%
-    interval from an unpaired hierarchical bootstrap (the runs' seeds are separate runs)."""
+    interval from :func:`stats.unpaired_difference` (the runs' seeds are separate trainings)."""
     runs = [{group[0].method: group for group in method_groups(load_records(d))} for d in (first, second)]
     differences = []
     for method in [m for m in runs[0] if m in runs[1] and m != "vanilla"]:

@@ -140,7 +140,11 @@ def differences_markdown(differences: list[dict[str, Any]]) -> str:
         interval = row["avg_success_difference_ci95"]
         text = "–" if interval is None else f"[{fmt_number(interval[0])}, {fmt_number(interval[1])}]"
         lines.append(f"| {row['method']} | {fmt_number(row['avg_success_difference'])} | {text} |")
-    lines += ["", "unpaired hierarchical bootstrap over each run's seeds and val pairs (2000 resamples)."]
+    lines += [
+        "",
+        "unpaired: each run's seed variance of its mean plus its val-pair bootstrap variance, "
+        "Student-t with the smaller run's n-1 df.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from knowundo_bench.harness.records.schema import ResultRecord
 from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, leaderboard_rows, load_records, prefix_keys
-from knowundo_bench.leaderboard.stats import t_interval
+from knowundo_bench.leaderboard.stats import geometric_interval, t_interval
 
 SUCCESS_BARS = (
     ("unlearn_success", "Unlearn Succ. ↑"),
@@ -59,7 +59,7 @@ def plot_success(rows: list[dict[str, Any]], path: Path, title: str, dpi: int = 
     """Grouped bars of the three success scores with error bars; returns the number of rows drawn."""
     plt = _pyplot()
     several = len({r.get("run") for r in rows}) > 1
-    rows = [r for r in rows if r["status"] == "ok" and r["unlearn_success"] is not None]
+    rows = [r for r in rows if r["unlearn_success"] is not None]  # a failed seed leaves the others' mean
     width = 0.8 / len(SUCCESS_BARS)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(rows) + 2), 4.5), dpi=110)
     for offset, (key, label) in enumerate(SUCCESS_BARS):
@@ -140,7 +140,7 @@ def plot_curves(records: list[ResultRecord], path: Path, title: str, dpi: int = 
             by_step = [[getattr(p, key) for r in group for p in r.curve or [] if p.step == s] for s in steps]
             means, lows, highs = [], [], []
             for values in by_step:
-                mean, interval = t_interval(values)
+                mean, interval = (geometric_interval if log_scale else t_interval)(values)
                 means.append(mean)
                 band = interval or ((min(values), max(values)) if len(values) > 1 else (mean, mean))
                 lows.append(band[0])

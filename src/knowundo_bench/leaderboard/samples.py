@@ -8,10 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.records.files import load_record
+from knowundo_bench.harness.records.schema import number
 from knowundo_bench.harness.runner import SAMPLES_DIR
 
 
@@ -75,4 +77,5 @@ def sample_table(
 def describe(reading: dict[str, Any]) -> str:
     generation = reading.get("generation")
     text = "(not generated)" if generation is None else generation or "(empty)"
-    return f"{text}\n[dim]acc {reading['token_accuracy']:.0f}% · nll {reading['answer_nll']:.2f}[/dim]"
+    accuracy, nll = number(reading.get("token_accuracy")), number(reading.get("answer_nll"))
+    return f"{escape(text)}\n[dim]acc {accuracy:.0f}% · nll {nll:.2f}[/dim]"

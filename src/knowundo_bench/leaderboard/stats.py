@@ -4,19 +4,20 @@
   Student's t over the per-seed values: mean ± t(0.975, n-1) · s/√n. Perplexity is
   averaged geometrically (its t-interval is taken on log perplexity and exponentiated),
   since one diverged seed would otherwise dominate an arithmetic mean.
-* **Comparisons.** Two methods' Avg Success is compared with a paired hierarchical
-  bootstrap: each resample draws seeds with replacement (the same seeds for both
-  methods), then within each drawn seed the val pairs of each scope with replacement
-  (the same pairs for both), and recomputes both Avg Successes from the per-pair
-  teacher-forced accuracies. The 95% interval of the difference is the 2.5th and 97.5th
-  percentiles of 2000 resamples. Seeds vary training; pairs vary the questions: the
-  bootstrap accounts for both sources of noise, which a t-test over seeds alone ignores.
+* **Comparisons.** Two methods' Avg Success is compared over their shared seeds: the
+  per-seed differences (same seeds, same val pairs) give a mean and a Student-t interval
+  with n - 1 degrees of freedom, whose variance adds the variance of the seed-averaged
+  difference when the val pairs are bootstrapped (the same pairs for both methods and
+  every seed). Seeds vary training, pairs vary the questions; with 3-5 seeds a percentile
+  bootstrap over seeds would be too narrow (it cannot reach past the extreme seeds), so
+  the seed level uses t. Two runs (``compare``) are unpaired: each run's variance of its
+  mean is added, with the smaller run's n - 1 degrees of freedom.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy
@@ -26,7 +27,8 @@ RESAMPLES = 2000
 LEVEL = 0.95
 INTERVAL_NOTE = "mean ± half-width of a 95% Student-t interval over seeds; perplexity: geometric mean over seeds"
 BOOTSTRAP_NOTE = (
-    f"paired hierarchical bootstrap over seeds and val pairs ({RESAMPLES} resamples, 95% interval of the difference)"
+    "paired test over seeds and val pairs: 95% Student-t interval (n-1 df) of the per-seed differences, "
+    f"its variance widened by a {RESAMPLES}-resample val-pair bootstrap"
 )
 
 
@@ -70,67 +72,90 @@ class PairScores:
 
 
 def _avg_success(unlearn: numpy.ndarray, retention: numpy.ndarray) -> numpy.ndarray:
-    """Avg Success per resample from (resamples, seeds, pairs) accuracies."""
-    u = numpy.nanmean(unlearn, axis=2).mean(axis=1)
-    r = numpy.nanmean(retention, axis=2).mean(axis=1)
-    return ((100.0 - u) + r) / 2
+    """Avg Success per seed from (..., seeds, pairs) accuracies."""
+    return ((100.0 - numpy.nanmean(unlearn, axis=-1)) + numpy.nanmean(retention, axis=-1)) / 2
+
+
+def _arrays(scores: PairScores, seeds: list[int]) -> tuple[numpy.ndarray, numpy.ndarray] | None:
+    unlearn = numpy.stack([scores.unlearn[s] for s in seeds])
+    retention = numpy.stack([scores.retention[s] for s in seeds])
+    return None if unlearn.shape[1] == 0 or retention.shape[1] == 0 else (unlearn, retention)
+
+
+def _pair_variance(
+    per_seed: Callable[[numpy.ndarray, numpy.ndarray], numpy.ndarray],
+    n_unlearn: int,
+    n_retention: int,
+    rng: numpy.random.Generator,
+    resamples: int,
+) -> float:
+    """Variance of the seed-averaged statistic when the val pairs are resampled (the
+    same pairs for every seed and both methods: the questions are one sample)."""
+    unlearn_draw = rng.integers(0, n_unlearn, size=(resamples, n_unlearn))
+    retention_draw = rng.integers(0, n_retention, size=(resamples, n_retention))
+    return float(numpy.nanvar(per_seed(unlearn_draw, retention_draw).mean(axis=-1), ddof=1))
+
+
+def _interval(center: float, seed_values: numpy.ndarray, pair_variance: float, df: int) -> tuple[float, float]:
+    """center ± q·sqrt(seed variance of the mean + pair variance); q is t(df) with two or
+    more seeds, else the normal quantile (pairs only)."""
+    seed_variance = float(numpy.var(seed_values, ddof=1)) / len(seed_values) if len(seed_values) > 1 else 0.0
+    quantile = scipy_stats.t.ppf(0.5 + LEVEL / 2, df) if df >= 1 else scipy_stats.norm.ppf(0.5 + LEVEL / 2)
+    half = float(quantile) * math.sqrt(seed_variance + pair_variance)
+    return center - half, center + half
 
 
 def paired_difference(
     first: PairScores, second: PairScores, *, resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[float, tuple[float, float]] | None:
-    """``first`` minus ``second`` in Avg Success, with the 95% paired hierarchical
-    bootstrap interval; None when they share no seed or their val pairs differ."""
+    """``first`` minus ``second`` in Avg Success over their shared seeds, with a 95%
+    interval: Student-t over the per-seed differences (n - 1 degrees of freedom), its
+    variance widened by the val-pair bootstrap variance. None when they share no seed or
+    their val pairs differ."""
     seeds = sorted(first.seeds() & second.seeds())
     if not seeds:
         return None
-    scopes = []
-    for scope in ("unlearn", "retention"):
-        a = numpy.stack([getattr(first, scope)[s] for s in seeds])
-        b = numpy.stack([getattr(second, scope)[s] for s in seeds])
-        if a.shape != b.shape or a.shape[1] == 0:
-            return None
-        scopes.append((a, b))
+    a, b = _arrays(first, seeds), _arrays(second, seeds)
+    if a is None or b is None or a[0].shape != b[0].shape or a[1].shape != b[1].shape:
+        return None
+    differences = _avg_success(*a) - _avg_success(*b)
+
+    def per_seed(unlearn_draw: numpy.ndarray, retention_draw: numpy.ndarray) -> numpy.ndarray:
+        take = lambda x, draw: x[:, draw].transpose(1, 0, 2)  # noqa: E731  (resamples, seeds, pairs)
+        return _avg_success(take(a[0], unlearn_draw), take(a[1], retention_draw)) - _avg_success(
+            take(b[0], unlearn_draw), take(b[1], retention_draw)
+        )
+
     rng = numpy.random.default_rng(seed)
-    seed_draw = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
-    estimates = []
-    for a, b in scopes:
-        pair_draw = rng.integers(0, a.shape[1], size=(resamples, len(seeds), a.shape[1]))
-        estimates.append((a[seed_draw[..., None], pair_draw], b[seed_draw[..., None], pair_draw]))
-    (ua, ub), (ra, rb) = estimates
-    differences = _avg_success(ua, ra) - _avg_success(ub, rb)
-    (unlearn_a, unlearn_b), (retention_a, retention_b) = scopes
-    observed = float(
-        _avg_success(unlearn_a[None], retention_a[None])[0] - _avg_success(unlearn_b[None], retention_b[None])[0]
-    )
-    low, high = numpy.nanpercentile(differences, [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2])
-    return observed, (float(low), float(high))
+    variance = _pair_variance(per_seed, a[0].shape[1], a[1].shape[1], rng, resamples)
+    observed = float(differences.mean())
+    return observed, _interval(observed, differences, variance, len(seeds) - 1)
 
 
 def unpaired_difference(
     first: PairScores, second: PairScores, *, resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[float, tuple[float, float]] | None:
-    """``first`` minus ``second`` in Avg Success across two runs: each run's seeds and
-    pairs are resampled independently (their seeds are not the same training runs)."""
+    """``first`` minus ``second`` in Avg Success across two runs (their seeds are separate
+    trainings): each run's seed variance of its mean plus its val-pair bootstrap variance,
+    Student-t with the smaller run's n - 1 degrees of freedom."""
     rng = numpy.random.default_rng(seed)
-
-    def draws(scores: PairScores) -> tuple[float, numpy.ndarray] | None:
+    parts = []
+    for scores in (first, second):
         seeds = sorted(scores.seeds())
-        if not seeds:
+        arrays = _arrays(scores, seeds) if seeds else None
+        if arrays is None:
             return None
-        arrays = [numpy.stack([getattr(scores, scope)[s] for s in seeds]) for scope in ("unlearn", "retention")]
-        if any(a.shape[1] == 0 for a in arrays):
-            return None
-        seed_draw = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
-        resampled = [
-            a[seed_draw[..., None], rng.integers(0, a.shape[1], size=(resamples, len(seeds), a.shape[1]))]
-            for a in arrays
-        ]
-        observed = float(_avg_success(arrays[0][None], arrays[1][None])[0])
-        return observed, _avg_success(*resampled)
+        values = _avg_success(*arrays)
 
-    a, b = draws(first), draws(second)
-    if a is None or b is None:
-        return None
-    low, high = numpy.nanpercentile(a[1] - b[1], [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2])
-    return a[0] - b[0], (float(low), float(high))
+        def per_seed(unlearn_draw: numpy.ndarray, retention_draw: numpy.ndarray, x=arrays) -> numpy.ndarray:
+            return _avg_success(x[0][:, unlearn_draw].transpose(1, 0, 2), x[1][:, retention_draw].transpose(1, 0, 2))
+
+        pair_variance = _pair_variance(per_seed, arrays[0].shape[1], arrays[1].shape[1], rng, resamples)
+        seed_variance = float(numpy.var(values, ddof=1)) / len(values) if len(values) > 1 else 0.0
+        parts.append((float(values.mean()), seed_variance + pair_variance, len(values)))
+    (mean_a, var_a, n_a), (mean_b, var_b, n_b) = parts
+    df = min(n_a, n_b) - 1
+    quantile = scipy_stats.t.ppf(0.5 + LEVEL / 2, df) if df >= 1 else scipy_stats.norm.ppf(0.5 + LEVEL / 2)
+    half = float(quantile) * math.sqrt(var_a + var_b)
+    difference = mean_a - mean_b
+    return difference, (difference - half, difference + half)
