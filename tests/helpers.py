@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -72,3 +74,12 @@ def authors_model(tokenizer, **overrides) -> LlamaForCausalLM:
         len(tokenizer),
         **{"hidden_size": 32, "tokenizer": tokenizer, "max_position_embeddings": 128, "seed": 3, **overrides},
     )
+
+
+LOG_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] ")
+
+
+def error_lines(stderr: str) -> str:
+    """What ``run`` wrote to stderr besides its timestamped log lines (the error, or a
+    traceback if one escaped), stripped."""
+    return "\n".join(line for line in stderr.strip().splitlines() if not LOG_LINE.match(line)).strip()

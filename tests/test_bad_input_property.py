@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from helpers import error_lines
 from knowundo_bench.cli import app
 from knowundo_bench.plugins.data.synthetic_authors import MAX_AUTHORS
 
@@ -179,7 +180,7 @@ def check_one_line_exit_2(spec_bytes: bytes, data: tuple[str, bytes] | None = No
         result = CliRunner().invoke(app, ["run", str(path), "--output", str(root / "out"), "--no-progress"])
         assert isinstance(result.exception, SystemExit), repr(result.exception)  # no traceback
         assert result.exit_code == 2, (result.exit_code, result.output)
-        message = result.stderr.strip()
+        message = error_lines(result.stderr)
         assert "\n" not in message and "Traceback" not in result.output
         assert message.startswith("error: ")
         named = str(path) if data is None else str(root / "domain" / f"{data[0]}.json")

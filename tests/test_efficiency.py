@@ -3,6 +3,8 @@ and the leaderboard's efficiency view (Table 5's layout)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 
@@ -11,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
-from knowundo_bench.harness.efficiency import EfficiencySpec, StepMeter, peak_flops
+from knowundo_bench.harness.efficiency import CPU_RSS_NOISE_FLOOR_GB, EfficiencySpec, StepMeter, peak_flops
 from knowundo_bench.harness.records.files import write_record
 
 
@@ -38,16 +40,31 @@ def test_peak_flops_from_spec_or_none_on_cpu():
     assert peak_flops(torch.device("cpu"), EfficiencySpec(peak_tflops=312)) == 312e12
 
 
-def training(sec: float, gb: float, tps: float) -> dict:
+def training(sec: float, gb: float, tps: float, device: str = "cpu") -> dict:
+    cuda = device != "cpu"
     return {
         "sec_per_step": sec,
         "sec_per_step_p90": sec * 1.1,
         "peak_mem_gb": gb,
         "tokens_per_sec": tps,
-        "mfu": None,
-        "memory_kind": "cpu_peak_rss_growth",
-        "device": "cpu",
+        "mfu": 0.25 if cuda else None,
+        "memory_kind": "cuda_max_allocated" if cuda else "cpu_peak_rss_growth",
+        "device": device,
     }
+
+
+def ga_and_memflex(directory, ga_gb: float, memflex_gb: float, device: str = "cpu") -> None:
+    """A run's records: vanilla, GA at 2 s/step and ``ga_gb``, MemFlex at 1.5 s/step and ``memflex_gb``."""
+    write_record(directory, "vanilla", {"method": "vanilla", "order": 0, "status": "ok", "metrics": {}})
+    for order, (name, sec, gb) in enumerate((("ga", 2.0, ga_gb), ("memflex", 1.5, memflex_gb)), 1):
+        body = {"method": name, "method_name": name, "order": order, "status": "ok"}
+        write_record(directory, name, {**body, "training": training(sec, gb, 100.0 / sec, device)})
+
+
+def leaderboard(*arguments) -> str:
+    result = CliRunner().invoke(app, ["leaderboard", *map(str, arguments)])
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 def test_efficiency_view_is_relative_to_ga(tmp_path):
@@ -76,8 +93,97 @@ def test_efficiency_view_is_relative_to_ga(tmp_path):
     assert rows["memflex"]["sec_per_step_vs_ga"] == 0.75 and rows["memflex"]["peak_mem_gb_vs_ga"] == 0.75
     assert rows["memflex"]["tokens_per_sec_vs_ga"] == 1.5
     table = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--view", "efficiency"]).stdout
-    assert table.splitlines()[0].startswith("| Method | s/step | p90 s/step | peak GB | tokens/s | MFU | s/step vs GA")
+    assert table.splitlines()[0].startswith(
+        "| Method | s/step | p90 s/step | peak RSS growth GB (CPU) | tokens/s | MFU | s/step vs GA"
+    )
     assert "| memflex | 1.500 | 1.650 | 3.000 | 150 | – | 0.75× | 0.75× | 1.50× |" in table
     assert "memory: cpu_peak_rss_growth on cpu" in table
     csv_text = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--view", "efficiency", "-f", "csv"]).stdout
     assert csv_text.splitlines()[0].startswith("method,sec_per_step,sec_per_step_p90,peak_mem_gb")
+
+
+FLOOR_NOTE = "RSS growth vs GA (CPU): – where this row's or GA's CPU RSS growth is below the 0.05 GB noise floor"
+
+
+def test_cpu_memory_ratio_below_the_noise_floor_is_a_dash_with_a_footnote(tmp_path):
+    assert CPU_RSS_NOISE_FLOOR_GB == 0.05
+    ga_and_memflex(tmp_path, ga_gb=0.02, memflex_gb=0.5)  # GA's growth is noise: no ratio for anyone
+    table = leaderboard(tmp_path, "--view", "efficiency")
+    assert "| ga | 2.000 | 2.200 | 0.020 | 50 | – | 1.00× | – | 1.00× |" in table
+    assert "| memflex | 1.500 | 1.650 | 0.500 | 67 | – | 0.75× | – | 1.33× |" in table
+    assert FLOOR_NOTE in table
+    rows = {row["method"]: row for row in json.loads(leaderboard(tmp_path, "--view", "efficiency", "-f", "json"))}
+    memflex = rows["memflex"]
+    assert memflex["peak_mem_gb_vs_ga"] is None and memflex["sec_per_step_vs_ga"] == 0.75
+    assert memflex["peak_mem_gb_vs_ga_omitted"] == "below_cpu_rss_noise_floor"
+    assert memflex["memory_noise_floor_gb"] == 0.05 and memflex["memory_kind"] == "cpu_peak_rss_growth"
+    csv_rows = list(csv.DictReader(io.StringIO(leaderboard(tmp_path, "--view", "efficiency", "-f", "csv"))))
+    assert csv_rows[1]["peak_mem_gb_vs_ga"] == "" and csv_rows[1]["peak_mem_gb_vs_ga_omitted"] == (
+        "below_cpu_rss_noise_floor"
+    )
+
+
+def test_cpu_memory_ratio_above_the_noise_floor_is_computed(tmp_path):
+    ga_and_memflex(tmp_path, ga_gb=0.06, memflex_gb=0.09)  # both just above the floor
+    table = leaderboard(tmp_path, "--view", "efficiency")
+    assert "| memflex | 1.500 | 1.650 | 0.090 | 67 | – | 0.75× | 1.50× | 1.33× |" in table
+    assert "noise floor" not in table
+    memflex = json.loads(leaderboard(tmp_path, "--view", "efficiency", "-f", "json"))[1]
+    assert memflex["peak_mem_gb_vs_ga"] == pytest.approx(1.5) and memflex["peak_mem_gb_vs_ga_omitted"] is None
+
+
+def test_cuda_memory_has_no_floor_and_keeps_peak_gb(tmp_path):
+    ga_and_memflex(tmp_path, ga_gb=0.02, memflex_gb=0.01, device="NVIDIA H200")  # the allocator's peak is exact
+    table = leaderboard(tmp_path, "--view", "efficiency")
+    header = table.splitlines()[0]
+    assert "| peak GB |" in header and "| peak GB vs GA |" in header and "RSS" not in header
+    assert "| memflex | 1.500 | 1.650 | 0.010 | 67 | 25.0% | 0.75× | 0.50× | 1.33× |" in table
+    memflex = json.loads(leaderboard(tmp_path, "--view", "efficiency", "-f", "json"))[1]
+    assert memflex["memory_noise_floor_gb"] is None and memflex["peak_mem_gb_vs_ga"] == 0.5
+    assert leaderboard(tmp_path).splitlines()[0].endswith("| s/step | peak GB |")
+
+
+def test_cpu_memory_is_labelled_rss_growth_in_every_view(tmp_path):
+    ga_and_memflex(tmp_path, ga_gb=0.2, memflex_gb=0.3)
+    assert "| peak RSS growth GB (CPU) | tokens/s |" in leaderboard(tmp_path, "--view", "efficiency")
+    scope = leaderboard(tmp_path).splitlines()
+    assert scope[0].endswith("| s/step | peak RSS growth GB (CPU) |") and "peak GB" not in scope[0]
+    assert leaderboard(tmp_path, "--per-seed").splitlines()[0].endswith("| peak RSS growth GB (CPU) |")
+    assert json.loads(leaderboard(tmp_path, "-f", "json"))[1]["memory_kind"] == "cpu_peak_rss_growth"
+
+
+def test_a_record_without_memory_kind_is_labelled_by_its_device(tmp_path):
+    ga_and_memflex(tmp_path, ga_gb=0.2, memflex_gb=0.3)
+    for name in ("ga", "memflex"):
+        record = json.loads((tmp_path / f"{name}.json").read_text())
+        del record["training"]["memory_kind"]
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    assert leaderboard(tmp_path).splitlines()[0].endswith("| peak RSS growth GB (CPU) |")
+
+
+def test_mixed_cpu_and_cuda_rows_name_their_device_per_cell(tmp_path):
+    cpu, cuda = tmp_path / "cpu", tmp_path / "cuda"
+    ga_and_memflex(cpu, ga_gb=0.2, memflex_gb=0.3)
+    ga_and_memflex(cuda, ga_gb=12.0, memflex_gb=6.0, device="NVIDIA H200")
+    table = leaderboard(cpu, cuda, "--view", "efficiency")
+    header = table.splitlines()[0]
+    assert "| peak GB (CUDA) / RSS growth GB (CPU) |" in header and "| peak GB / RSS growth vs GA |" in header
+    lines = table.splitlines()
+    assert lines[3] == "| memflex | 1.500 | 1.650 | 0.300 (CPU) | 67 | – | 0.75× | 1.50× (CPU) | 1.33× |"
+    assert lines[5] == "| memflex | 1.500 | 1.650 | 6.000 (CUDA) | 67 | 25.0% | 0.75× | 0.50× (CUDA) | 1.33× |"
+    scope = leaderboard(cpu, cuda).splitlines()
+    assert scope[0].endswith("| s/step | peak GB (CUDA) / RSS growth GB (CPU) |")
+    assert scope[2].endswith("| – | – |")  # the vanilla model: no memory, no device
+    assert scope[3].endswith("| 2.000 | 0.20 (CPU) |") and scope[6].endswith("| 2.000 | 12.00 (CUDA) |")
+
+
+def test_no_memory_ratio_between_cpu_rss_growth_and_a_cuda_peak(tmp_path):
+    ga_and_memflex(tmp_path, ga_gb=12.0, memflex_gb=6.0, device="NVIDIA H200")
+    record = json.loads((tmp_path / "memflex.json").read_text())
+    record["training"] = training(1.5, 0.3, 100.0 / 1.5)  # this unit resumed on a CPU machine
+    (tmp_path / "memflex.json").write_text(json.dumps(record))
+    memflex = json.loads(leaderboard(tmp_path, "--view", "efficiency", "-f", "json"))[1]
+    assert memflex["peak_mem_gb_vs_ga"] is None and memflex["peak_mem_gb_vs_ga_omitted"] == "different_memory_kind"
+    table = leaderboard(tmp_path, "--view", "efficiency")
+    assert "| memflex | 1.500 | 1.650 | 0.300 (CPU) | 67 | – | 0.75× | – | 1.33× |" in table
+    assert "peak GB / RSS growth vs GA: – where this row and GA's were measured differently" in table

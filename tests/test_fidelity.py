@@ -258,13 +258,12 @@ PAPER_METHODS = ["ga", "random_labels", "adversarial", "ga_gd", "ga_gd_ood", "ga
 def test_paper_specs_use_the_official_protocol(name):
     """Every spec that reproduces the paper: raw prompts, the eight methods, Table 7 and
     12 defaults where the scale allows, the official OOD corpus where the hub is used."""
-    import yaml
 
     from conftest import SPECS_DIR
     from knowundo_bench.harness.plugin_manager import get_plugins
-    from knowundo_bench.harness.specs import parse_spec
+    from knowundo_bench.harness.specs import load_spec
 
-    resolved = parse_spec(yaml.safe_load((SPECS_DIR / f"{name}.yaml").read_text()), get_plugins())
+    resolved = load_spec(SPECS_DIR / f"{name}.yaml", get_plugins())
     spec = resolved.spec
     assert spec.model.prompt_format == "raw"
     assert [m.info.name for m in resolved.methods][:8] == PAPER_METHODS

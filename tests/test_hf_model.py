@@ -3,6 +3,9 @@ run offline on a tiny LLaMA and tokenizer saved to a local folder."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from helpers import tiny_llama
+from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.models import LoraSpec, ModelBundle
 from knowundo_bench.plugins.models import hf as hf_model
 from knowundo_bench.plugins.models.hf import HFModelFactory, HFModelParams
@@ -207,3 +211,57 @@ def test_lora_loaded_adapter_still_trains(base_dir: Path, tmp_path: Path) -> Non
     loss.backward()
     grads = {n: p.grad for n, p in loaded.model.named_parameters() if p.grad is not None}
     assert grads and all("lora_" in n for n in grads)
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (connections to it are refused at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _hub_cache_with(base_dir: Path, cache: Path, repo: str) -> None:
+    """``base_dir`` laid out as the hub cache holds a downloaded repo."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(base_dir, folder / "snapshots" / ("0" * 40))
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0" * 40)
+
+
+def test_a_cached_hub_model_loads_from_the_cache_when_the_hub_is_unreachable(base_dir, tmp_path, monkeypatch):
+    _hub_cache_with(base_dir, tmp_path / "hub", "example/tiny")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    factory = HFModelFactory(HFModelParams(name_or_path="example/tiny"))
+    assert factory.hub_options == {"cache_dir": str(tmp_path / "hub"), "local_files_only": True}
+    bundle = factory.create([], seed=0)
+    expected = _saved_weights(base_dir)
+    assert all(
+        torch.equal(param, expected[name]) for name, param in bundle.model.state_dict().items() if name in expected
+    )
+
+
+def test_a_hub_model_neither_cached_nor_reachable_is_one_line_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.perf_counter()
+    with pytest.raises(InputError) as raised:
+        HFModelFactory(HFModelParams(name_or_path="example/not-downloaded"))
+    assert time.perf_counter() - started < 10  # a refused connection, not a minute of retries
+    message = str(raised.value)
+    assert "model.name_or_path: 'example/not-downloaded' is neither in the Hugging Face cache" in message
+    assert "connection refused" in message.lower() and "hf download example/not-downloaded" in message
+
+
+def test_relative_model_folders_read_from_the_spec_folder_and_hub_ids_stay(base_dir, tmp_path):
+    from knowundo_bench.harness.paths import reads_as_path
+
+    assert not reads_as_path("meta-llama/Llama-2-7b-chat-hf") and not reads_as_path("gpt2")
+    assert reads_as_path("./model") and reads_as_path("models/a/b") and reads_as_path("~/m")
+    (tmp_path / "models").mkdir()
+    shutil.copytree(base_dir, tmp_path / "models" / "tiny")
+    assert reads_as_path("models/tiny", tmp_path)  # exists beside the spec: a folder, not a hub id
+    with pytest.raises(ValidationError, match="does not exist"):
+        HFModelParams(name_or_path="./no/such/folder")

@@ -156,3 +156,15 @@ def test_hub_unknown_domain_is_input_error(tmp_path: Path) -> None:
         hub.load(HubParams(repo=str(folder)), "copyright")
     assert "\n" not in str(info.value)
     assert "[copyright/unlearn]: cannot load dataset" in str(info.value)
+
+
+def test_a_hub_dataset_with_the_hub_unreachable_is_one_line_at_once(monkeypatch) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: connections are refused
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(InputError, match=r"^data\.repo: the Hugging Face hub is not reachable \(127\.0\.0\.1:\d+: "):
+        hub.load(HubParams(repo="zjunlp/KnowUnDo"), "privacy")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from conftest import SHARED_DATA
-from helpers import TINY_SPEC, one_epoch
+from helpers import TINY_SPEC, error_lines, one_epoch
 from knowundo_bench.cli import app
 from knowundo_bench.harness import context as unlearn_context
 from knowundo_bench.harness.data import QAPair, RetainText, check_out_of_distribution
@@ -97,8 +98,8 @@ def test_text_file_formats_and_errors(tmp_path):
     listing.write_text('[{"text": "a"}, {"text": ""}]')
     with pytest.raises(InputError, match=r"passages.json: 1.text: String should have at least 1 character"):
         ood_text_file.load(ood_text_file.TextFileParams(path=listing))
-    with pytest.raises(InputError, match="file not found"):
-        ood_text_file.load(ood_text_file.TextFileParams(path=tmp_path / "missing.jsonl"))
+    with pytest.raises(ValidationError, match="path_not_file"):  # the spec's validation names data.path
+        ood_text_file.TextFileParams(path=tmp_path / "missing.jsonl")
 
 
 def test_hub_text_reads_a_text_column_offline_from_a_local_dataset_folder(tmp_path):
@@ -146,7 +147,7 @@ def test_contaminated_ood_file_fails_the_run_before_training(tmp_path):
         app, ["run", str(tmp_path / "spec.yaml"), "--output", str(tmp_path / "out"), "--no-progress"]
     )
     assert result.exit_code == 2
-    message = result.stderr.strip()
+    message = error_lines(result.stderr)
     assert "\n" not in message and "ood_retain (text_file)" in message and "contains benchmark text" in message
     assert not list((tmp_path / "out").glob("*.json"))  # nothing trained, nothing recorded
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from helpers import TINY_SPEC, one_epoch
+from helpers import TINY_SPEC, error_lines, one_epoch
 from knowundo_bench.cli import app
 from knowundo_bench.harness.records.files import load_record
 from knowundo_bench.harness.runner import derived_seed
@@ -123,7 +123,7 @@ def test_an_output_directory_belongs_to_one_spec(tmp_path):
     other = spec_with(tmp_path, one_epoch("ga"), name="other")
     refused = run_cli(tmp_path, other, "--output", out, name="other.yaml")
     assert refused.exit_code == 2
-    message = refused.stderr.strip()
+    message = error_lines(refused.stderr)
     assert "\n" not in message and "'tiny'" in message and "'other'" in message and "--force" in message
     forced = run_cli(tmp_path, other, "--output", out, "--force", name="other.yaml")
     assert forced.exit_code == 0, forced.output
@@ -135,7 +135,8 @@ def test_a_vanilla_model_that_misses_its_target_is_flagged(tmp_path):
     spec = spec_with(tmp_path, one_epoch("ga"), vanilla={**TINY_SPEC["vanilla"], "epochs": 1, "target_accuracy": 99.9})
     result = run_cli(tmp_path, spec, "--output", str(tmp_path / "out"))
     assert result.exit_code == 3
-    assert "missed vanilla.target_accuracy" in result.stderr and "\n" not in result.stderr.strip()
+    *_, last = result.stderr.strip().splitlines()
+    assert last.startswith("error: ") and "missed vanilla.target_accuracy" in last
     assert "| vanilla (target missed) |" in result.stdout and "target missed: the vanilla model" in result.stdout
     vanilla = load_record(tmp_path / "out" / "vanilla.json").vanilla
     assert vanilla.target_met is False and vanilla.accuracy < 99.9 and vanilla.target_accuracy == 99.9

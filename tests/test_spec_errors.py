@@ -8,6 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from helpers import error_lines
 from knowundo_bench.cli import app
 
 runner = CliRunner()
@@ -24,7 +25,7 @@ def run_spec(tmp_path: Path, spec) -> tuple[int, str]:
     path = tmp_path / "spec.yaml"
     path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
     result = runner.invoke(app, ["run", str(path), "--output", str(tmp_path / "out"), "--no-progress"])
-    return result.exit_code, result.stderr.strip()
+    return result.exit_code, error_lines(result.stderr)
 
 
 def with_changes(**changes):
@@ -75,7 +76,8 @@ def with_changes(**changes):
         (with_changes(ood_retain={"source": "general_qa", "paht": "x"}), ["ood_retain.paht", "did you mean 'path'"]),
         (with_changes(methods__0__name="ga_kl_odd"), ["did you mean 'ga_kl_ood'"]),
         (with_changes(methods__0__name="npo", methods__0__beta=0), ["methods.0.beta", "greater than 0"]),
-        (with_changes(eval={"general_data_dir": "x"}), ["eval", "general_data_dir is set but general is not"]),
+        (with_changes(eval={"general_data_dir": "."}), ["eval", "general_data_dir is set but general is not"]),
+        (with_changes(eval={"general_data_dir": "x"}), ["eval.general_data_dir", "folder", "/x does not exist"]),
         (with_changes(eval={"general": {"tasks": ["mmlu", "mmluu"]}}), ["eval.general.tasks.1", "'mmlu'"]),
         (with_changes(eval={"general": {"limt": 3}}), ["eval.general.limt", "did you mean 'limit'"]),
         (with_changes(eval={"prompt_prefixes": {"two words": "x"}}), ["eval.prompt_prefixes", "letters, digits"]),

@@ -1,3 +1,3 @@
 from knowundo_bench.cli import app
 
-app()
+app(prog_name="knowundo-bench")

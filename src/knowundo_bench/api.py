@@ -55,6 +55,7 @@ from knowundo_bench.harness.data import (
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encodable, Encoded, PromptEncoder, batched
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.hookspecs import hookimpl
+from knowundo_bench.harness.hub import require_hub, require_model
 from knowundo_bench.harness.labels import allowed_tokens, relabel, relabelled_cross_entropy
 from knowundo_bench.harness.losses import (
     answer_log_likelihood,
@@ -74,6 +75,7 @@ from knowundo_bench.harness.models import (
     model_device,
     train_mode,
 )
+from knowundo_bench.harness.paths import HubIdOrPath, reads_as_path
 from knowundo_bench.harness.progress import NO_PROGRESS, Reporter
 from knowundo_bench.harness.records.atomic import atomic_directory, atomic_write_text
 from knowundo_bench.harness.registry import (
@@ -147,6 +149,11 @@ __all__ = [
     "model_device",
     "train_mode",
     "device_batches",
+    # paths and the hub
+    "HubIdOrPath",
+    "reads_as_path",
+    "require_model",
+    "require_hub",
     # errors, progress, files
     "InputError",
     "Reporter",

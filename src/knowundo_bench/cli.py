@@ -1,9 +1,11 @@
-"""Command line: ``knowundo-bench run SPEC``, ``methods``, ``leaderboard DIR...``, ``compare DIR...``,
-``samples DIR``, ``plot DIR...``."""
+"""Command line of knowundo-bench (the text of ``knowundo-bench --help``)."""
 
 from __future__ import annotations
 
 import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -13,12 +15,50 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from knowundo_bench.harness.errors import InputError
+from knowundo_bench import __version__
+from knowundo_bench.harness.errors import InputError, describe
 from knowundo_bench.harness.registry import MethodInfo
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = """Benchmark harness for knowledge unlearning in LLMs (KnowUnDo).
+
+Run a benchmark spec with "knowundo-bench run SPEC.yaml", then read its results
+with leaderboard, compare, samples and plot. Bad input exits 2 with one line;
+--debug shows the traceback behind it.
+"""
+
+# Plain help and click's plain usage errors (no boxes, no markup): text that reads the
+# same in a terminal, a log file and a bug report.
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=HELP,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+EXIT_FAILED = 1  # a method failed, or an internal error
 EXIT_BAD_INPUT = 2
 EXIT_TARGET_MISSED = 3  # a vanilla model missed vanilla.target_accuracy (vanilla.require_target: true)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+_debug = False  # set by --debug for this invocation
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"knowundo-bench {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="print the version and exit"),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="on an error, show the full traceback too")] = False,
+) -> None:
+    global _debug
+    _debug = debug
 
 
 class Format(str, Enum):
@@ -27,15 +67,50 @@ class Format(str, Enum):
     json = "json"
 
 
+def _stderr() -> Console:
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
 def fail(error: InputError) -> None:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+    if _debug:
+        sys.stderr.write("".join(traceback.format_exception(error)))
+    _stderr().print(f"[bold red]error:[/] {error}", markup=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
-@app.command()
+@contextmanager
+def reported() -> Iterator[None]:
+    """Every failure is one line on stderr: bad input exits 2, anything else (a bug) 1 and
+    asks for --debug; with --debug the traceback comes first. Ctrl-C passes through."""
+    try:
+        yield
+    except InputError as error:
+        fail(error)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:
+        if _debug:
+            raise
+        _stderr().print(
+            f"[bold red]error:[/] internal error, {describe(error)} (rerun with --debug for the traceback)",
+            markup=True,
+        )
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+@app.command(short_help="run a spec: vanilla model, methods, records, leaderboard")
 def run(
     spec: Annotated[Path, typer.Argument(help="benchmark spec (YAML)")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="results directory")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="override a spec field by its dotted path (methods.0.lr=1e-4, seed=3); repeatable; "
+            "validated like the file and kept in the records",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     force: Annotated[
         bool,
@@ -49,34 +124,52 @@ def run(
         bool, typer.Option("--log-samples", help="write samples/<unit>.jsonl (as eval.log_samples: true)")
     ] = False,
 ) -> None:
-    """Run a benchmark spec: vanilla model, every method, result records, leaderboard."""
+    """Run a benchmark spec: vanilla model, every method, result records, leaderboard.
+
+    The leaderboard table goes to stdout, logs and progress to stderr. Rerunning the
+    same command resumes: finished units are reused.
+    """
     from dataclasses import replace
 
     from knowundo_bench.harness.plugin_manager import get_plugins
-    from knowundo_bench.harness.progress import ProgressBoard
+    from knowundo_bench.harness.progress import ProgressBoard, stderr_console
     from knowundo_bench.harness.runner import Runner, output_directory
     from knowundo_bench.harness.specs import load_spec
     from knowundo_bench.leaderboard import leaderboard_rows, render
 
-    console = Console()
+    console = stderr_console()
+    runner: Runner | None = None
     try:
-        plugins = get_plugins()
-        resolved = load_spec(spec, plugins)
-        if log_samples:
-            evaluation = resolved.spec.eval.model_copy(update={"log_samples": True})
-            resolved = replace(resolved, spec=resolved.spec.model_copy(update={"eval": evaluation}))
-        directory = output_directory(resolved, output)
-        with ProgressBoard(console, enabled=progress) as board:
-            outcome = Runner(resolved, plugins, directory, board, force=force).run()
-    except InputError as error:
-        fail(error)
-    sys.stdout.write(render(leaderboard_rows(outcome.output_dir), "md"))
-    sys.stdout.write(f"results: {outcome.output_dir}\n")
+        with reported():
+            plugins = get_plugins()
+            resolved = load_spec(spec, plugins, overrides or ())
+            if log_samples:
+                evaluation = resolved.spec.eval.model_copy(update={"log_samples": True})
+                resolved = replace(resolved, spec=resolved.spec.model_copy(update={"eval": evaluation}))
+            directory = output_directory(resolved, output)
+            with ProgressBoard(console, enabled=progress) as board:
+                runner = Runner(resolved, plugins, directory, board, force=force)
+                outcome = runner.run()
+            table = render(leaderboard_rows(outcome.output_dir), "md")
+    except KeyboardInterrupt:
+        if runner is None:
+            console.print("interrupted before any unit ran", highlight=False)
+        else:
+            saved = len(runner.outcome.records)
+            console.print(
+                f"interrupted: {saved} of {len(runner.units)} units saved in {runner.output_dir}; "
+                "rerun the same command to resume",
+                highlight=False,
+            )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    sys.stdout.write(table)
+    sys.stdout.flush()
+    console.print(f"results: {outcome.output_dir}", highlight=False)
     if outcome.failed:
         console.print(f"[red]failed methods: {', '.join(outcome.failed)}")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
     if outcome.target_missed and resolved.spec.vanilla.require_target:
-        Console(stderr=True, soft_wrap=True).print(
+        console.print(
             f"[bold red]error:[/] {', '.join(outcome.target_missed)} missed vanilla.target_accuracy "
             f"({resolved.spec.vanilla.target_accuracy}%): raise vanilla.epochs or lr, or set "
             "vanilla.require_target: false to accept it",
@@ -85,15 +178,13 @@ def run(
         raise typer.Exit(EXIT_TARGET_MISSED)
 
 
-@app.command()
+@app.command(short_help="list methods, localizers and data/OOD/model sources")
 def methods() -> None:
     """List every registered method, localizer, data source, OOD retain source and model source."""
     from knowundo_bench.harness.plugin_manager import get_plugins
 
-    try:
+    with reported():
         plugins = get_plugins()
-    except InputError as error:
-        fail(error)
     console = Console()
     for title, registry in (
         ("Methods", plugins.methods),
@@ -135,7 +226,7 @@ def warn_skipped_records(results_dir: Path) -> None:
 Directories = Annotated[list[Path], typer.Argument(help="directories of result records (one run each)")]
 
 
-@app.command()
+@app.command(short_help="print the leaderboard of results directories")
 def leaderboard(
     results_dirs: Directories,
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
@@ -147,19 +238,17 @@ def leaderboard(
     from knowundo_bench.leaderboard import leaderboard_rows, render
     from knowundo_bench.leaderboard.aggregate import efficiency_rows
 
-    try:
+    with reported():
         if view is View.efficiency:
             rows = [row for directory in results_dirs for row in efficiency_rows(directory)]
         else:
             rows = leaderboard_rows(results_dirs, per_seed=per_seed)
-    except InputError as error:
-        fail(error)
     for directory in results_dirs:
         warn_skipped_records(directory)
     sys.stdout.write(render(rows, format.value, view.value))
 
 
-@app.command()
+@app.command(short_help="compare runs side by side, with differences")
 def compare(
     results_dirs: Directories,
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
@@ -173,13 +262,11 @@ def compare(
     from knowundo_bench.leaderboard.aggregate import method_differences
     from knowundo_bench.leaderboard.export import differences_markdown
 
-    try:
+    with reported():
         if len(results_dirs) < 2:
             raise InputError("compare needs two or more results directories (leaderboard shows one)")
         rows = leaderboard_rows(results_dirs)
         differences = method_differences(*results_dirs) if len(results_dirs) == 2 else []
-    except InputError as error:
-        fail(error)
     for directory in results_dirs:
         warn_skipped_records(directory)
     if format is Format.json:
@@ -191,7 +278,7 @@ def compare(
         sys.stdout.write(differences_markdown(differences))
 
 
-@app.command()
+@app.command(short_help="show a method's generations beside the vanilla model's")
 def samples(
     results_dir: Annotated[Path, typer.Argument(help="a results directory run with --log-samples")],
     method: Annotated[str, typer.Option("--method", "-m", help="method label, or unit label (label@seed)")],
@@ -202,10 +289,8 @@ def samples(
     """Print a method's logged generations beside the vanilla model's, question by question."""
     from knowundo_bench.leaderboard.samples import sample_table
 
-    try:
+    with reported():
         table = sample_table(results_dir, method, scope=scope, limit=limit, prefix=prefix)
-    except InputError as error:
-        fail(error)
     Console(width=200).print(table)
 
 
@@ -215,7 +300,7 @@ class ImageFormat(str, Enum):
     svg = "svg"
 
 
-@app.command()
+@app.command(short_help="write plots of results directories")
 def plot(
     results_dirs: Directories,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="default: the first directory's plots/")] = None,
@@ -226,10 +311,8 @@ def plot(
     over seeds), training loss, curves (bands over seeds), prompt prefixes, general tasks."""
     from knowundo_bench.leaderboard.plots import plot_results
 
-    try:
+    with reported():
         written = plot_results(results_dirs, output, image_format=image_format.value, dpi=dpi)
-    except InputError as error:
-        fail(error)
     for directory in results_dirs:
         warn_skipped_records(directory)
     for path, series in written.items():

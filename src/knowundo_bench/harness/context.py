@@ -27,7 +27,7 @@ class UnlearnContext:
     row_masks: dict[str, torch.Tensor] = field(default_factory=dict)
     mixed_precision: str = "no"
     board: ProgressBoard | None = None
-    label: str = ""
+    label: str = ""  # the unit's label ("ga", or "ga@1" with seeds), for progress bars
     after_step: Callable[[int], None] | None = None  # set by the runner for metric curves
     warmup_steps: int = 1  # steps measured apart (efficiency.warmup_steps)
 

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
@@ -88,11 +88,46 @@ def first_error(error: ValidationError) -> ErrorDetails:
     return errors[0]
 
 
+def yaml_kind(value: Any) -> str:
+    """What a parsed YAML/JSON value is, in the file's words (not Python's type names)."""
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):
+        return f"true/false ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"text ({value[:40]!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _in_file_words(details: ErrorDetails) -> str:
+    """pydantic's message, reworded where it speaks of Python types ("a valid dictionary or
+    instance of MethodSpec") or of paths it could not find."""
+    kind = details["type"]
+    given = details.get("input")
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return f"expected a mapping of fields (key: value), got {yaml_kind(given)}"
+    if kind in {"list_type", "tuple_type"}:
+        return f"expected a list (- item lines, or [a, b]), got {yaml_kind(given)}"
+    if kind == "path_not_directory":
+        exists = isinstance(given, str | Path) and Path(given).exists()
+        return f"{given} is not a folder" if exists else f"folder {given} does not exist"
+    if kind == "path_not_file":
+        exists = isinstance(given, str | Path) and Path(given).exists()
+        return f"{given} is not a file" if exists else f"file {given} does not exist"
+    return details["msg"].removeprefix("Value error, ")
+
+
 def format_validation_error(error: ValidationError, prefix: str = "") -> str:
     """The error to report (see :func:`first_error`) as ``field.path: message``."""
     first = first_error(error)
     location = ".".join(str(part) for part in (*([prefix] if prefix else []), *first["loc"]))
-    message = first["msg"].removeprefix("Value error, ")
+    message = _in_file_words(first)
     return f"{location}: {message}" if location else message
 
 

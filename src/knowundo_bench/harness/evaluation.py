@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, field_validator, model_validator
 
 from knowundo_bench.harness.data import Benchmark, QAPair
 from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
@@ -45,7 +44,9 @@ class EvalSpec(BaseModel):
         False, description="write samples/<unit>.jsonl: each val question's generation, token accuracy and NLL"
     )
     general: GeneralSpec | None = Field(None, description="general tasks through lm-evaluation-harness")
-    general_data_dir: Path | None = Field(None, description="offline general tasks: JSON Lines in hub schemas")
+    general_data_dir: DirectoryPath | None = Field(
+        None, description="offline general tasks: JSON Lines in hub schemas (relative: to the spec's folder)"
+    )
 
     @field_validator("prompt_prefixes")
     @classmethod

@@ -1,6 +1,7 @@
 """Fault injection for the crash-safety tests: ``KNOWUNDO_BENCH_FAULT=POINT:N`` kills the
 process with SIGKILL the N-th time it passes ``POINT`` (``vanilla_step``,
-``unlearn_step``, ``evaluate``, ``write``). Unset, each point costs one dict lookup."""
+``unlearn_step``, ``evaluate``, ``write``); ``POINT:N:SIGINT`` sends SIGINT instead, as
+Ctrl-C would. Unset, each point costs one dict lookup."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ def fault_point(point: str) -> None:
     target = os.environ.get(ENV)
     if not target:
         return
-    name, _, count = target.partition(":")
+    name, _, rest = target.partition(":")
     if name != point:
         return
+    count, _, signal_name = rest.partition(":")
     _passes[point] += 1
     if _passes[point] == int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGINT if signal_name == "SIGINT" else signal.SIGKILL)

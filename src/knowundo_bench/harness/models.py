@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from knowundo_bench.harness.errors import InputError
+
 if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel
@@ -73,9 +75,23 @@ def load_lora(model: PreTrainedModel, directory: Path) -> PeftModel:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``model.device`` as a torch device; one that this machine lacks is one line naming
+    the field (not torch's "Torch not compiled with CUDA enabled" at the first tensor)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise InputError(f"model.device: {name!r} but {why}; use device: auto (CUDA when available, else CPU)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(
+                f"model.device: {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                "use device: auto or cuda"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"model.device: {name!r} but MPS is not available here; use device: auto")
+    return device
 
 
 class ModelSnapshot:

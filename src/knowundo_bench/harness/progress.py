@@ -1,10 +1,14 @@
-"""rich progress bars for long work, behind a tiny interface the harness can pass around."""
+"""rich progress bars for long work, behind a tiny interface the harness can pass around.
+
+On a terminal the bars are live; in a log file (stderr not a terminal) each task is one
+line when it ends, and nothing is redrawn at the end of the run."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from rich.console import Console
 from rich.progress import (
@@ -18,12 +22,19 @@ from rich.progress import (
 )
 
 
+def stderr_console() -> Console:
+    """Where ``run`` logs and draws progress: stderr (stdout is left to the leaderboard
+    table), lines without the logging call's source location."""
+    return Console(stderr=True, log_path=False, soft_wrap=True)
+
+
 @dataclass
 class Reporter:
     """One progress bar; ``advance`` it, optionally with a status text (e.g. the loss)."""
 
     progress: Progress | None
     task: TaskID | None
+    ended_early: str | None = None  # why the task ended before its total, once it did
 
     def advance(self, amount: int = 1, status: str | None = None) -> None:
         if self.progress is not None and self.task is not None:
@@ -32,12 +43,22 @@ class Reporter:
             else:
                 self.progress.update(self.task, advance=amount, status=status)
 
+    def end_early(self, reason: str) -> None:
+        """The work ended before its planned total (e.g. "stopped early at epoch 15 (target
+        reached)"): the bar completes at the work done and shows ``reason``."""
+        self.ended_early = reason
+        if self.progress is not None and self.task is not None:
+            done = self.progress.tasks[self.task].completed
+            self.progress.update(self.task, total=done, status=reason)
+
 
 class ProgressBoard:
-    """All bars of one run; quiet when ``enabled`` is false (tests, non-TTY logs)."""
+    """All bars of one run; quiet when ``enabled`` is false (tests). On a console that is
+    not a terminal the bars are not drawn; each task logs one line when it ends."""
 
     def __init__(self, console: Console | None = None, enabled: bool = True) -> None:
         self.console = console or Console(quiet=True)
+        self.enabled = enabled
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -45,8 +66,8 @@ class ProgressBoard:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[status]}"),
-            console=console,
-            disable=not enabled,
+            console=self.console,
+            disable=not enabled or not self.console.is_terminal,
         )
 
     def __enter__(self) -> ProgressBoard:
@@ -59,19 +80,29 @@ class ProgressBoard:
     @contextmanager
     def task(self, description: str, total: int) -> Iterator[Reporter]:
         task = self.progress.add_task(description, total=total, status="")
+        reporter = Reporter(self.progress, task)
         try:
-            yield Reporter(self.progress, task)
+            yield reporter
         finally:
             self.progress.stop_task(task)
-            if not self.console.is_terminal:  # log files get one line per finished task
+            if self.enabled and not self.console.is_terminal:  # log files: one line per finished task
                 state = self.progress.tasks[task]
-                self.log(
-                    f"{description}: {state.completed:g}/{total} in {state.finished_time or state.elapsed or 0:.1f} s"
-                    + (f" ({state.fields['status']})" if state.fields.get("status") else "")
-                )
+                seconds = state.finished_time or state.elapsed or 0
+                if reporter.ended_early:
+                    self.log(f"{description}: {reporter.ended_early}, {state.completed:g} steps in {seconds:.1f} s")
+                else:
+                    status = state.fields.get("status")
+                    self.log(
+                        f"{description}: {state.completed:g}/{total} in {seconds:.1f} s"
+                        + (f" ({status})" if status else "")
+                    )
 
     def log(self, message: str) -> None:
-        self.console.log(message)
+        """A log line with its time; in a log file one unwrapped line (rich markup is dropped)."""
+        if self.console.is_terminal:
+            self.console.log(message)
+        else:
+            self.console.print(f"[{datetime.now():%H:%M:%S}] {message}", soft_wrap=True, highlight=False)
 
 
 NO_PROGRESS = Reporter(None, None)

@@ -32,7 +32,7 @@ from knowundo_bench.harness.data import (
 )
 from knowundo_bench.harness.efficiency import peak_flops
 from knowundo_bench.harness.encoding import PromptEncoder
-from knowundo_bench.harness.errors import InputError
+from knowundo_bench.harness.errors import InputError, reported_as_input
 from knowundo_bench.harness.evaluation import (
     ScopeScores,
     evaluate,
@@ -45,7 +45,7 @@ from knowundo_bench.harness.general import (
     general_average,
     offline_task_configs,
 )
-from knowundo_bench.harness.models import ModelSnapshot, resolve_device
+from knowundo_bench.harness.models import ModelFactory, ModelSnapshot, resolve_device
 from knowundo_bench.harness.plugin_manager import Plugins
 from knowundo_bench.harness.progress import ProgressBoard
 from knowundo_bench.harness.records.atomic import atomic_write_text, remove_stale_temporaries
@@ -156,7 +156,8 @@ def harness_commit() -> str | None:
 def load_benchmark(resolved: ResolvedSpec, plugins: Plugins) -> Benchmark:
     spec = resolved.spec
     source = plugins.data_sources.get(spec.data.source, "data.source")
-    pairs = source.load(resolved.data_params, spec.data.domain)
+    with reported_as_input(f"data ({spec.data.source}): cannot load the data"):
+        pairs = source.load(resolved.data_params, spec.data.domain)
     if spec.data.instances is not None:
         pairs = first_instances(pairs, spec.data.instances)
     benchmark = Benchmark(tuple(pairs))
@@ -168,7 +169,8 @@ def load_ood_retain(resolved: ResolvedSpec, plugins: Plugins, benchmark: Benchma
     """The out-of-distribution retain passages, checked to hold no benchmark text."""
     spec = resolved.spec.ood_retain
     source = f"ood_retain ({spec.source})"
-    texts = list(plugins.ood_sources.get(spec.source, "ood_retain.source").load(resolved.ood_params))
+    with reported_as_input(f"{source}: cannot load the passages"):
+        texts = list(plugins.ood_sources.get(spec.source, "ood_retain.source").load(resolved.ood_params))
     if not texts:
         raise InputError("the source returned no passages", source=source)
     if spec.max_examples is not None and len(texts) > spec.max_examples:
@@ -201,6 +203,12 @@ def curve_point(step: int, metrics: Metrics) -> CurvePoint:
         retention_ppl=metrics.retention.ppl,
     )
 
+
+# What a spec that leaves out `model:` or `data:` runs, said once in the log.
+DEFAULT_NOTES = {
+    "model": "model: not set, using the embedded tiny model (a ~1M-parameter Llama trained here)",
+    "data": "data: not set, using the embedded synthetic fictitious authors (privacy domain)",
+}
 
 SAMPLES_DIR = "samples"
 SUPERSEDED_DIR = "superseded"  # records of units a spec no longer has
@@ -287,6 +295,27 @@ class Runner:
         self.prefixed_encoders: dict[str, PromptEncoder] = {}  # one per prompt prefix, each caching its encodings
         self.vanilla_metrics: Metrics | None = None
         self.last_localization: Localization | None = None  # the latest method's (knowundo_bench.testing reads it)
+        self.device: torch.device | None = None
+        self.factory: ModelFactory | None = None
+        self.outcome = RunOutcome(output_dir)  # filled as units finish (an interrupted run reports it)
+
+    def model_factory(self) -> ModelFactory:
+        """The model source's factory, made before any data is read, so that a model that
+        cannot be had (a missing folder, a hub name neither cached nor reachable) fails first."""
+        source = self.plugins.model_sources.get(self.spec.model.source, "model.source")
+        with reported_as_input(f"model ({self.spec.model.source}): cannot prepare the model"):
+            self.factory = source.factory(self.resolved.model_params, cache_root(self.resolved))
+        return self.factory
+
+    def check_device(self) -> torch.device:
+        """``model.device`` on this machine, or one line naming the spec and the field."""
+        try:
+            self.device = resolve_device(self.spec.model.device)
+        except InputError as error:
+            raise InputError(
+                str(error), source=None if self.resolved.path is None else str(self.resolved.path)
+            ) from None
+        return self.device
 
     def plugin_origin(self, plugin: object) -> str:
         origin = self.plugins.origin(plugin)
@@ -321,6 +350,7 @@ class Runner:
             spec=self.resolved.echo(),
             versions=self.versions,
             finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            overrides=list(self.resolved.overrides),
             **fields,
         )
         return write_record(self.output_dir, unit.label, record)
@@ -396,7 +426,7 @@ class Runner:
             domain=self.spec.data.domain,
             mixed_precision=self.spec.model.mixed_precision,
             board=self.board,
-            label=method.label,
+            label=unit_label or method.label,
             after_step=after_step,
             warmup_steps=self.spec.efficiency.warmup_steps,
         )
@@ -565,6 +595,8 @@ class Runner:
     def load_inputs(self) -> Benchmark:
         """Phase 1: the benchmark, and the retain data of each kind (loaded before any
         training, so that bad input fails fast)."""
+        for section in self.resolved.defaulted:
+            self.board.log(DEFAULT_NOTES[section])
         benchmark = load_benchmark(self.resolved, self.plugins)
         self.board.log(
             f"data: {len(benchmark.instances)} instances, forget {len(benchmark.forget)}, retain "
@@ -610,9 +642,8 @@ class Runner:
         """Phase 3: a vanilla model (cached or trained; the first vanilla unit's unless
         given), its encoders, and its record (or its metrics from a reusable one)."""
         unit = vanilla_unit or self.units[0]
-        device = resolve_device(self.spec.model.device)
-        source = self.plugins.model_sources.get(self.spec.model.source, "model.source")
-        factory = source.factory(self.resolved.model_params, cache_root(self.resolved))
+        device = self.device or self.check_device()
+        factory = self.factory or self.model_factory()
         started = time.perf_counter()
         vanilla = prepare_vanilla(self.resolved, factory, benchmark, device, self.board, unit.vanilla_seed)
         outcome.vanilla_reused = vanilla.reused
@@ -665,9 +696,11 @@ class Runner:
         )
 
     def run(self) -> RunOutcome:
-        outcome = RunOutcome(self.output_dir)
+        outcome = self.outcome
         transformers.utils.logging.disable_progress_bar()  # our own bars only
         torch.set_num_threads(self.spec.threads or os.cpu_count() or 1)
+        self.check_device()
+        self.model_factory()
         benchmark = self.load_inputs()
         self.claim_directory()
         done = self.reusable_units(benchmark)

@@ -7,6 +7,7 @@ anywhere is reported as one line naming the field, with "did you mean" hints.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
 from pydantic import (
     BaseModel,
@@ -26,12 +28,13 @@ from pydantic import (
 )
 
 from knowundo_bench.harness.contracts import TrainingParams
-from knowundo_bench.harness.data import first_error, format_validation_error
+from knowundo_bench.harness.data import first_error, format_validation_error, yaml_kind
 from knowundo_bench.harness.efficiency import EfficiencySpec
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import EvalSpec
+from knowundo_bench.harness.paths import anchor_paths
 from knowundo_bench.harness.plugin_manager import Plugins
-from knowundo_bench.harness.registry import LocalizerInfo, MethodInfo, Params
+from knowundo_bench.harness.registry import LocalizerInfo, MethodInfo, Params, Registry
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -68,12 +71,22 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     source: str = "tiny"
-    device: str = "auto"
+    device: str = Field("auto", description="auto (CUDA when available, else CPU), cpu, cuda, cuda:N, mps")
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     max_length: int = Field(256, ge=8)
     prompt_format: Literal["auto", "raw", "chat", "qa"] = Field(
         "auto", description="raw: the official question\\n\\nanswer (paper specs); auto: chat template if any, else qa"
     )
+
+    @field_validator("device")
+    @classmethod
+    def _device_is_a_device(cls, value: str) -> str:
+        if value != "auto":
+            try:
+                torch.device(value)
+            except (RuntimeError, ValueError):
+                raise ValueError(f"{value!r} is not a device (auto, cpu, cuda, cuda:N or mps)") from None
+        return value
 
 
 def _unique_seeds(value: list[int] | None) -> list[int] | None:
@@ -105,6 +118,19 @@ class MethodSpec(BaseModel):
 
     name: str
     label: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        """``- ga`` is ``- {name: ga}``; any other shape is named in the spec's words."""
+        if isinstance(value, str):
+            return {"name": value}
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"expected a method name (- ga) or a mapping (- {{name: ga, lr: 1.0e-4}}), got {yaml_kind(value)}"
+            )
+        return value
+
     seeds: list[int] | None = Field(None, min_length=1, description="this method's seeds (default: the spec's)")
     localizer: str | dict[str, Any] | None = None
     ablate_localization: bool = Field(
@@ -201,6 +227,8 @@ class ResolvedSpec:
     model_params: Params
     ood_params: Params
     methods: list[ResolvedMethod]
+    overrides: tuple[str, ...] = ()  # --set KEY=VALUE, as given (the record keeps them)
+    defaulted: tuple[str, ...] = ()  # sections the spec leaves out ("model", "data"): the embedded default runs
 
     @property
     def needs_ood_retain(self) -> bool:
@@ -227,8 +255,42 @@ def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
     return model
 
 
+# Top-level keys people write for a section of another name: "did you mean" on meaning,
+# where spelling alone (difflib) would not find it.
+SECTION_ALIASES = {
+    "evaluation": "eval",
+    "evaluate": "eval",
+    "metrics": "eval",
+    "method": "methods",
+    "baselines": "methods",
+    "unlearning": "methods",
+    "dataset": "data",
+    "datasets": "data",
+    "models": "model",
+    "base_model": "model",
+    "pretrain": "vanilla",
+    "pretraining": "vanilla",
+    "finetune": "vanilla",
+    "fine_tuning": "vanilla",
+    "output": "output_dir",
+    "out_dir": "output_dir",
+    "results": "output_dir",
+    "results_dir": "output_dir",
+    "cache": "cache_dir",
+    "ood": "ood_retain",
+    "retain_data": "ood_retain",
+    "num_threads": "threads",
+    "random_seed": "seed",
+    "device": "model.device",
+}
+
+
 def _field_hint(error: ValidationError, model: type[BaseModel], known_extra: set[str]) -> str:
     first = first_error(error)
+    if first["type"] == "extra_forbidden" and model is Spec and len(first["loc"]) == 1:
+        alias = SECTION_ALIASES.get(str(first["loc"][0]).lower())
+        if alias is not None:
+            return f"; did you mean {alias!r}?"
     if first["type"] == "extra_forbidden":
         owner = _model_at(model, tuple(first["loc"][:-1]))
         known = [*(owner.model_fields if owner else []), *(known_extra if owner is model else [])]
@@ -323,27 +385,137 @@ def nul_field(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str | int, 
     return None
 
 
-def parse_spec(raw: Any, plugins: Plugins, source: str = "spec") -> ResolvedSpec:
+def _plugin_params(registry: Registry, name: Any) -> type[Params] | None:
+    entry = registry.entries.get(name) if isinstance(name, str) else None
+    return None if entry is None else entry[0].params
+
+
+def anchor_spec_paths(raw: dict[str, Any], plugins: Plugins, base: Path) -> dict[str, Any]:
+    """``raw`` with every relative path read from ``base`` (the spec's folder): the common
+    fields (``output_dir``, ``cache_dir``, ``eval.general_data_dir``) and the path fields
+    of the plugins the spec names (``data.path``, ``ood_retain.path``, model folders)."""
+    raw = anchor_paths(Spec, raw, base)
+    for section, registry, default in (
+        ("data", plugins.data_sources, DataSpec.model_fields["source"].default),
+        ("model", plugins.model_sources, ModelSpec.model_fields["source"].default),
+        ("ood_retain", plugins.ood_sources, OodRetainSpec.model_fields["source"].default),
+    ):
+        values = raw.get(section)
+        params = _plugin_params(registry, values.get("source", default)) if isinstance(values, dict) else None
+        if params is not None:
+            raw[section] = anchor_paths(params, values, base)
+    methods = raw.get("methods")
+    if isinstance(methods, list):
+        anchored = []
+        for method in methods:
+            params = _plugin_params(plugins.methods, method.get("name")) if isinstance(method, dict) else None
+            if params is not None:
+                method = anchor_paths(params, method, base)
+                localizer = method.get("localizer")
+                localizer_params = (
+                    _plugin_params(plugins.localizers, localizer.get("name")) if isinstance(localizer, dict) else None
+                )
+                if localizer_params is not None:
+                    method["localizer"] = anchor_paths(localizer_params, localizer, base)
+            anchored.append(method)
+        raw["methods"] = anchored
+    return raw
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def override_value(text: str) -> Any:
+    """``--set``'s VALUE read as YAML (``3``, ``true``, ``[0, 1]``, ``{name: ga}``), with
+    ``1e-4`` a number, as a reader expects (YAML 1.1 would read it as text)."""
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """``raw`` with each ``KEY=VALUE`` set: KEY a dotted path (``methods.0.lr``,
+    ``eval.max_new_tokens``, ``seed``), list entries by index; a missing mapping along
+    the path is created, a missing list entry is an error."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise InputError(f"--set {override!r}: expected KEY=VALUE with a dotted KEY (methods.0.lr=1e-4)")
+        parts = key.split(".")
+        node: Any = raw
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    indices = f"indices 0-{len(node) - 1}" if node else "no entries"
+                    raise InputError(f"--set {key}: {'.'.join(parts[:depth])} is a list with {indices}, not {part!r}")
+                index = int(part)
+                if last:
+                    node[index] = override_value(text)
+                else:
+                    if isinstance(node[index], str) and parts[depth - 1 : depth] == ["methods"]:
+                        node[index] = {"name": node[index]}  # `- ga` written bare
+                    node = node[index]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = override_value(text)
+                else:
+                    if node.get(part) is None:  # absent, or an empty section (`eval:`)
+                        node[part] = {}
+                    node = node[part]
+            else:
+                raise InputError(f"--set {key}: {'.'.join(parts[:depth])} is {yaml_kind(node)}, not a mapping or list")
+    return raw
+
+
+def _blame_override(message: str, overrides: typing.Sequence[str]) -> str:
+    """``message`` naming the ``--set`` that put the bad value there, if one did."""
+    for override in reversed(overrides):
+        key = override.partition("=")[0].strip()
+        if message.startswith((f"{key}:", f"{key}.")):
+            return f"{message} (from --set {override})"
+    return message
+
+
+def parse_spec(
+    raw: Any, plugins: Plugins, source: str = "spec", base: Path | None = None, overrides: typing.Sequence[str] = ()
+) -> ResolvedSpec:
+    """Validate a parsed spec (``--set`` overrides applied first); relative paths are read
+    from ``base`` (the spec file's folder; default: the current directory)."""
     if not isinstance(raw, dict):
         raise InputError("a spec must be a YAML mapping", source=source)
+    raw = apply_overrides(raw, overrides)
     bad = non_finite_field(raw)
     if bad is not None:
         raise InputError(f"{'.'.join(map(str, bad))}: must be a finite number", source=source)
     bad = nul_field(raw)
     if bad is not None:
         raise InputError(f"{'.'.join(map(str, bad)) or 'spec'}: must not contain a NUL character", source=source)
+    raw = anchor_spec_paths(raw, plugins, base or Path.cwd())
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as error:
-        raise InputError(format_validation_error(error) + _field_hint(error, Spec, set()), source=source) from None
+        message = format_validation_error(error) + _field_hint(error, Spec, set())
+        raise InputError(_blame_override(message, overrides), source=source) from None
     try:
-        return resolve(spec, plugins, Path(source) if source != "spec" else None)
+        resolved = resolve(spec, plugins, Path(source) if source != "spec" else None)
     except InputError as error:
-        raise InputError(str(error), source=source) from None
+        raise InputError(_blame_override(str(error), overrides), source=source) from None
+    defaulted = tuple(section for section in ("model", "data") if section not in raw)
+    return dataclasses.replace(resolved, overrides=tuple(overrides), defaulted=defaulted)
 
 
-def load_spec(path: Path, plugins: Plugins) -> ResolvedSpec:
-    """Read and validate a YAML spec; every problem is one ``InputError`` line."""
+def load_spec(path: Path, plugins: Plugins, overrides: typing.Sequence[str] = ()) -> ResolvedSpec:
+    """Read and validate a YAML spec (relative paths in it are read from its folder);
+    every problem is one ``InputError`` line naming the file and the field."""
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -358,4 +530,4 @@ def load_spec(path: Path, plugins: Plugins) -> ResolvedSpec:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise InputError(f"invalid YAML{where}: {getattr(error, 'problem', error)}", source=str(path)) from None
-    return parse_spec(raw, plugins, str(path))
+    return parse_spec(raw, plugins, str(path), base=path.resolve().parent, overrides=overrides)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 from knowundo_bench import __version__
 from knowundo_bench.harness.data import Benchmark
 from knowundo_bench.harness.encoding import PromptEncoder
-from knowundo_bench.harness.errors import InputError
+from knowundo_bench.harness.errors import InputError, reported_as_input
 from knowundo_bench.harness.evaluation import teacher_forced
 from knowundo_bench.harness.losses import answer_loss
 from knowundo_bench.harness.models import ModelBundle, ModelFactory
@@ -142,6 +143,9 @@ def fit_vanilla(
             after_epoch=reached_target,
             phase="vanilla",
         )
+        reached = accuracy_log and accuracy_log[-1][1] >= (params.target_accuracy or math.inf)
+        if reached and report.epochs_run < params.epochs:
+            reporter.end_early(f"stopped early at epoch {report.epochs_run} (target reached)")
     bundle.model.eval()
     return {**report.summary(), "accuracy_checks": accuracy_log}
 
@@ -160,13 +164,16 @@ def prepare_vanilla(
     key = vanilla_key(resolved, benchmark, seed)
     root = cache_root(resolved)
     path = root / "vanilla" / key
+    loading = reported_as_input(f"model ({resolved.spec.model.source}): cannot load the model or its tokenizer")
     if (path / "vanilla.json").is_file():
-        bundle = factory.load(path)
+        with loading:
+            bundle = factory.load(path)
         bundle.model.to(device)
         meta = json.loads((path / "vanilla.json").read_text())
         model = VanillaModel(bundle, key, path, reused=True, training=meta.get("training"), seed=seed)
         return check_target(model, benchmark, resolved)
-    bundle = factory.create(corpus(benchmark), seed)
+    with loading:
+        bundle = factory.create(corpus(benchmark), seed)
     training = fit_vanilla(bundle, benchmark, resolved, device, board, seed)
     with atomic_directory(path) as staging:
         factory.save(bundle, staging)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy
 
+from knowundo_bench.harness.efficiency import CPU_MEMORY, CPU_RSS_NOISE_FLOOR_GB, memory_kind
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.records.index import indexed_records
 from knowundo_bench.harness.records.schema import Metrics, ResultRecord, TrainingSummary
@@ -35,6 +36,7 @@ ROW_KEYS = (
     "sec_per_step",
     "peak_mem_gb",
     "status",
+    "memory_kind",  # what peak_mem_gb measures: CUDA allocator peak, or CPU peak-RSS growth
 )
 
 
@@ -79,6 +81,7 @@ def record_row(record: ResultRecord) -> dict[str, Any]:
         "sec_per_step": training.sec_per_step,
         "peak_mem_gb": training.peak_mem_gb,
         "status": record.status,
+        "memory_kind": memory_kind(training.memory_kind, training.device),
     }
     general = metrics.general or {}
     row.update({key: general.get(key) for key in GENERAL_KEYS})
@@ -112,12 +115,13 @@ def pair_scores(records: list[ResultRecord]) -> PairScores | None:
 
 
 def aggregate(group: list[ResultRecord]) -> dict[str, Any]:
-    """One row for a method's units: means and 95% intervals over its finished seeds."""
+    """One row for a method's units: means and 95% intervals over its finished seeds
+    (no peak memory where seeds measured it differently: CPU RSS growth and CUDA peak)."""
     rows = [record_row(record) for record in group]
     finished = [row for row in rows if row["status"] in FINISHED]
     first = rows[0]
     row: dict[str, Any] = {"method": first["method"]}
-    skip = ("method", "status", "run", "unit", "seed", "model", "data", "target_met")
+    skip = ("method", "status", "run", "unit", "seed", "model", "data", "target_met", "memory_kind")
     numeric = [key for key in dict.fromkeys(key for r in rows for key in r) if key not in skip]
     for key in numeric:
         values = [r[key] for r in finished if r.get(key) is not None]
@@ -130,6 +134,10 @@ def aggregate(group: list[ResultRecord]) -> dict[str, Any]:
             row[key], interval = t_interval(values)
         if key in INTERVAL_KEYS or key in GEOMETRIC_KEYS or "@" in key or key in GENERAL_KEYS:
             row[f"{key}_ci95"] = None if interval is None else list(interval)
+    kinds = {r["memory_kind"] for r in finished if r.get("peak_mem_gb") is not None}
+    row["memory_kind"] = next(iter(kinds)) if len(kinds) == 1 else None
+    if len(kinds) > 1:
+        row["peak_mem_gb"] = None
     statuses = [r["status"] for r in rows]
     bad = {s: statuses.count(s) for s in dict.fromkeys(statuses) if s != "ok"}
     if len(rows) == 1:
@@ -243,12 +251,33 @@ EFFICIENCY_KEYS = (
     "tokens_per_sec_vs_ga",
     "memory_kind",
     "device",
+    "memory_noise_floor_gb",
+    "peak_mem_gb_vs_ga_omitted",
 )
+# Why ``peak_mem_gb_vs_ga`` is null although both numbers exist.
+BELOW_NOISE_FLOOR = "below_cpu_rss_noise_floor"
+DIFFERENT_MEMORY_KIND = "different_memory_kind"
+
+
+def memory_ratio(row: dict[str, Any], reference: dict[str, Any] | None) -> tuple[float | None, str | None]:
+    """``row``'s peak memory over GA's, or None and why not: CPU RSS growth below
+    :data:`CPU_RSS_NOISE_FLOOR_GB` in either (noise, not the method), or one measured
+    as CPU RSS growth and the other as the CUDA allocator's peak."""
+    if reference is None or row["peak_mem_gb"] is None or not reference["peak_mem_gb"]:
+        return None, None
+    value, base = row["peak_mem_gb"], reference["peak_mem_gb"]
+    if row["memory_kind"] != reference["memory_kind"]:
+        return None, DIFFERENT_MEMORY_KIND
+    if row["memory_kind"] == CPU_MEMORY and min(value, base) < CPU_RSS_NOISE_FLOOR_GB:
+        return None, BELOW_NOISE_FLOOR
+    return value / base, None
 
 
 def efficiency_rows(directory: Path) -> list[dict[str, Any]]:
     """Table 5's layout: per unlearning method, time, memory and throughput per step,
-    each also as a ratio to GA's (null when the run has no GA)."""
+    each also as a ratio to GA's (null when the run has no GA; the memory ratio also when
+    :func:`memory_ratio` says it means nothing, with the reason in
+    ``peak_mem_gb_vs_ga_omitted``). CPU rows carry the noise floor they were held to."""
     rows = []
     for record in load_records(directory):
         training = record.training
@@ -259,14 +288,16 @@ def efficiency_rows(directory: Path) -> list[dict[str, Any]]:
                 "method": record.unit or record.method,
                 "method_name": record.method_name,
                 **{key: getattr(training, key) for key in EFFICIENCY_KEYS[1:6]},
-                "memory_kind": training.memory_kind,
+                "memory_kind": memory_kind(training.memory_kind, training.device),
                 "device": training.device,
             }
         )
     reference = next((r for r in rows if r["method_name"] == "ga"), None)
     for row in rows:
-        for key in ("sec_per_step", "peak_mem_gb", "tokens_per_sec"):
+        for key in ("sec_per_step", "tokens_per_sec"):
             base = reference[key] if reference else None
             value = row[key]
             row[f"{key}_vs_ga"] = value / base if value is not None and base else None
+        row["peak_mem_gb_vs_ga"], row["peak_mem_gb_vs_ga_omitted"] = memory_ratio(row, reference)
+        row["memory_noise_floor_gb"] = CPU_RSS_NOISE_FLOOR_GB if row["memory_kind"] == CPU_MEMORY else None
     return [{key: row.get(key) for key in EFFICIENCY_KEYS} for row in rows]

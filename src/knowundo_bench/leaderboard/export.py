@@ -1,6 +1,8 @@
 """Leaderboard renderers. Markdown follows the paper's table layout (Tables 2-4):
 Unlearn (Succ↑ PPL↑ ROUGE-L↓) | Retention (Succ↑ PPL↓ ROUGE-L↑) | Avg Succ↑, plus
-time and peak memory per training step (Table 5)."""
+time and peak memory per training step (Table 5). Memory is labelled by what was
+measured: "peak GB" is the CUDA allocator's peak, "peak RSS growth GB (CPU)" the growth
+of peak RSS within a step on CPU; a table with both tags each memory cell with its device."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from knowundo_bench.harness.efficiency import CPU_MEMORY, CPU_RSS_NOISE_FLOOR_GB, CUDA_MEMORY
 from knowundo_bench.harness.records.files import json_safe
-from knowundo_bench.leaderboard.aggregate import row_keys
+from knowundo_bench.leaderboard.aggregate import BELOW_NOISE_FLOOR, DIFFERENT_MEMORY_KIND, row_keys
 from knowundo_bench.leaderboard.stats import BOOTSTRAP_NOTE, INTERVAL_NOTE
 
 PPL_CEILING = 1e10
@@ -54,6 +57,46 @@ MARKDOWN_COLUMNS: list[Column] = [
 ]
 
 
+MEMORY_DEVICES = {CPU_MEMORY: "CPU", CUDA_MEMORY: "CUDA"}
+MEMORY_KEYS = ("peak_mem_gb", "peak_mem_gb_vs_ga")
+
+
+def memory_kinds(rows: list[dict[str, Any]]) -> set[str | None]:
+    """What the rows' memory numbers measure (``memory_kind``; None: not recorded)."""
+    return {row.get("memory_kind") for row in rows if row.get("peak_mem_gb") is not None}
+
+
+def memory_titles(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """Titles of the memory column and of its ratio to GA: "peak GB" for the CUDA
+    allocator's peak (or when the records do not say), RSS growth for CPU rows, both
+    where the table mixes them (then each cell names its device, :func:`tag_memory`)."""
+    kinds = memory_kinds(rows)
+    if kinds == {CPU_MEMORY}:
+        return "peak RSS growth GB (CPU)", "RSS growth vs GA (CPU)"
+    if CPU_MEMORY in kinds:
+        return "peak GB (CUDA) / RSS growth GB (CPU)", "peak GB / RSS growth vs GA"
+    return "peak GB", "peak GB vs GA"
+
+
+def tag_memory(columns: list[Column], rows: list[dict[str, Any]]) -> tuple[list[Column], list[dict[str, Any]]]:
+    """In a table mixing CPU and CUDA memory, the memory cells with their device
+    ("0.021 (CPU)", "12.500 (CUDA)"), as display-only keys of row copies."""
+    kinds = memory_kinds(rows)
+    if CPU_MEMORY not in kinds or len(kinds) < 2:
+        return columns, rows
+    tagged_columns: list[Column] = []
+    shown = [dict(row) for row in rows]
+    for title, key, fmt in columns:
+        if key not in MEMORY_KEYS:
+            tagged_columns.append((title, key, fmt))
+            continue
+        for row, copy in zip(rows, shown, strict=True):
+            text, device = fmt(row.get(key)), MEMORY_DEVICES.get(row.get("memory_kind") or "")
+            copy[f"{key} shown"] = f"{text} ({device})" if row.get(key) is not None and device else text
+        tagged_columns.append((title, f"{key} shown", str))
+    return tagged_columns, shown
+
+
 GENERAL_COLUMNS: list[Column] = [
     ("MMLU", "mmlu", fmt_number),
     ("ARC", "arc_challenge", fmt_number),
@@ -68,6 +111,7 @@ def markdown_columns(rows: list[dict[str, Any]]) -> list[Column]:
     """The paper's columns, then per prompt prefix the successes under it (Finding 2),
     then the general tasks (Tables 2-4's right half) when any row has them."""
     columns = list(MARKDOWN_COLUMNS)
+    columns[-1] = (memory_titles(rows)[0], "peak_mem_gb", fmt_number)
     if rows and all(row.get("unit") for row in rows):  # --per-seed: a row per unit
         columns[0] = ("Unit", "unit", str)
     if len({row.get("run") for row in rows}) > 1:
@@ -127,7 +171,8 @@ def footer(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    return "\n".join(markdown_table(markdown_columns(rows), rows) + footer(rows)) + "\n"
+    columns, shown = tag_memory(markdown_columns(rows), rows)
+    return "\n".join(markdown_table(columns, shown) + footer(rows)) + "\n"
 
 
 def differences_markdown(differences: list[dict[str, Any]]) -> str:
@@ -165,13 +210,31 @@ EFFICIENCY_COLUMNS: list[Column] = [
 ]
 
 
+def efficiency_columns(rows: list[dict[str, Any]]) -> list[Column]:
+    """:data:`EFFICIENCY_COLUMNS` with the memory titles of :func:`memory_titles`."""
+    memory, ratio = memory_titles(rows)
+    titles = {"peak_mem_gb": memory, "peak_mem_gb_vs_ga": ratio}
+    return [(titles.get(key, title), key, fmt) for title, key, fmt in EFFICIENCY_COLUMNS]
+
+
 def efficiency_markdown(rows: list[dict[str, Any]]) -> str:
     """Table 5's layout; the memory kind (CUDA allocated, or CPU RSS growth) and device
-    are named under the table."""
-    lines = markdown_table(EFFICIENCY_COLUMNS, rows)
+    are named under the table, and why a memory ratio shows "–" where both numbers exist
+    (CPU RSS growth under the noise floor, or memory measured differently from GA's)."""
+    columns, shown = tag_memory(efficiency_columns(rows), rows)
+    lines = markdown_table(columns, shown)
     kinds = sorted({f"{row['memory_kind']} on {row['device']}" for row in rows if row.get("memory_kind")})
     if kinds:
         lines.append(f"\nmemory: {', '.join(kinds)}; medians after warm-up steps")
+    omitted = {row.get("peak_mem_gb_vs_ga_omitted") for row in rows}
+    ratio = memory_titles(rows)[1]
+    if BELOW_NOISE_FLOOR in omitted:
+        lines.append(
+            f"\n{ratio}: – where this row's or GA's CPU RSS growth is below the {CPU_RSS_NOISE_FLOOR_GB:g} GB "
+            "noise floor (growth that small is what the allocator kept resident, not the method's memory)."
+        )
+    if DIFFERENT_MEMORY_KIND in omitted:
+        lines.append(f"\n{ratio}: – where this row and GA's were measured differently (CPU RSS growth, CUDA peak).")
     return "\n".join(lines) + "\n"
 
 

@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from knowundo_bench.harness.records.atomic import atomic_write_bytes
 from knowundo_bench.harness.records.schema import ResultRecord
 from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, leaderboard_rows, load_records, prefix_keys
 from knowundo_bench.leaderboard.stats import geometric_interval, t_interval
@@ -39,8 +41,11 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path, dpi: int) -> None:
-    fig.savefig(path, dpi=dpi)
+    """Render into memory, then write atomically (never half an image) with the umask's mode."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.removeprefix("."), dpi=dpi)
     _pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def row_name(row: dict[str, Any], several_runs: bool) -> str:

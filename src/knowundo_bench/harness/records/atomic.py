@@ -14,14 +14,26 @@ from pathlib import Path
 from knowundo_bench.harness.faults import fault_point
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, fsync, then rename: never half a file."""
+def process_umask() -> int:
+    """The process umask (read by setting it and setting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsync, then rename: never half a file.
+
+    ``mkstemp`` creates the temp file 0600; it is given the mode an ordinary ``open``
+    would (0666 less the umask) before the rename, so that colleagues on a shared
+    filesystem can read records as they can read any other file of the user's."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~process_umask())
             os.fsync(handle.fileno())
         fault_point("write")
         os.replace(temp, path)
@@ -30,15 +42,22 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` in UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
 @contextmanager
 def atomic_directory(path: Path) -> Iterator[Path]:
-    """Yield a staging folder beside ``path``; on success it is renamed to ``path``.
+    """Yield a staging folder beside ``path``; on success it is renamed to ``path``
+    (with the mode a plain ``mkdir`` would give it).
 
     If ``path`` appeared meanwhile (another process finished first), its copy is kept.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
+        staging.chmod(0o777 & ~process_umask())  # mkdtemp makes it 0700; a plain mkdir would not
         yield staging
         if path.exists():
             shutil.rmtree(staging)

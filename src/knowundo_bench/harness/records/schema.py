@@ -158,6 +158,7 @@ class ResultRecord(RecordPart):
     identity: RunIdentity | None = None
     seed: int | None = None
     spec: dict[str, Any] | None = None
+    overrides: list[str] = Field(default_factory=list)  # the run's --set KEY=VALUE, as given
     versions: dict[str, str] = Field(default_factory=dict)
     finished_at: str | None = None
     status: Status = "ok"

@@ -7,29 +7,35 @@ Each row of a scope holds ``train`` and ``val`` lists of ``{text, labels}`` reco
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 from knowundo_bench.api import (
     SCOPES,
     SPLITS,
     DataSourceInfo,
+    HubIdOrPath,
     InputError,
     Params,
     QAPair,
     hookimpl,
     infer_instances,
     parse_raw_records,
+    reads_as_path,
     records_to_pairs,
+    require_hub,
 )
 
 
 class HubParams(Params):
-    repo: str = "zjunlp/KnowUnDo"
+    repo: Annotated[str, HubIdOrPath()] = "zjunlp/KnowUnDo"
     revision: str | None = None
 
 
 def load(params: HubParams, domain: str) -> list[QAPair]:
     import datasets
 
+    if not reads_as_path(params.repo):
+        require_hub("data.repo")
     pairs: list[QAPair] = []
     for scope in SCOPES:
         where = f"{params.repo}[{domain}/{scope}]"

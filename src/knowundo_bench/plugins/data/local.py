@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pydantic import DirectoryPath, Field
 
 from knowundo_bench.api import (
     DataSourceInfo,
@@ -15,7 +15,7 @@ from knowundo_bench.api import (
 
 
 class LocalParams(Params):
-    path: Path
+    path: DirectoryPath = Field(description="the folder (relative: to the spec file's folder)")
 
 
 def load(params: LocalParams, domain: str) -> list[QAPair]:

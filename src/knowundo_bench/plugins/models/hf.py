@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from knowundo_bench.api import (
+    HubIdOrPath,
     LoraSpec,
     ModelBundle,
     ModelSourceInfo,
@@ -22,20 +23,38 @@ from knowundo_bench.api import (
     attach_lora,
     hookimpl,
     load_lora,
+    reads_as_path,
+    require_model,
 )
 
 
 class HFModelParams(Params):
-    name_or_path: str = Field(min_length=1)
+    name_or_path: Annotated[str, HubIdOrPath()] = Field(
+        min_length=1, description="a hub id (org/name), or a local folder (relative: to the spec's folder)"
+    )
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
     lora: LoraSpec | None = None
 
+    @field_validator("name_or_path")
+    @classmethod
+    def _folder_exists(cls, value: str) -> str:
+        if reads_as_path(value) and not Path(value).expanduser().is_dir():
+            what = "is not a folder" if Path(value).expanduser().exists() else "does not exist"
+            raise ValueError(f"folder {value} {what} (a hub id reads org/name)")
+        return value
+
 
 class HFModelFactory:
     def __init__(self, params: HFModelParams, cache_dir: Path | None = None) -> None:
         self.params = params
+        # A hub id must be cached or reachable: checked now, in one line, not after a minute of retries.
+        self.hub_options = (
+            {}
+            if Path(params.name_or_path).is_dir()
+            else require_model(params.name_or_path, "model.name_or_path", params.revision)
+        )
 
     def _base(self, source: str | Path):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -44,6 +63,8 @@ class HFModelFactory:
         if p.trust_remote_code:
             warnings.warn(f"trust_remote_code is on: code from {p.name_or_path!r} will run", stacklevel=2)
         common = {"revision": p.revision, "trust_remote_code": p.trust_remote_code}
+        if not Path(source).is_dir():
+            common.update(self.hub_options)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=p.dtype, use_safetensors=True, **common)
         tokenizer = AutoTokenizer.from_pretrained(source, **common)
         return model, tokenizer

@@ -8,9 +8,7 @@ Files are recognised by name prefix (``arc_``, ``mmlu_``, ``social_iqa_``,
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, model_validator
 
 from knowundo_bench.api import (
     InputError,
@@ -122,7 +120,9 @@ SCHEMAS: dict[str, type[_Row]] = {
 
 
 class GeneralQaParams(Params):
-    path: Path = Field(description="directory of arc_*/mmlu_*/social_iqa_*/truthfulqa_* .jsonl files")
+    path: DirectoryPath = Field(
+        description="directory of arc_*/mmlu_*/social_iqa_*/truthfulqa_* .jsonl files (relative: to the spec's folder)"
+    )
 
 
 def load(params: GeneralQaParams) -> list[RetainText]:

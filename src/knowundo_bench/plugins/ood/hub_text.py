@@ -6,13 +6,24 @@ offline). Dataset scripts never run (``trust_remote_code`` is not passed).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
-from knowundo_bench.api import InputError, OodSourceInfo, Params, RetainText, hookimpl
+from knowundo_bench.api import (
+    HubIdOrPath,
+    InputError,
+    OodSourceInfo,
+    Params,
+    RetainText,
+    hookimpl,
+    reads_as_path,
+    require_hub,
+)
 
 
 class HubTextParams(Params):
-    repo: str = Field(min_length=1)
+    repo: Annotated[str, HubIdOrPath()] = Field(min_length=1)
     name: str | None = None
     split: str = "train"
     column: str = "text"
@@ -22,6 +33,8 @@ class HubTextParams(Params):
 def load(params: HubTextParams) -> list[RetainText]:
     import datasets
 
+    if not reads_as_path(params.repo):
+        require_hub("ood_retain.repo")
     where = f"ood_retain {params.repo}[{params.name or 'default'}/{params.split}]"
     try:
         rows = datasets.load_dataset(params.repo, name=params.name, split=params.split, revision=params.revision)

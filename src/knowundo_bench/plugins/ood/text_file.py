@@ -6,13 +6,13 @@ such objects; any other suffix: plain UTF-8 text, one passage per non-empty line
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     TypeAdapter,
     ValidationError,
     create_model,
@@ -30,7 +30,7 @@ from knowundo_bench.api import (
 
 
 class TextFileParams(Params):
-    path: Path
+    path: FilePath = Field(description="the file (relative: to the spec file's folder)")
     field: str = Field("text", min_length=1, description="the passage's key in .jsonl/.json records")
 
 
