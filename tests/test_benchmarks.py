@@ -4,12 +4,14 @@ trainable layer."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import tiny_llama
 from knowundo_bench.harness.contracts import TrainingParams
@@ -84,3 +86,33 @@ def test_efficiency_benchmark_script_documents_its_six_figures():
     ):
         assert f'print(f"{name}=' in text, name
     assert "bench:" in (ROOT / "Makefile").read_text()
+
+
+def test_gpu_check_runs_on_cpu_skipping_the_gpu_parts(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the check runs for real (minutes)")
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("no CUDA device: skipped") == 4
+    for part in ("cuda unit tests", "table5 7B", "smollm2 privacy on cuda", "ray executor, num_gpus 1"):
+        assert part in result.stdout
+
+
+def test_gpu_check_smollm2_spec_is_a_valid_spec_on_cuda(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    from knowundo_bench.harness.plugin_manager import get_plugins
+    from knowundo_bench.harness.specs import load_spec
+
+    resolved = load_spec(gpu_check.smollm2_spec(tmp_path), get_plugins())
+    assert resolved.spec.model.device == "cuda" and resolved.spec.model.source == "gguf"
+    assert [m.info.name for m in resolved.methods] == ["ga_gd", "memflex"]

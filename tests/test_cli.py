@@ -69,24 +69,45 @@ def test_an_hf_folder_that_does_not_exist_is_one_line_naming_the_field(tmp_path)
 
 def test_a_hub_model_offline_and_not_cached_fails_at_once_in_one_line(tmp_path):
     spec = write_spec(tmp_path, {**QUICK, "model": {"source": "hf", "name_or_path": "meta-llama/Llama-2-7b-chat-hf"}})
-    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    env = {"HF_HUB_OFFLINE": "1"}
     line = one_line_error(
         run(spec, "-o", str(tmp_path / "out"), env=env),
         "model.name_or_path",
         "'meta-llama/Llama-2-7b-chat-hf' is neither in the Hugging Face cache",
     )
-    assert "HF_HUB_OFFLINE is set" in line and "hf download meta-llama/Llama-2-7b-chat-hf" in line
+    assert (
+        "offline (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set)" in line
+        and "hf download meta-llama/Llama-2-7b-chat-hf" in line
+    )
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_device_cuda_without_cuda_is_one_line_suggesting_auto(tmp_path):
+def test_device_cuda_without_cuda_is_one_line_suggesting_auto(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # any machine: as one without CUDA
     spec = write_spec(tmp_path, {**QUICK, "model": {"source": "tiny", "device": "cuda"}})
     one_line_error(run(spec, "-o", str(tmp_path / "out")), "spec.yaml: model.device: 'cuda'", "use device: auto")
 
 
-def test_a_device_that_is_not_one_is_rejected_with_the_spec(tmp_path):
-    spec = write_spec(tmp_path, {**QUICK, "model": {"source": "tiny", "device": "gpu0"}})
-    one_line_error(run(spec, "-o", str(tmp_path / "out")), "model.device: 'gpu0' is not a device")
+def test_a_cuda_index_beyond_the_machine_is_one_line(monkeypatch):
+    from knowundo_bench.harness.models import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(InputError, match=r"^model\.device: 'cuda:3' but this machine has 1 CUDA device\(s\)"):
+        resolve_device("cuda:3")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+
+
+@pytest.mark.parametrize("device", ["gpu0", "xpu", "meta", "cpu:3"])
+def test_a_device_that_is_not_one_is_rejected_with_the_spec(tmp_path, device):
+    spec = write_spec(tmp_path, {**QUICK, "model": {"source": "tiny", "device": device}})
+    one_line_error(run(spec, "-o", str(tmp_path / "out")), f"model.device: '{device}' is not a device")
+
+
+def test_user_text_with_brackets_is_printed_as_written(tmp_path):
+    spec = write_spec(tmp_path, {**QUICK, "data": {"source": "local", "path": "[/b] [bold]x"}})
+    one_line_error(run(spec, "-o", str(tmp_path / "out")), f"folder {tmp_path / '[' / 'b] [bold]x'} does not exist")
+    listed = write_spec(tmp_path, {**QUICK, "methods": "ga"}, "listed.yaml")
+    one_line_error(run(listed, "-o", str(tmp_path / "out")), "expected a list (- item lines, or [a, b]), got text")
 
 
 def test_a_model_that_does_not_load_is_one_line_and_debug_shows_the_traceback(tmp_path):
@@ -98,9 +119,12 @@ def test_a_model_that_does_not_load_is_one_line_and_debug_shows_the_traceback(tm
     assert result.exit_code == 2, result.output
     message = error_lines(result.stderr)
     assert "\n" not in message and message.startswith("error: model (hf): cannot load the model or its tokenizer:")
+    assert message.endswith("(knowundo-bench --debug ... shows the traceback)")
     debug = runner.invoke(app, ["--debug", "run", str(spec), "-o", str(tmp_path / "out"), "--no-progress"])
     assert debug.exit_code == 2 and "Traceback (most recent call last)" in debug.stderr
-    assert debug.stderr.strip().splitlines()[-1] == message
+    assert debug.stderr.strip().splitlines()[-1] == message.removesuffix(
+        " (knowundo-bench --debug ... shows the traceback)"
+    )
 
 
 def test_a_data_source_that_raises_is_one_line(tmp_path, monkeypatch):
@@ -113,7 +137,10 @@ def test_a_data_source_that_raises_is_one_line(tmp_path, monkeypatch):
     spec = write_spec(tmp_path, {**QUICK, "model": TINY_SPEC["model"]})
     result = run(spec, "-o", str(tmp_path / "out"))
     assert result.exit_code == 2
-    assert error_lines(result.stderr) == "error: data (synthetic): cannot load the data: KeyError: 'author_name'"
+    assert error_lines(result.stderr) == (
+        "error: data (synthetic): cannot load the data: KeyError: 'author_name' "
+        "(knowundo-bench --debug ... shows the traceback)"
+    )
 
 
 def test_an_internal_error_is_one_line_asking_for_debug(tmp_path, monkeypatch):
@@ -127,7 +154,7 @@ def test_an_internal_error_is_one_line_asking_for_debug(tmp_path, monkeypatch):
     result = runner.invoke(app, ["leaderboard", str(tmp_path / "results")])
     assert result.exit_code == 1
     assert result.stderr.strip() == (
-        "error: internal error, ZeroDivisionError: division by zero (rerun with --debug for the traceback)"
+        "error: internal error, ZeroDivisionError: division by zero (knowundo-bench --debug ... shows the traceback)"
     )
     debug = runner.invoke(app, ["--debug", "leaderboard", str(tmp_path / "results")])
     assert isinstance(debug.exception, ZeroDivisionError)  # raised, with its traceback
@@ -166,11 +193,11 @@ def test_relative_paths_are_read_from_the_spec_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # anywhere but the spec's folder
     resolved = load_spec(spec, get_plugins())
     project = tmp_path / "project"
-    assert resolved.data_params.path == project / "specs" / ".." / "data" / "privacy"
-    assert resolved.ood_params.path == project / "specs" / ".." / "general"
-    assert resolved.spec.output_dir == project / "specs" / ".." / "results" / "here"
+    assert resolved.data_params.path == project / "data" / "privacy"  # normalised: no "specs/.."
+    assert resolved.ood_params.path == project / "general"
+    assert resolved.spec.output_dir == project / "results" / "here"
     assert resolved.spec.cache_dir == project / "specs" / "cache"
-    assert resolved.spec.eval.general_data_dir == project / "specs" / ".." / "general"
+    assert resolved.spec.eval.general_data_dir == project / "general"
     assert len(load_benchmark(resolved, get_plugins()).pairs) > 0
 
 
@@ -179,7 +206,7 @@ def test_a_missing_relative_data_folder_names_the_spec_and_the_field(tmp_path, m
     monkeypatch.chdir(tmp_path)
     one_line_error(
         run(spec, "-o", str(tmp_path / "out")),
-        f"{spec}: data.path: folder {tmp_path / 'specs' / '..' / 'nowhere'} does not exist",
+        f"{spec}: data.path: folder {tmp_path / 'nowhere'} does not exist",
     )
 
 
@@ -217,7 +244,7 @@ def test_run_writes_only_the_table_to_stdout_and_logs_one_line_per_task(tmp_path
     assert log.count("evaluate vanilla:") == 1 and log.count("unlearn ga_gd:") == 1
     early = re.search(r"vanilla fine-tuning: stopped early at epoch (\d+) \(target reached\), (\d+) steps in", log)
     assert early and int(early.group(1)) < 40, log
-    assert f"results: {tmp_path / 'specs' / '..' / 'out'}" in log
+    assert f"results: {tmp_path / 'out'}" in log
     # records: where the spec says (relative to it), readable as the umask allows, overrides kept
     out = tmp_path / "out"
     for path in out.glob("*.json"):
@@ -310,6 +337,11 @@ def test_help_lists_every_command_in_plain_text():
     assert listed == names
     for marker in ("``", "╭", ":class:", "[bold"):
         assert marker not in result.stdout
+    for name in names:
+        command_help = runner.invoke(app, [name, "--help"])
+        assert command_help.exit_code == 0 and command_help.stdout.startswith(f"Usage: root {name} ")  # CliRunner
+        for marker in ("``", "╭", ":class:", "[bold", "results_dirs"):
+            assert marker not in command_help.stdout, (name, marker)
 
 
 def test_usage_errors_are_plain_text():
@@ -343,6 +375,52 @@ def test_set_overrides_dotted_fields_and_is_validated_like_the_file():
         parse_spec(raw, plugins, overrides=["name.first=1"])
 
 
+def test_set_reads_numbers_as_a_reader_would():
+    from knowundo_bench.harness.specs import override_value
+
+    assert override_value("1e-4") == 1e-4 and override_value("3") == 3 and override_value("[0, 1]") == [0, 1]
+    assert override_value('"1e3"') == "1e3" and override_value("'1234567'") == "1234567"  # quoted: text
+    assert override_value("8e65721") == "8e65721"  # a commit hash, not infinity
+    assert override_value("ga") == "ga" and override_value("") == ""
+
+
+def test_set_paths_are_read_from_the_current_directory(tmp_path, monkeypatch):
+    local_domain(tmp_path / "here" / "domain")
+    spec = write_spec(tmp_path / "specs", {**QUICK, "data": {"source": "local", "path": "nowhere"}})
+    monkeypatch.chdir(tmp_path / "here")
+    resolved = load_spec(spec, get_plugins(), ["data.path=domain"])
+    assert resolved.data_params.path == tmp_path / "here" / "domain"
+
+
+def test_general_tasks_from_an_unreachable_hub_fail_before_training(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    spec = write_spec(tmp_path, {**QUICK, "model": TINY_SPEC["model"], "eval": {"general": {"tasks": ["mmlu"]}}})
+    result = run(spec, "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert error_lines(result.stderr).startswith("error: eval.general (lm-eval's tasks read the hub;")
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_a_finished_run_prints_its_table_without_needing_its_device(tmp_path, monkeypatch):
+    spec = write_spec(tmp_path, {**TINY_SPEC, "methods": [one_epoch("ga")]})
+    first = run(spec, "-o", str(tmp_path / "out"))
+    assert first.exit_code == 0, first.stderr
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    again = run(spec, "-o", str(tmp_path / "out"), "--set", "model.device=cuda")  # e.g. read on a laptop
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout == first.stdout and "reused finished results: vanilla, ga" in again.stderr
+    forced = run(spec, "-o", str(tmp_path / "out"), "--set", "model.device=cuda", "--force")
+    assert forced.exit_code == 2 and "model.device: 'cuda'" in forced.stderr
+
+
 def test_set_errors_through_the_cli_are_one_line(tmp_path):
     spec = write_spec(tmp_path, QUICK)
     one_line_error(
@@ -369,6 +447,21 @@ def test_a_bare_method_name_is_accepted_and_other_shapes_are_named_in_the_spec_w
         InputError, match=r"^spec: data: expected a mapping of fields \(key: value\), got text \('local'\)$"
     ):
         parse_spec({"name": "x", "data": "local"}, plugins)
+    localizer = {"name": "memflex", "mu": "x"}
+    for raw, message in (
+        (
+            {"methods": [{"name": "memflex", "localizer": 3}]},
+            "methods.0.localizer: expected text or a mapping, got a number (3)",
+        ),
+        (
+            {"methods": [{"name": "memflex", "localizer": localizer}]},
+            "methods.0.localizer.mu: expected a number or 'auto', got text ('x')",
+        ),
+        ({"output_dir": 3}, "output_dir: expected a path (text), got a number (3)"),
+    ):
+        with pytest.raises(InputError) as raised:
+            parse_spec({"name": "x", **raw}, plugins)
+        assert str(raised.value) == f"spec: {message}"
 
 
 @pytest.mark.parametrize(

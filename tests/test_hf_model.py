@@ -229,10 +229,13 @@ def _hub_cache_with(base_dir: Path, cache: Path, repo: str) -> None:
 
 
 def test_a_cached_hub_model_loads_from_the_cache_when_the_hub_is_unreachable(base_dir, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
     _hub_cache_with(base_dir, tmp_path / "hub", "example/tiny")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # as HF_HUB_CACHE at start-up
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
     factory = HFModelFactory(HFModelParams(name_or_path="example/tiny"))
     assert factory.hub_options == {"cache_dir": str(tmp_path / "hub"), "local_files_only": True}
     bundle = factory.create([], seed=0)
@@ -243,9 +246,12 @@ def test_a_cached_hub_model_loads_from_the_cache_when_the_hub_is_unreachable(bas
 
 
 def test_a_hub_model_neither_cached_nor_reachable_is_one_line_at_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
     started = time.perf_counter()
     with pytest.raises(InputError) as raised:
         HFModelFactory(HFModelParams(name_or_path="example/not-downloaded"))
@@ -253,6 +259,12 @@ def test_a_hub_model_neither_cached_nor_reachable_is_one_line_at_once(tmp_path, 
     message = str(raised.value)
     assert "model.name_or_path: 'example/not-downloaded' is neither in the Hugging Face cache" in message
     assert "connection refused" in message.lower() and "hf download example/not-downloaded" in message
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # behind a proxy: no direct probe
+    monkeypatch.setenv("HF_ENDPOINT", "https://huggingface.example")
+    assert HFModelFactory(HFModelParams(name_or_path="example/not-downloaded")).hub_options == {
+        "cache_dir": str(tmp_path / "hub"),
+        "local_files_only": False,
+    }
 
 
 def test_relative_model_folders_read_from_the_spec_folder_and_hub_ids_stay(base_dir, tmp_path):
@@ -260,6 +272,7 @@ def test_relative_model_folders_read_from_the_spec_folder_and_hub_ids_stay(base_
 
     assert not reads_as_path("meta-llama/Llama-2-7b-chat-hf") and not reads_as_path("gpt2")
     assert reads_as_path("./model") and reads_as_path("models/a/b") and reads_as_path("~/m")
+    assert reads_as_path("org--x/name") and reads_as_path("org/na..me")  # no hub id has "--" or ".."
     (tmp_path / "models").mkdir()
     shutil.copytree(base_dir, tmp_path / "models" / "tiny")
     assert reads_as_path("models/tiny", tmp_path)  # exists beside the spec: a folder, not a hub id

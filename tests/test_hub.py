@@ -164,7 +164,8 @@ def test_a_hub_dataset_with_the_hub_unreachable_is_one_line_at_once(monkeypatch)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed once the block ends: connections are refused
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     with pytest.raises(InputError, match=r"^data\.repo: the Hugging Face hub is not reachable \(127\.0\.0\.1:\d+: "):
         hub.load(HubParams(repo="zjunlp/KnowUnDo"), "privacy")

@@ -53,7 +53,8 @@ from knowundo_bench.harness.data import (
     records_to_pairs,
 )
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encodable, Encoded, PromptEncoder, batched
-from knowundo_bench.harness.errors import InputError
+from knowundo_bench.harness.errors import InputError, describe
+from knowundo_bench.harness.execution import PendingUnit, Suite, SuitePayload, UnitResult
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.hub import require_hub, require_model
 from knowundo_bench.harness.labels import allowed_tokens, relabel, relabelled_cross_entropy
@@ -80,6 +81,7 @@ from knowundo_bench.harness.progress import NO_PROGRESS, Reporter
 from knowundo_bench.harness.records.atomic import atomic_directory, atomic_write_text
 from knowundo_bench.harness.registry import (
     DataSourceInfo,
+    ExecutorInfo,
     LocalizerInfo,
     MethodInfo,
     ModelSourceInfo,
@@ -87,6 +89,7 @@ from knowundo_bench.harness.registry import (
     Params,
     RetainKind,
 )
+from knowundo_bench.harness.runner import run_in_worker
 
 __all__ = [
     # hooks and what plugins register
@@ -96,6 +99,7 @@ __all__ = [
     "DataSourceInfo",
     "OodSourceInfo",
     "ModelSourceInfo",
+    "ExecutorInfo",
     "RetainKind",
     "Params",
     "TrainingParams",
@@ -109,6 +113,12 @@ __all__ = [
     "Batch",
     "Objective",
     "RetainSet",
+    # what the executors receive
+    "Suite",
+    "PendingUnit",
+    "SuitePayload",
+    "UnitResult",
+    "run_in_worker",
     # losses
     "answer_loss",
     "answer_log_likelihood",
@@ -156,6 +166,7 @@ __all__ = [
     "require_hub",
     # errors, progress, files
     "InputError",
+    "describe",
     "Reporter",
     "NO_PROGRESS",
     "atomic_directory",

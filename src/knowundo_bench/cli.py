@@ -71,10 +71,19 @@ def _stderr() -> Console:
     return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
+def say_error(message: str) -> None:
+    """``error: message`` on stderr, the message printed as written (never read as markup)."""
+    _stderr().print(Text("error:", style="bold red") + Text(f" {message}"))
+
+
+DEBUG_HINT = "knowundo-bench --debug ... shows the traceback"
+
+
 def fail(error: InputError) -> None:
     if _debug:
         sys.stderr.write("".join(traceback.format_exception(error)))
-    _stderr().print(f"[bold red]error:[/] {error}", markup=True)
+    wrapped = error.__cause__ is not None and not _debug  # a library's failure, reported in one line
+    say_error(f"{error} ({DEBUG_HINT})" if wrapped else str(error))
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -91,16 +100,13 @@ def reported() -> Iterator[None]:
     except Exception as error:
         if _debug:
             raise
-        _stderr().print(
-            f"[bold red]error:[/] internal error, {describe(error)} (rerun with --debug for the traceback)",
-            markup=True,
-        )
+        say_error(f"internal error, {describe(error)} ({DEBUG_HINT})")
         raise typer.Exit(EXIT_FAILED) from None
 
 
 @app.command(short_help="run a spec: vanilla model, methods, records, leaderboard")
 def run(
-    spec: Annotated[Path, typer.Argument(help="benchmark spec (YAML)")],
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="benchmark spec (YAML)", show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="results directory")] = None,
     overrides: Annotated[
         list[str] | None,
@@ -110,6 +116,14 @@ def run(
             help="override a spec field by its dotted path (methods.0.lr=1e-4, seed=3); repeatable; "
             "validated like the file and kept in the records",
         ),
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option("--executor", metavar="NAME", help="where units run: local (default) or ray (execution.executor)"),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", metavar="ADDR", help="an existing Ray cluster: auto or ray://host:10001"),
     ] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     force: Annotated[
@@ -142,7 +156,12 @@ def run(
     try:
         with reported():
             plugins = get_plugins()
-            resolved = load_spec(spec, plugins, overrides or ())
+            # where the units run is not part of the run's identity: applied like --set, not kept as one
+            placement = [f"execution.executor={executor}"] if executor else []
+            placement += [f"execution.address={address}"] if address else []
+            resolved = replace(
+                load_spec(spec, plugins, [*(overrides or ()), *placement]), overrides=tuple(overrides or ())
+            )
             if log_samples:
                 evaluation = resolved.spec.eval.model_copy(update={"log_samples": True})
                 resolved = replace(resolved, spec=resolved.spec.model_copy(update={"eval": evaluation}))
@@ -153,27 +172,27 @@ def run(
             table = render(leaderboard_rows(outcome.output_dir), "md")
     except KeyboardInterrupt:
         if runner is None:
-            console.print("interrupted before any unit ran", highlight=False)
+            console.print(Text("interrupted before any unit ran"))
         else:
-            saved = len(runner.outcome.records)
+            saved = sum((runner.output_dir / f"{unit.label}.json").is_file() for unit in runner.units)
             console.print(
-                f"interrupted: {saved} of {len(runner.units)} units saved in {runner.output_dir}; "
-                "rerun the same command to resume",
-                highlight=False,
+                Text(
+                    f"interrupted: {saved} of {len(runner.units)} units saved in {runner.output_dir}; "
+                    "rerun the same command to resume"
+                )
             )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     sys.stdout.write(table)
     sys.stdout.flush()
-    console.print(f"results: {outcome.output_dir}", highlight=False)
+    console.print(Text(f"results: {outcome.output_dir}"))
     if outcome.failed:
-        console.print(f"[red]failed methods: {', '.join(outcome.failed)}")
+        console.print(Text(f"failed methods: {', '.join(outcome.failed)}", style="red"))
         raise typer.Exit(EXIT_FAILED)
     if outcome.target_missed and resolved.spec.vanilla.require_target:
-        console.print(
-            f"[bold red]error:[/] {', '.join(outcome.target_missed)} missed vanilla.target_accuracy "
+        say_error(
+            f"{', '.join(outcome.target_missed)} missed vanilla.target_accuracy "
             f"({resolved.spec.vanilla.target_accuracy}%): raise vanilla.epochs or lr, or set "
-            "vanilla.require_target: false to accept it",
-            highlight=False,
+            "vanilla.require_target: false to accept it"
         )
         raise typer.Exit(EXIT_TARGET_MISSED)
 
@@ -223,7 +242,9 @@ def warn_skipped_records(results_dir: Path) -> None:
         sys.stderr.write(f"warning: skipped {problem}\n")
 
 
-Directories = Annotated[list[Path], typer.Argument(help="directories of result records (one run each)")]
+Directories = Annotated[
+    list[Path], typer.Argument(metavar="DIR...", help="directories of result records (one run each)")
+]
 
 
 @app.command(short_help="print the leaderboard of results directories")
@@ -234,7 +255,7 @@ def leaderboard(
     per_seed: Annotated[bool, typer.Option("--per-seed", help="one row per unit instead of per method")] = False,
 ) -> None:
     """Print the leaderboard of one or more results directories: a row per method, its
-    metrics averaged over seeds with 95% intervals (``--per-seed``: a row per unit)."""
+    metrics averaged over seeds with 95% intervals (--per-seed: a row per unit)."""
     from knowundo_bench.leaderboard import leaderboard_rows, render
     from knowundo_bench.leaderboard.aggregate import efficiency_rows
 
@@ -280,7 +301,7 @@ def compare(
 
 @app.command(short_help="show a method's generations beside the vanilla model's")
 def samples(
-    results_dir: Annotated[Path, typer.Argument(help="a results directory run with --log-samples")],
+    results_dir: Annotated[Path, typer.Argument(metavar="DIR", help="a results directory run with --log-samples")],
     method: Annotated[str, typer.Option("--method", "-m", help="method label, or unit label (label@seed)")],
     scope: Annotated[str | None, typer.Option("--scope", help="unlearn or retention (default: both)")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="questions to show")] = 10,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from knowundo_bench.harness.data import QAPair
     from knowundo_bench.harness.registry import (
         DataSourceInfo,
+        ExecutorInfo,
         LocalizerInfo,
         MethodInfo,
         ModelSourceInfo,
@@ -79,6 +80,12 @@ def register_ood_sources() -> list[OodSourceInfo]:
 def register_model_sources() -> list[ModelSourceInfo]:
     """Return the model sources this plugin provides (``model.source`` in a spec):
     each builds a fresh base model and tokenizer, and saves and reloads a vanilla one."""
+
+
+@hookspec
+def register_executors() -> list[ExecutorInfo]:
+    """Return the executors this plugin provides (``execution.executor`` in a spec): each
+    runs a suite's pending units, in this process (``local``) or elsewhere (``ray``)."""
 
 
 @hookspec(firstresult=True)

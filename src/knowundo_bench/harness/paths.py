@@ -10,6 +10,7 @@ either a hub id or a local folder (``hf``'s ``name_or_path``) is marked
 
 from __future__ import annotations
 
+import os
 import re
 import typing
 from pathlib import Path, PurePath
@@ -17,8 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-# A Hugging Face repo id: "name" or "namespace/name" (letters, digits, "-", "_", ".").
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$")
+# A Hugging Face repo id: "name" or "namespace/name" (letters, digits, "-", "_", "."; no
+# "--" or "..", which the hub forbids).
+_HUB_ID = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$")
 
 
 class HubIdOrPath:
@@ -34,7 +36,10 @@ def reads_as_path(value: str, base: Path | None = None) -> bool:
     "/", "." or "~", cannot be a repo id (e.g. two slashes), or exists beside ``base``."""
     if value.startswith(("/", ".", "~")) or not _HUB_ID.match(value):
         return True
-    return base is not None and (base / value).exists()
+    try:
+        return base is not None and (base / value).exists()
+    except (OSError, ValueError):  # a name no filesystem takes: not a folder
+        return False
 
 
 def _types_in(annotation: Any) -> list[Any]:
@@ -55,7 +60,18 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
 
 def _anchored(value: str, base: Path) -> str:
     path = Path(value).expanduser()
-    return str(path if path.is_absolute() else base / path)
+    return os.path.normpath(path if path.is_absolute() else base / path)
+
+
+def _anchor_value(value: Any, base: Path) -> Any:
+    """A path, or each path of a list or mapping of paths, joined to ``base``."""
+    if isinstance(value, str) and value:
+        return _anchored(value, base)
+    if isinstance(value, list):
+        return [_anchor_value(item, base) for item in value]
+    if isinstance(value, dict):
+        return {key: _anchor_value(item, base) for key, item in value.items()}
+    return value
 
 
 def anchor_paths(model: type[BaseModel], values: Any, base: Path) -> Any:
@@ -66,15 +82,17 @@ def anchor_paths(model: type[BaseModel], values: Any, base: Path) -> Any:
         return values
     anchored = dict(values)
     for name, field in model.model_fields.items():
-        key = field.alias or name
-        value = anchored.get(key)
-        if value is None:
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+        key = next((k for k in (alias, name) if k is not None and k in anchored), None)
+        if key is None or anchored[key] is None:
             continue
-        if isinstance(value, str) and value and _is_path_field(field.annotation):
-            anchored[key] = _anchored(value, base)
-        elif isinstance(value, str) and any(isinstance(m, HubIdOrPath) for m in field.metadata):
-            if reads_as_path(value, base):
+        value = anchored[key]
+        markers = [*field.metadata, *_types_in(field.annotation)]
+        if any(isinstance(marker, HubIdOrPath) for marker in markers):
+            if isinstance(value, str) and reads_as_path(value, base):
                 anchored[key] = _anchored(value, base)
+        elif _is_path_field(field.annotation):
+            anchored[key] = _anchor_value(value, base)  # Path, list[Path], dict[str, Path]
         elif (nested := _nested_model(field.annotation)) is not None:
             if isinstance(value, dict):
                 anchored[key] = anchor_paths(nested, value, base)

@@ -22,6 +22,7 @@ from knowundo_bench.harness import hookspecs
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.registry import (
     DataSourceInfo,
+    ExecutorInfo,
     LocalizerInfo,
     MethodInfo,
     ModelSourceInfo,
@@ -54,6 +55,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     *(f"knowundo_bench.plugins.data.{name}" for name in ("synthetic", "local", "hub")),
     *(f"knowundo_bench.plugins.ood.{name}" for name in ("synthetic_text", "text_file", "general_qa", "hub_text")),
     *(f"knowundo_bench.plugins.models.{name}" for name in ("tiny", "hf", "gguf")),
+    *(f"knowundo_bench.plugins.executors.{name}" for name in ("local", "ray")),
 )
 
 
@@ -67,6 +69,7 @@ class Plugins:
         self.data_sources: Registry[DataSourceInfo] = self._collect("register_data_sources", "data source")
         self.ood_sources: Registry[OodSourceInfo] = self._collect("register_ood_sources", "OOD retain source")
         self.model_sources: Registry[ModelSourceInfo] = self._collect("register_model_sources", "model source")
+        self.executors: Registry[ExecutorInfo] = self._collect("register_executors", "executor")
 
     def _only(self, plugin: object, hook_name: str, keep: set[object] | None = None) -> Any:
         """A hook caller without the implementations of ``keep``'s other members
@@ -94,6 +97,11 @@ class Plugins:
             name = self.manager.get_name(provider)
             raise RuntimeError(f"plugin {name!r} registered a name but its {hook_name} hook returned nothing")
         return result
+
+    def call_executor(self, executor: Any, suite: Any) -> None:
+        """Run ``suite``'s pending units with the resolved ``executor`` (an executor
+        registers a function: no hook dispatch is needed)."""
+        executor.info.execute(executor.params, suite)
 
     def origin(self, plugin: object) -> str:
         """Where a plugin came from: 'built-in', or 'dist-name version'."""

@@ -20,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 
 def stderr_console() -> Console:
@@ -97,12 +98,14 @@ class ProgressBoard:
                         + (f" ({status})" if status else "")
                     )
 
-    def log(self, message: str) -> None:
-        """A log line with its time; in a log file one unwrapped line (rich markup is dropped)."""
+    def log(self, message: str, style: str | None = None) -> None:
+        """A log line with its time, printed as written (never read as rich markup: it may
+        quote a path or an error holding brackets); in a log file one unwrapped line."""
+        text = Text(message, style=style or "")
         if self.console.is_terminal:
-            self.console.log(message)
+            self.console.log(text)
         else:
-            self.console.print(f"[{datetime.now():%H:%M:%S}] {message}", soft_wrap=True, highlight=False)
+            self.console.print(Text(f"[{datetime.now():%H:%M:%S}] ") + text, soft_wrap=True, highlight=False)
 
 
 NO_PROGRESS = Reporter(None, None)

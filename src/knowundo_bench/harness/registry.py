@@ -78,7 +78,22 @@ class ModelSourceInfo:
     factory: Callable[..., Any]
 
 
-Info = TypeVar("Info", MethodInfo, LocalizerInfo, DataSourceInfo, OodSourceInfo, ModelSourceInfo)
+@dataclass(frozen=True)
+class ExecutorInfo:
+    """How a suite's units run: ``execute(params, suite)`` runs every pending unit of a
+    :class:`~knowundo_bench.harness.contracts.Suite`, here or elsewhere (each unit writes
+    its own record). ``in_process``: the units run in this process, so the device and
+    the model are checked here before any data is read (a cluster's driver may have
+    neither the GPU nor the model its workers use)."""
+
+    name: str
+    description: str
+    params: type[Params]
+    execute: Callable[..., Any]
+    in_process: bool = False
+
+
+Info = TypeVar("Info", MethodInfo, LocalizerInfo, DataSourceInfo, OodSourceInfo, ModelSourceInfo, ExecutorInfo)
 
 
 @dataclass

@@ -7,10 +7,11 @@ import json
 import math
 import os
 import random
+import statistics
 import subprocess
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -40,11 +41,13 @@ from knowundo_bench.harness.evaluation import (
     evaluation_work,
     scope_metrics,
 )
+from knowundo_bench.harness.execution import PendingUnit, SuitePayload, UnitResult
 from knowundo_bench.harness.general import (
     evaluate_general,
     general_average,
     offline_task_configs,
 )
+from knowundo_bench.harness.hub import require_hub
 from knowundo_bench.harness.models import ModelFactory, ModelSnapshot, resolve_device
 from knowundo_bench.harness.plugin_manager import Plugins
 from knowundo_bench.harness.progress import ProgressBoard
@@ -118,8 +121,9 @@ def derived_seed(run_seed: int, label: str) -> int:
 
 
 def spec_hash(resolved: ResolvedSpec) -> str:
-    """The resolved spec's content, without where it writes and how many threads it uses."""
-    echo = resolved.spec.model_dump(mode="json", exclude={"output_dir", "cache_dir", "threads"})
+    """The resolved spec's content, without where it writes and where and on how many
+    threads it runs."""
+    echo = resolved.spec.model_dump(mode="json", exclude={"output_dir", "cache_dir", "threads", "execution"})
     return hashlib.sha256(json.dumps(echo, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -297,6 +301,8 @@ class Runner:
         self.last_localization: Localization | None = None  # the latest method's (knowundo_bench.testing reads it)
         self.device: torch.device | None = None
         self.factory: ModelFactory | None = None
+        self.done: dict[str, ResultRecord] = {}  # reusable records
+        self.pending: list[PendingUnit] = []  # what the executor runs
         self.outcome = RunOutcome(output_dir)  # filled as units finish (an interrupted run reports it)
 
     def model_factory(self) -> ModelFactory:
@@ -377,7 +383,8 @@ class Runner:
         if spec.log_samples:
             write_samples(self.output_dir / SAMPLES_DIR / f"{label}.jsonl", benchmark, plain, prefixed_scores)
         if spec.general is not None:
-            with self.board.task(f"general tasks {label}", len(spec.general.tasks)) as reporter:
+            loading = reported_as_input("eval.general: cannot run the general tasks")
+            with self.board.task(f"general tasks {label}", len(spec.general.tasks)) as reporter, loading:
                 scores = evaluate_general(model, encoder.tokenizer, spec.general, spec.general_data_dir, self.spec.seed)
                 reporter.advance(len(spec.general.tasks))
             metrics["general"] = {**scores, "general_avg": general_average(scores)}
@@ -564,7 +571,7 @@ class Runner:
             path.unlink()
         self.board.log(f"--force: removed {len(others)} records of spec {names}")
 
-    def finished(self, unit: Unit, key: str) -> ResultRecord | None:
+    def reusable_record(self, unit: Unit, key: str) -> ResultRecord | None:
         """The record of ``unit`` if a previous run finished it with these inputs (saying
         why when a record exists but its inputs changed)."""
         if self.force:
@@ -605,6 +612,8 @@ class Runner:
         general = self.spec.eval.general
         if general is not None and self.spec.eval.general_data_dir is not None:
             offline_task_configs(list(general.tasks), self.spec.eval.general_data_dir)  # missing files: fail now
+        elif general is not None:
+            require_hub("eval.general (lm-eval's tasks read the hub; eval.general_data_dir reads local files)")
         self.retain_sets["in_distribution"] = benchmark.retain
         if self.resolved.needs_ood_retain:
             ood = load_ood_retain(self.resolved, self.plugins, benchmark)
@@ -613,9 +622,11 @@ class Runner:
         self.benchmark = benchmark
         return benchmark
 
-    def reusable_units(self, benchmark: Benchmark) -> dict[str, ResultRecord]:
-        """Phase 2: each unit's key, and the records a previous run finished with them."""
-        for leftover in remove_stale_temporaries(self.output_dir, "*.json"):
+    def reusable_units(self, benchmark: Benchmark, clean: bool = True) -> dict[str, ResultRecord]:
+        """Phase 2: each unit's key, and the records a previous run finished with them
+        (``clean``: first remove what an interrupted run left half-written; never in a
+        worker, whose siblings may be writing)."""
+        for leftover in remove_stale_temporaries(self.output_dir, "*.json") if clean else []:
             self.board.log(f"removed a half-written file from an interrupted run: {leftover.name}")
         self.unit_keys = {
             unit.label: self.unit_key(vanilla_key(self.resolved, benchmark, unit.vanilla_seed), unit)
@@ -623,7 +634,7 @@ class Runner:
         }
         done = {}
         for unit in self.units:
-            record = self.finished(unit, self.unit_keys[unit.label])
+            record = self.reusable_record(unit, self.unit_keys[unit.label])
             if record is None:
                 continue
             if record.order != unit.order:  # methods reordered: the table follows the spec
@@ -651,10 +662,10 @@ class Runner:
             f"vanilla model {'reused from cache' if vanilla.reused else 'trained and cached'}: {vanilla.path}"
         )
         if vanilla.target_met is False:
-            outcome.target_missed.append(unit.label)
             self.board.log(
-                f"[yellow]{unit.label} model missed its target accuracy: {vanilla.accuracy:.2f}% < "
-                f"{self.spec.vanilla.target_accuracy}% (raise vanilla.epochs or lr; results below start from it)"
+                f"{unit.label} model missed its target accuracy: {vanilla.accuracy:.2f}% < "
+                f"{self.spec.vanilla.target_accuracy}% (raise vanilla.epochs or lr; results below start from it)",
+                style="yellow",
             )
         encoder = build_encoder(self.resolved, vanilla.bundle.tokenizer)
         self.prefixed_encoders = {
@@ -696,54 +707,172 @@ class Runner:
         )
 
     def run(self) -> RunOutcome:
+        """The whole suite: what can be reused is, the rest goes to the spec's executor."""
         outcome = self.outcome
-        transformers.utils.logging.disable_progress_bar()  # our own bars only
-        torch.set_num_threads(self.spec.threads or os.cpu_count() or 1)
-        self.check_device()
-        self.model_factory()
+        self.prepare_process(self.spec.threads or os.cpu_count() or 1)
+        executor = self.resolved.executor
+        in_process = executor is None or executor.info.in_process
+        if in_process and (self.force or not any(self.output_dir.glob("*.json"))):
+            self.check_device()  # a fresh run: an unavailable device or model fails before any data is read
+            self.model_factory()
         benchmark = self.load_inputs()
         self.claim_directory()
-        done = self.reusable_units(benchmark)
-        for label in done:
+        self.done = self.reusable_units(benchmark)
+        for label in self.done:
             outcome.records[label] = self.output_dir / f"{label}.json"
             outcome.reused.append(label)
-        if done:
-            self.board.log(f"reused finished results: {', '.join(done)} (--force recomputes)")
+        if self.done:
+            self.board.log(f"reused finished results: {', '.join(self.done)} (--force recomputes)")
+        self.pending = self.pending_units()
+        if self.pending:
+            if in_process:  # work to do here (a finished run's table needs neither)
+                self.device = self.device or self.check_device()
+                self.factory = self.factory or self.model_factory()
+            if executor is None:
+                self.run_here([unit.label for unit in self.pending])
+            else:
+                self.plugins.call_executor(executor, suite=self)
+        for unit in self.units:  # a vanilla model below its target, whoever trained it
+            record = load_record(self.output_dir / f"{unit.label}.json") if unit.method is None else None
+            if record is not None and record.vanilla is not None and record.vanilla.target_met is False:
+                outcome.target_missed.append(unit.label)
+        return outcome
+
+    def prepare_process(self, threads: int) -> None:
+        transformers.utils.logging.disable_progress_bar()  # our own bars only
+        torch.set_num_threads(threads)
+
+    def pending_units(self) -> list[PendingUnit]:
+        """The units without a reusable record, vanilla units first, each method's with
+        its expected cost (median wall seconds of earlier records of the same method)."""
+        costs = earlier_costs(self.output_dir)
+        vanilla_of = {unit.run_seed: unit.label for unit in self.units if unit.method is None}
+        return [
+            PendingUnit(
+                label=unit.label,
+                vanilla=unit.label if unit.method is None else vanilla_of[unit.vanilla_seed],
+                method=None if unit.method is None else unit.method.info.name,
+                expected_seconds=costs.get(unit.label if unit.method is None else unit.method.label),
+            )
+            for unit in self.units
+            if unit.label not in self.done
+        ]
+
+    def run_here(self, labels: Sequence[str]) -> list[UnitResult]:
+        """Run these units in this process: per vanilla model (trained or loaded once),
+        its units in spec order, each from the same vanilla weights."""
+        assert self.benchmark is not None, "load_inputs runs first"
+        benchmark, wanted, results = self.benchmark, set(labels), []
         for vanilla_unit in [unit for unit in self.units if unit.method is None]:
-            group = [u for u in self.units if u.method is not None and u.vanilla_seed == vanilla_unit.run_seed]
-            if all(u.label in done for u in [vanilla_unit, *group]):
-                reused = done[vanilla_unit.label]
-                if reused.vanilla is not None and reused.vanilla.target_met is False:
-                    outcome.target_missed.append(vanilla_unit.label)
+            group = [
+                u
+                for u in self.units
+                if u.method is not None and u.vanilla_seed == vanilla_unit.run_seed and u.label in wanted
+            ]
+            if vanilla_unit.label not in wanted and not group:
                 continue
-            vanilla = self.prepare_model(benchmark, done, outcome, vanilla_unit)
+            started = time.perf_counter()
+            vanilla = self.prepare_model(benchmark, self.done, self.outcome, vanilla_unit)
+            if vanilla_unit.label in wanted:
+                results.append(UnitResult(vanilla_unit.label, "ok", time.perf_counter() - started))
             assert self.encoder is not None
             snapshot = ModelSnapshot(vanilla.bundle.model)
             for unit in group:
-                if unit.label in done:
-                    continue
-                assert unit.method is not None
+                results.append(self.run_unit(unit, vanilla, benchmark))
                 snapshot.restore(vanilla.bundle.model)
-                started = time.perf_counter()
-                try:
-                    fields = self.run_method(unit.method, vanilla, self.encoder, benchmark, unit.run_seed, unit.label)
-                except Exception as error:  # one failing method must not lose the others
-                    self.board.log(f"[red]method {unit.label} failed: {type(error).__name__}: {error}")
-                    fields = {
-                        "method_name": unit.method.info.name,
-                        "status": "failed",
-                        "error": f"{type(error).__name__}: {error}",
-                        "traceback": traceback.format_exc(),
-                    }
-                    outcome.failed.append(unit.label)
-                if fields["status"] == "nonfinite":
-                    self.board.log(f"[yellow]method {unit.label}: {'; '.join(fields['numerical_faults'])}")
-                outcome.records[unit.label] = self.record(
-                    unit,
-                    **fields,
-                    unit_key=self.unit_keys[unit.label],
-                    vanilla=self.vanilla_record(),
-                    wall_seconds=time.perf_counter() - started,
-                )
-            snapshot.restore(vanilla.bundle.model)
-        return outcome
+        return results
+
+    def run_unit(self, unit: Unit, vanilla: VanillaModel, benchmark: Benchmark) -> UnitResult:
+        """One method unit from the vanilla weights, its record written whatever happens."""
+        assert unit.method is not None and self.encoder is not None
+        started = time.perf_counter()
+        try:
+            fields = self.run_method(unit.method, vanilla, self.encoder, benchmark, unit.run_seed, unit.label)
+        except Exception as error:  # one failing method must not lose the others
+            self.board.log(f"method {unit.label} failed: {type(error).__name__}: {error}", style="red")
+            fields = {
+                "method_name": unit.method.info.name,
+                "status": "failed",
+                "error": f"{type(error).__name__}: {error}",
+                "traceback": traceback.format_exc(),
+            }
+        if fields["status"] == "nonfinite":
+            self.board.log(f"method {unit.label}: {'; '.join(fields['numerical_faults'])}", style="yellow")
+        seconds = time.perf_counter() - started
+        self.outcome.records[unit.label] = self.record(
+            unit,
+            **fields,
+            unit_key=self.unit_keys[unit.label],
+            vanilla=self.vanilla_record(),
+            wall_seconds=seconds,
+        )
+        result = UnitResult(unit.label, fields["status"], seconds, fields.get("error"))
+        if result.status == "failed":
+            self.outcome.failed.append(unit.label)
+        return result
+
+    def finished(self, result: UnitResult) -> None:
+        """A unit that ran elsewhere: its record is on disk."""
+        self.outcome.records[result.label] = self.output_dir / f"{result.label}.json"
+        if result.status == "failed" and result.label not in self.outcome.failed:
+            self.outcome.failed.append(result.label)
+
+    def record_failure(self, label: str, error: str) -> None:
+        """A ``failed`` record for a unit whose worker died more often than it may retry."""
+        unit = next(unit for unit in self.units if unit.label == label)
+        self.outcome.records[label] = self.record(
+            unit,
+            method_name="vanilla" if unit.method is None else unit.method.info.name,
+            status="failed",
+            error=error,
+            unit_key=self.unit_keys.get(label),
+        )
+        if label not in self.outcome.failed:
+            self.outcome.failed.append(label)
+
+    @property
+    def payload(self) -> SuitePayload:
+        return SuitePayload(
+            spec=self.resolved.echo(),
+            source=str(self.resolved.path or "spec"),
+            overrides=self.resolved.overrides,
+            output_dir=str(self.output_dir),
+            cache_dir=str(cache_root(self.resolved)),
+        )
+
+
+def earlier_costs(directory: Path) -> dict[str, float]:
+    """Median wall seconds per label (method label, or "vanilla") over the finished
+    records in ``directory`` and its ``superseded/`` folder: what longest-first
+    scheduling expects a unit to cost."""
+    seconds: dict[str, list[float]] = {}
+    for path in [*directory.glob("*.json"), *(directory / SUPERSEDED_DIR).glob("*.json")]:
+        record = load_record(path)
+        if record is not None and record.finished and record.wall_seconds:
+            label = "vanilla" if record.method_name == "vanilla" else record.method
+            seconds.setdefault(label, []).append(record.wall_seconds)
+    return {label: statistics.median(values) for label, values in seconds.items()}
+
+
+def run_in_worker(payload: SuitePayload, labels: Sequence[str], threads: int, *after: object) -> list[UnitResult]:
+    """A worker process's entry point (Ray tasks): rebuild the suite from ``payload`` and
+    run ``labels`` there, reusing the records other units wrote (the vanilla unit's,
+    whose task ran first: ``after`` holds its result, so the scheduler waits for it)."""
+    import dataclasses
+
+    from knowundo_bench.harness.plugin_manager import get_plugins
+    from knowundo_bench.harness.specs import parse_spec
+
+    plugins = get_plugins()
+    resolved = dataclasses.replace(parse_spec(payload.spec, plugins, payload.source), overrides=payload.overrides)
+    with ProgressBoard(enabled=False) as board:
+        runner = Runner(resolved, plugins, Path(payload.output_dir), board)
+        runner.prepare_process(threads)
+        runner.check_device()
+        benchmark = runner.load_inputs()
+        runner.done = {
+            label: record
+            for label, record in runner.reusable_units(benchmark, clean=False).items()
+            if label not in labels
+        }
+        return runner.run_here(labels)

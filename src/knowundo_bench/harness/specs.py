@@ -32,9 +32,10 @@ from knowundo_bench.harness.data import first_error, format_validation_error, ya
 from knowundo_bench.harness.efficiency import EfficiencySpec
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.evaluation import EvalSpec
+from knowundo_bench.harness.execution import ExecutionSpec
 from knowundo_bench.harness.paths import anchor_paths
 from knowundo_bench.harness.plugin_manager import Plugins
-from knowundo_bench.harness.registry import LocalizerInfo, MethodInfo, Params, Registry
+from knowundo_bench.harness.registry import ExecutorInfo, LocalizerInfo, MethodInfo, Params, Registry
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -83,9 +84,11 @@ class ModelSpec(BaseModel):
     def _device_is_a_device(cls, value: str) -> str:
         if value != "auto":
             try:
-                torch.device(value)
+                device = torch.device(value)
             except (RuntimeError, ValueError):
-                raise ValueError(f"{value!r} is not a device (auto, cpu, cuda, cuda:N or mps)") from None
+                device = None
+            if device is None or device.type not in {"cpu", "cuda", "mps"} or (device.type != "cuda" and device.index):
+                raise ValueError(f"{value!r} is not a device (auto, cpu, cuda, cuda:N or mps)")
         return value
 
 
@@ -168,6 +171,7 @@ class Spec(BaseModel):
     methods: list[MethodSpec] = Field(default_factory=list)
     eval: EvalSpec = EvalSpec()
     efficiency: EfficiencySpec = EfficiencySpec()
+    execution: ExecutionSpec = ExecutionSpec()
 
     @field_validator("name")
     @classmethod
@@ -207,6 +211,13 @@ class ResolvedLocalizer:
 
 
 @dataclass(frozen=True)
+class ResolvedExecutor:
+    info: ExecutorInfo
+    plugin: object
+    params: Params
+
+
+@dataclass(frozen=True)
 class ResolvedMethod:
     label: str
     info: MethodInfo
@@ -227,6 +238,7 @@ class ResolvedSpec:
     model_params: Params
     ood_params: Params
     methods: list[ResolvedMethod]
+    executor: ResolvedExecutor | None = None  # None: run here, in order (as ``local``)
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE, as given (the record keeps them)
     defaulted: tuple[str, ...] = ()  # sections the spec leaves out ("model", "data"): the embedded default runs
 
@@ -352,7 +364,12 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
     ood_params = _validate_params(
         ood_info.params, spec.ood_retain.model_extra or {}, "ood_retain", set(OodRetainSpec.model_fields)
     )
-    return ResolvedSpec(spec, path, data_params, model_params, ood_params, methods)
+    executor_info, executor_plugin = plugins.executors.resolve(spec.execution.executor, "execution.executor")
+    executor_params = _validate_params(
+        executor_info.params, spec.execution.model_extra or {}, "execution", set(ExecutionSpec.model_fields)
+    )
+    executor = ResolvedExecutor(executor_info, executor_plugin, executor_params)
+    return ResolvedSpec(spec, path, data_params, model_params, ood_params, methods, executor)
 
 
 def non_finite_field(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
@@ -395,13 +412,14 @@ def anchor_spec_paths(raw: dict[str, Any], plugins: Plugins, base: Path) -> dict
     fields (``output_dir``, ``cache_dir``, ``eval.general_data_dir``) and the path fields
     of the plugins the spec names (``data.path``, ``ood_retain.path``, model folders)."""
     raw = anchor_paths(Spec, raw, base)
-    for section, registry, default in (
-        ("data", plugins.data_sources, DataSpec.model_fields["source"].default),
-        ("model", plugins.model_sources, ModelSpec.model_fields["source"].default),
-        ("ood_retain", plugins.ood_sources, OodRetainSpec.model_fields["source"].default),
+    for section, registry, key, default in (
+        ("data", plugins.data_sources, "source", DataSpec.model_fields["source"].default),
+        ("model", plugins.model_sources, "source", ModelSpec.model_fields["source"].default),
+        ("ood_retain", plugins.ood_sources, "source", OodRetainSpec.model_fields["source"].default),
+        ("execution", plugins.executors, "executor", ExecutionSpec.model_fields["executor"].default),
     ):
         values = raw.get(section)
-        params = _plugin_params(registry, values.get("source", default)) if isinstance(values, dict) else None
+        params = _plugin_params(registry, values.get(key, default)) if isinstance(values, dict) else None
         if params is not None:
             raw[section] = anchor_paths(params, values, base)
     methods = raw.get("methods")
@@ -432,8 +450,9 @@ def override_value(text: str) -> Any:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
         return text
-    if isinstance(value, str) and _NUMBER.match(value.strip()):
-        return float(value)
+    if isinstance(value, str) and _NUMBER.match(text.strip()):  # unquoted only: "1e3" in quotes stays text
+        number = float(value)
+        return number if math.isfinite(number) else value  # 8e65721 is a commit, not infinity
     return value
 
 
@@ -485,21 +504,32 @@ def _blame_override(message: str, overrides: typing.Sequence[str]) -> str:
     return message
 
 
+def _check_values(raw: dict[str, Any], source: str, overrides: typing.Sequence[str] = ()) -> None:
+    """No NaN or infinite number and no NUL character anywhere (before paths are touched)."""
+    bad = non_finite_field(raw)
+    if bad is not None:
+        message = f"{'.'.join(map(str, bad))}: must be a finite number"
+        raise InputError(_blame_override(message, overrides), source=source)
+    bad = nul_field(raw)
+    if bad is not None:
+        message = f"{'.'.join(map(str, bad)) or 'spec'}: must not contain a NUL character"
+        raise InputError(_blame_override(message, overrides), source=source)
+
+
 def parse_spec(
     raw: Any, plugins: Plugins, source: str = "spec", base: Path | None = None, overrides: typing.Sequence[str] = ()
 ) -> ResolvedSpec:
-    """Validate a parsed spec (``--set`` overrides applied first); relative paths are read
-    from ``base`` (the spec file's folder; default: the current directory)."""
+    """Validate a parsed spec with ``--set`` overrides applied. Relative paths written in
+    the spec are read from ``base`` (the spec file's folder; default: the current
+    directory), relative paths given with ``--set`` from the current directory."""
     if not isinstance(raw, dict):
         raise InputError("a spec must be a YAML mapping", source=source)
-    raw = apply_overrides(raw, overrides)
-    bad = non_finite_field(raw)
-    if bad is not None:
-        raise InputError(f"{'.'.join(map(str, bad))}: must be a finite number", source=source)
-    bad = nul_field(raw)
-    if bad is not None:
-        raise InputError(f"{'.'.join(map(str, bad)) or 'spec'}: must not contain a NUL character", source=source)
-    raw = anchor_spec_paths(raw, plugins, base or Path.cwd())
+    _check_values(raw, source)
+    raw = anchor_spec_paths(raw, plugins, base or Path.cwd())  # the file's paths: from its folder
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        _check_values(raw, source, overrides)
+        raw = anchor_spec_paths(raw, plugins, Path.cwd())  # --set paths: from the current directory
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as error:
@@ -530,4 +560,4 @@ def load_spec(path: Path, plugins: Plugins, overrides: typing.Sequence[str] = ()
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise InputError(f"invalid YAML{where}: {getattr(error, 'problem', error)}", source=str(path)) from None
-    return parse_spec(raw, plugins, str(path), base=path.resolve().parent, overrides=overrides)
+    return parse_spec(raw, plugins, str(path), base=path.absolute().parent, overrides=overrides)

@@ -50,11 +50,8 @@ class HFModelFactory:
     def __init__(self, params: HFModelParams, cache_dir: Path | None = None) -> None:
         self.params = params
         # A hub id must be cached or reachable: checked now, in one line, not after a minute of retries.
-        self.hub_options = (
-            {}
-            if Path(params.name_or_path).is_dir()
-            else require_model(params.name_or_path, "model.name_or_path", params.revision)
-        )
+        name = params.name_or_path
+        self.hub_options = {} if reads_as_path(name) else require_model(name, "model.name_or_path", params.revision)
 
     def _base(self, source: str | Path):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -63,7 +60,7 @@ class HFModelFactory:
         if p.trust_remote_code:
             warnings.warn(f"trust_remote_code is on: code from {p.name_or_path!r} will run", stacklevel=2)
         common = {"revision": p.revision, "trust_remote_code": p.trust_remote_code}
-        if not Path(source).is_dir():
+        if not reads_as_path(str(source)):
             common.update(self.hub_options)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=p.dtype, use_safetensors=True, **common)
         tokenizer = AutoTokenizer.from_pretrained(source, **common)

@@ -1,0 +1,79 @@
+"""The executors' contract: how a suite's pending units reach an executor plugin.
+
+The runner decides what must run (units without a reusable record) and hands a
+:class:`Suite` to the spec's executor (``execution.executor``): ``local`` runs the
+units here, one after another; ``ray`` fans them out over a Ray cluster, each worker
+rebuilding the suite from its :class:`SuitePayload`. Either way every unit writes its
+own record atomically, so the leaderboard is built from the records alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from knowundo_bench.harness.progress import ProgressBoard
+
+UnitStatus = Literal["ok", "nonfinite", "failed"]
+
+
+class ExecutionSpec(BaseModel):
+    """``execution``: which executor runs the units; its own fields sit beside."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    executor: str = "local"
+
+
+@dataclass(frozen=True)
+class PendingUnit:
+    """A unit to run: the vanilla model of a seed, or one method at one seed."""
+
+    label: str  # its record's name ("vanilla", "ga", "ga@1")
+    vanilla: str  # the label of the vanilla unit whose model it starts from (itself for a vanilla unit)
+    method: str | None  # the method's name; None for a vanilla unit
+    expected_seconds: float | None = None  # from earlier records of the same method, for longest-first
+
+
+@dataclass(frozen=True)
+class SuitePayload:
+    """Plain data (picklable) from which a worker process rebuilds the suite."""
+
+    spec: dict[str, Any]  # the validated spec, paths absolute
+    source: str  # the spec file, for messages
+    overrides: tuple[str, ...]
+    output_dir: str
+    cache_dir: str  # where vanilla models are cached (every worker must see it)
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    label: str
+    status: UnitStatus
+    seconds: float
+    error: str | None = None
+
+
+class Suite(Protocol):
+    """What an executor receives: the pending units (vanilla units first, then methods
+    in spec order), a way to run units in this process, and the driver's bookkeeping
+    for units that ran elsewhere."""
+
+    pending: list[PendingUnit]
+    payload: SuitePayload
+    board: ProgressBoard
+
+    def run_here(self, labels: Sequence[str]) -> list[UnitResult]:
+        """Run these units in this process (a vanilla unit before the methods using it)."""
+        ...
+
+    def finished(self, result: UnitResult) -> None:
+        """Note a unit that ran elsewhere (its record is already written)."""
+        ...
+
+    def record_failure(self, label: str, error: str) -> None:
+        """Write a ``failed`` record for a unit whose worker could not finish it."""
+        ...

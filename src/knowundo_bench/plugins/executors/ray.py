@@ -1,0 +1,197 @@
+"""Executor ``ray``: a suite's units fanned out over a Ray cluster (``pip install
+knowundo-bench[ray]``).
+
+Each vanilla model is one Ray task (it trains the model into the cache and writes its
+record); each method unit is one task that waits for its vanilla task, loads the cached
+model and writes its own record atomically. Units are submitted longest first (by
+earlier records of the same method). A worker killed mid-unit is retried by Ray
+(``max_retries``); a unit that keeps failing gets a ``failed`` record and the others
+finish. Ctrl-C cancels the tasks; finished records stay.
+
+Without ``address`` a local Ray is started, bound to 127.0.0.1 with no dashboard; with
+``address`` (``auto``, ``ray://host:10001``) the harness connects to an existing
+cluster and never starts a head. The output and cache directories must be on a
+filesystem every node sees (``KNOWUNDO_BENCH_CACHE`` may point there): checked at
+start-up on every node.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from knowundo_bench.api import (
+    ExecutorInfo,
+    InputError,
+    Params,
+    PendingUnit,
+    Suite,
+    UnitResult,
+    describe,
+    hookimpl,
+    run_in_worker,
+)
+
+# Environment the workers need as the driver has it (auto-started workers inherit it anyway).
+FORWARDED_ENV = ("KNOWUNDO_BENCH_", "HF_", "TRANSFORMERS_")
+
+
+class RayParams(Params):
+    address: str | None = Field(None, description="existing cluster (auto, ray://host:10001); none: a local Ray")
+    num_cpus: float = Field(1, gt=0, description="CPUs per unit (also its torch threads)")
+    num_gpus: float = Field(0, ge=0, description="GPUs per unit")
+    memory_gb: float | None = Field(None, gt=0, description="memory per unit (GB), for Ray's scheduler")
+    max_retries: int = Field(2, ge=0, description="retries of a unit whose worker died")
+    local_cpus: int | None = Field(None, ge=1, description="CPUs of an auto-started local Ray (default: all)")
+
+
+def _forwarded_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key.startswith(FORWARDED_ENV)}
+
+
+def start(params: RayParams) -> bool:
+    """Connect to ``params.address``, or start a local Ray on 127.0.0.1; returns whether
+    this call started Ray (and so must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    common: dict[str, Any] = {
+        "runtime_env": {"env_vars": _forwarded_env()},
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
+    if params.address is None:
+        ray.init(
+            num_cpus=params.local_cpus or os.cpu_count(),
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            **common,
+        )
+    else:
+        try:
+            ray.init(address=params.address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            message = f"execution.address: cannot connect to Ray at {params.address!r}: {describe(error)}"
+            raise InputError(message) from error
+    return True
+
+
+def check_shared_paths(paths: list[Path]) -> None:
+    """Every node sees ``paths``: a token the driver writes must be readable from a task
+    pinned to each alive node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    token = uuid.uuid4().hex
+    probes = []
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".knowundo-probe-{token}"
+        probe.write_text(token)
+        probes.append(probe)
+
+    def sees(files: list[str], expected: str) -> list[str]:
+        return [file for file in files if not (Path(file).is_file() and Path(file).read_text() == expected)]
+
+    check = ray.remote(num_cpus=0)(sees)
+    try:
+        for node in [node for node in ray.nodes() if node.get("Alive")]:
+            strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+            missing = ray.get(check.options(scheduling_strategy=strategy).remote([str(p) for p in probes], token))
+            if missing:
+                folder = Path(missing[0]).parent
+                raise InputError(
+                    f"execution: Ray node {node.get('NodeManagerAddress', node['NodeID'])} does not see {folder}; "
+                    "put the output and cache directories on a filesystem every node mounts "
+                    "(KNOWUNDO_BENCH_CACHE may point there)"
+                )
+    finally:
+        for probe in probes:
+            probe.unlink(missing_ok=True)
+
+
+def longest_first(units: list[PendingUnit]) -> list[PendingUnit]:
+    """Method units by decreasing expected cost (unknown costs last, in spec order)."""
+    return sorted(units, key=lambda unit: -(unit.expected_seconds or 0.0))
+
+
+def execute(params: RayParams, suite: Suite) -> None:
+    import ray
+
+    started_here = start(params)
+    try:
+        payload = suite.payload
+        check_shared_paths([Path(payload.output_dir), Path(payload.cache_dir)])
+        threads = max(1, int(params.num_cpus))
+        options: dict[str, Any] = {
+            "num_cpus": params.num_cpus,
+            "num_gpus": params.num_gpus,
+            "max_retries": params.max_retries,
+        }
+        if params.memory_gb is not None:
+            options["memory"] = int(params.memory_gb * 2**30)
+        task = ray.remote(run_in_worker).options(**options)
+        submitted: dict[Any, PendingUnit] = {}
+        vanilla_refs: dict[str, Any] = {}
+        for unit in suite.pending:
+            if unit.method is None:
+                vanilla_refs[unit.label] = task.remote(payload, [unit.label], threads)
+                submitted[vanilla_refs[unit.label]] = unit
+        for unit in longest_first([u for u in suite.pending if u.method is not None]):
+            after = [vanilla_refs[unit.vanilla]] if unit.vanilla in vanilla_refs else []
+            submitted[task.remote(payload, [unit.label], threads, *after)] = unit
+        wait_for(submitted, suite)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def wait_for(submitted: dict[Any, PendingUnit], suite: Suite) -> None:
+    """Collect the tasks as they finish: progress on the driver, a line per unit, a
+    ``failed`` record for a unit whose task failed for good; Ctrl-C cancels the rest."""
+    import ray
+
+    remaining = list(submitted)
+    failed = 0
+    started = time.perf_counter()
+    try:
+        with suite.board.task(f"units ({len(remaining)})", len(remaining)) as reporter:
+            while remaining:
+                ready, remaining = ray.wait(remaining, num_returns=1)
+                unit = submitted[ready[0]]
+                try:
+                    [result] = ray.get(ready[0])
+                except Exception as error:  # the worker died more often than it may retry, or the vanilla task failed
+                    reason = describe(getattr(error, "cause", None) or error)
+                    suite.record_failure(unit.label, f"the unit's task failed: {reason}")
+                    result = UnitResult(unit.label, "failed", time.perf_counter() - started, reason)
+                else:
+                    suite.finished(result)
+                failed += result.status == "failed"
+                suite.board.log(
+                    f"{unit.label}: {result.status} in {result.seconds:.1f} s"
+                    + (f" ({result.error})" if result.error else "")
+                )
+                reporter.advance(1, status=f"{len(remaining)} left, {failed} failed")
+    except KeyboardInterrupt:
+        for ref in remaining:
+            ray.cancel(ref, force=True)
+        raise
+
+
+@hookimpl
+def register_executors() -> list[ExecutorInfo]:
+    return [
+        ExecutorInfo(
+            name="ray",
+            description="Units as Ray tasks on a local or existing cluster (pip install knowundo-bench[ray]).",
+            params=RayParams,
+            execute=execute,
+        )
+    ]

@@ -1,0 +1,107 @@
+"""Executors (issue 15): ``local`` (the default, in order, in this process) and ``ray``
+(units as Ray tasks on a local two-CPU Ray): same leaderboard, retries of killed workers,
+failed units recorded, resumption, longest-first submission."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import TINY_SPEC, one_epoch
+from knowundo_bench.harness.execution import PendingUnit
+from knowundo_bench.harness.plugin_manager import get_plugins
+from knowundo_bench.harness.records.files import load_record
+from knowundo_bench.harness.runner import spec_hash
+from knowundo_bench.harness.specs import parse_spec
+from knowundo_bench.plugins.executors.ray import longest_first
+
+SPEC = {
+    **TINY_SPEC,
+    "threads": 1,  # one thread in every process: the same floating-point sums here and in Ray workers
+    "seeds": [0, 1],
+    "methods": [one_epoch("ga"), one_epoch("ga_gd")],
+}
+RAY = {"executor": "ray", "local_cpus": 2, "num_cpus": 1, "max_retries": 1}
+
+
+def test_local_is_the_default_and_where_a_suite_runs_is_not_part_of_its_identity():
+    plugins = get_plugins()
+    local = parse_spec(SPEC, plugins)
+    remote = parse_spec({**SPEC, "execution": RAY}, plugins)
+    assert local.executor is not None and local.executor.info.name == "local" and local.executor.info.in_process
+    assert remote.executor is not None and remote.executor.info.name == "ray" and not remote.executor.info.in_process
+    assert spec_hash(local) == spec_hash(remote)
+
+
+def test_execution_fields_are_validated_like_any_plugin_section():
+    from knowundo_bench.harness.errors import InputError
+
+    expected = r"execution\.num_cpu: Extra inputs are not permitted; did you mean 'num_cpus'"
+    with pytest.raises(InputError, match=expected):
+        parse_spec({**SPEC, "execution": {"executor": "ray", "num_cpu": 2}}, get_plugins())
+    with pytest.raises(InputError, match=r"execution\.executor: unknown executor 'rey'; did you mean 'ray'"):
+        parse_spec({**SPEC, "execution": {"executor": "rey"}}, get_plugins())
+
+
+def test_longest_first_orders_by_expected_cost_unknown_last():
+    units = [
+        PendingUnit("ga@0", "vanilla", "ga", 2.0),
+        PendingUnit("memflex@0", "vanilla", "memflex", 9.0),
+        PendingUnit("npo@0", "vanilla", "npo", None),
+        PendingUnit("ga_gd@0", "vanilla", "ga_gd", 4.0),
+    ]
+    assert [u.label for u in longest_first(units)] == ["memflex@0", "ga_gd@0", "ga@0", "npo@0"]
+
+
+def run_cli(tmp_path: Path, spec: dict, out: Path, *args: str, env: dict[str, str] | None = None):
+    path = tmp_path / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    command = [sys.executable, "-m", "knowundo_bench", "run", str(path), "--output", str(out), "--no-progress", *args]
+    full_env = {**os.environ, "KNOWUNDO_BENCH_CACHE": str(tmp_path / "cache"), **(env or {})}
+    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=900)
+
+
+def successes(out: Path) -> dict[str, tuple[float, float]]:
+    rows = {}
+    for path in sorted(out.glob("*.json")):
+        record = load_record(path)
+        assert record is not None and record.metrics is not None, path
+        rows[path.stem] = (record.metrics.unlearn.success, record.metrics.retention.success)
+    return rows
+
+
+@pytest.mark.slow
+def test_ray_gives_the_local_leaderboard_retries_killed_workers_and_resumes(tmp_path):
+    local = run_cli(tmp_path, SPEC, tmp_path / "local")
+    assert local.returncode == 0, local.stderr[-3000:]
+    # every unit a Ray task; the first worker to reach its 2nd unlearning step is killed (SIGKILL) once
+    env = {"KNOWUNDO_BENCH_FAULT": "unlearn_step:2", "KNOWUNDO_BENCH_FAULT_ONCE": str(tmp_path / "killed")}
+    remote = run_cli(tmp_path, {**SPEC, "execution": RAY}, tmp_path / "ray", env=env)
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    assert (tmp_path / "killed").exists()  # a worker did die mid-unit, and Ray ran the unit again
+    assert successes(tmp_path / "ray") == successes(tmp_path / "local")
+    for unit in ("ga@0", "ga@1", "ga_gd@0", "ga_gd@1"):
+        assert f"{unit}: ok in " in remote.stderr
+    # resumption: nothing is resubmitted
+    again = run_cli(tmp_path, {**SPEC, "execution": RAY}, tmp_path / "ray")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "reused finished results: vanilla, ga@0, ga@1, ga_gd@0, ga_gd@1" in again.stderr
+    assert ": ok in " not in again.stderr
+
+
+@pytest.mark.slow
+def test_a_unit_whose_worker_keeps_dying_is_recorded_failed_and_the_others_finish(tmp_path):
+    spec = {**SPEC, "seeds": [0], "methods": [one_epoch("ga"), one_epoch("ga_gd", epochs=2)], "execution": RAY}
+    # ga_gd's second epoch passes step 10 (ga's single epoch never does): every attempt of it dies
+    result = run_cli(tmp_path, spec, tmp_path / "out", env={"KNOWUNDO_BENCH_FAULT": "unlearn_step:10"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    failed = json.loads((tmp_path / "out" / "ga_gd@0.json").read_text())
+    assert failed["status"] == "failed" and "the unit's task failed" in failed["error"]
+    assert load_record(tmp_path / "out" / "ga@0.json").status == "ok"
+    assert "failed methods: ga_gd@0" in result.stderr
