@@ -116,3 +116,29 @@ def test_gpu_check_smollm2_spec_is_a_valid_spec_on_cuda(tmp_path):
     resolved = load_spec(gpu_check.smollm2_spec(tmp_path), get_plugins())
     assert resolved.spec.model.device == "cuda" and resolved.spec.model.source == "gguf"
     assert [m.info.name for m in resolved.methods] == ["ga_gd", "memflex"]
+
+
+def test_scale_replays_the_ray_schedule():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import scale
+    finally:
+        sys.path.pop(0)
+    tasks = [
+        scale.Task("vanilla", 10.0, None),
+        scale.Task("a", 6.0, "vanilla"),
+        scale.Task("b", 4.0, "vanilla"),
+        scale.Task("c", 3.0, "vanilla"),
+        scale.Task("d", 3.0, "vanilla"),
+    ]
+    assert scale.makespan(tasks, 1) == 26.0  # serial
+    assert scale.makespan(tasks, 2) == 19.0  # a and b at 10; c after b (14-17), d after a (16-19)
+    assert scale.makespan(tasks, 4) == 16.0  # the vanilla model, then the longest unit
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "scale.py"), str(ROOT / "tests" / "fixtures" / "records-schema1")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| 1 |" in result.stdout and "| 64 |" in result.stdout and "= 164 units (4 vanilla)" in result.stdout

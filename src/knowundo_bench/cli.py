@@ -145,13 +145,15 @@ def run(
     """
     from dataclasses import replace
 
+    from knowundo_bench.harness import distributed
     from knowundo_bench.harness.plugin_manager import get_plugins
     from knowundo_bench.harness.progress import ProgressBoard, stderr_console
     from knowundo_bench.harness.runner import Runner, output_directory
     from knowundo_bench.harness.specs import load_spec
     from knowundo_bench.leaderboard import leaderboard_rows, render
 
-    console = stderr_console()
+    main = distributed.is_main()  # of an accelerate launch: the one process that logs and prints
+    console = stderr_console() if main else Console(quiet=True)
     runner: Runner | None = None
     try:
         with reported():
@@ -169,7 +171,7 @@ def run(
             with ProgressBoard(console, enabled=progress) as board:
                 runner = Runner(resolved, plugins, directory, board, force=force)
                 outcome = runner.run()
-            table = render(leaderboard_rows(outcome.output_dir), "md")
+            table = render(leaderboard_rows(outcome.output_dir), "md") if main else ""
     except KeyboardInterrupt:
         if runner is None:
             console.print(Text("interrupted before any unit ran"))
@@ -182,6 +184,8 @@ def run(
                 )
             )
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not main:
+        return
     sys.stdout.write(table)
     sys.stdout.flush()
     console.print(Text(f"results: {outcome.output_dir}"))

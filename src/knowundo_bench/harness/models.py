@@ -8,6 +8,7 @@ never unpickled.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,8 +78,11 @@ def load_lora(model: PreTrainedModel, directory: Path) -> PeftModel:
 def resolve_device(name: str) -> torch.device:
     """``model.device`` as a torch device; one that this machine lacks is one line naming
     the field (not torch's "Torch not compiled with CUDA enabled" at the first tensor)."""
+    local_rank = os.environ.get("LOCAL_RANK")  # one process per GPU under accelerate launch / torchrun
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and local_rank is not None and torch.cuda.is_available():
+        name = f"cuda:{local_rank}"
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -22,6 +22,7 @@ import torch
 import transformers
 
 from knowundo_bench import __version__
+from knowundo_bench.harness import distributed
 from knowundo_bench.harness.context import UnlearnContext
 from knowundo_bench.harness.contracts import Localization, LocalizerRun, MethodRun, TrainingReport
 from knowundo_bench.harness.data import (
@@ -256,9 +257,9 @@ def output_directory(resolved: ResolvedSpec, override: Path | None) -> Path:
     directory = override or resolved.spec.output_dir or Path("results") / resolved.spec.name
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write-test"
+        probe = directory / f".write-test-{os.getpid()}"  # one per process (several may start together)
         probe.write_text("")
-        probe.unlink()
+        probe.unlink(missing_ok=True)
     except OSError as error:
         raise InputError(f"output directory not writable ({error.strerror})", source=str(directory)) from None
     return directory
@@ -304,6 +305,7 @@ class Runner:
         self.done: dict[str, ResultRecord] = {}  # reusable records
         self.pending: list[PendingUnit] = []  # what the executor runs
         self.outcome = RunOutcome(output_dir)  # filled as units finish (an interrupted run reports it)
+        self.main = distributed.is_main()  # of a multi-process run: the one that evaluates and writes
 
     def model_factory(self) -> ModelFactory:
         """The model source's factory, made before any data is read, so that a model that
@@ -346,6 +348,8 @@ class Runner:
         )
 
     def record(self, unit: Unit, **fields: Any) -> Path:
+        if not self.main:  # one writer: the main process
+            return self.output_dir / f"{unit.label}.json"
         record = ResultRecord(
             run=self.spec.name,
             method="vanilla" if unit.method is None else unit.method.label,
@@ -396,7 +400,7 @@ class Runner:
         """Scope metrics every ``eval.every_n_steps`` optimizer steps (Figure 4), from the
         vanilla model's (step 0); None when curves are off."""
         every = self.spec.eval.every_n_steps
-        if every is None:
+        if every is None or not self.main:  # the main process evaluates
             return None, None
         quick = self.spec.eval.model_copy(update={"rouge": False})
         curve = [curve_point(0, start)]
@@ -421,12 +425,13 @@ class Runner:
         run_seed: int | None = None,
         unit_label: str | None = None,
     ) -> dict[str, Any]:
-        """Localise (if asked), unlearn and evaluate one method; returns its record's fields."""
-        assert self.vanilla_metrics is not None, "prepare_model runs first"
+        """Localise (if asked), unlearn and evaluate one method; returns its record's fields
+        (in a process other than the main one of a multi-process run, only its status)."""
+        assert self.vanilla_metrics is not None or not self.main, "prepare_model runs first"
         model = vanilla.bundle.model
         seed = self.method_seed(method, run_seed)
         seed_everything(seed)
-        curve, after_step = self.curve_recorder(model, encoder, benchmark, self.vanilla_metrics)
+        curve, after_step = self.curve_recorder(model, encoder, benchmark, self.vanilla_metrics)  # type: ignore[arg-type]
         context = UnlearnContext(
             encoder=encoder,
             seed=seed,
@@ -473,6 +478,8 @@ class Runner:
             retain=retain,
             context=context,
         )
+        if not self.main:
+            return {"status": "ok", "method_name": method.info.name}
         metrics = self.evaluate(unit_label or method.label, model, encoder, benchmark)
         if curve is not None and curve[-1].step != len(report.step_seconds):
             curve.append(curve_point(len(report.step_seconds), metrics))
@@ -628,6 +635,7 @@ class Runner:
         worker, whose siblings may be writing)."""
         for leftover in remove_stale_temporaries(self.output_dir, "*.json") if clean else []:
             self.board.log(f"removed a half-written file from an interrupted run: {leftover.name}")
+        rewrite = clean
         self.unit_keys = {
             unit.label: self.unit_key(vanilla_key(self.resolved, benchmark, unit.vanilla_seed), unit)
             for unit in self.units
@@ -639,7 +647,8 @@ class Runner:
                 continue
             if record.order != unit.order:  # methods reordered: the table follows the spec
                 record = record.model_copy(update={"order": unit.order})
-                write_record(self.output_dir, unit.label, record)
+                if rewrite:
+                    write_record(self.output_dir, unit.label, record)
             done[unit.label] = record
         return done
 
@@ -675,6 +684,8 @@ class Runner:
         reused = done.get(unit.label)
         if reused is not None and reused.metrics is not None:
             self.vanilla_metrics = reused.metrics
+        elif not self.main:
+            self.vanilla_metrics = None
         else:
             self.vanilla_metrics = self.evaluate(unit.label, vanilla.bundle.model, encoder, benchmark)
             outcome.records[unit.label] = self.record(
@@ -709,15 +720,29 @@ class Runner:
     def run(self) -> RunOutcome:
         """The whole suite: what can be reused is, the rest goes to the spec's executor."""
         outcome = self.outcome
-        self.prepare_process(self.spec.threads or os.cpu_count() or 1)
+        processes = distributed.world_size()
+        if processes > 1:
+            distributed.check_supported()
+            if self.resolved.executor is not None and not self.resolved.executor.info.in_process:
+                raise InputError(
+                    f"execution.executor: {self.resolved.executor.info.name!r} under a multi-process launch "
+                    "(each process would submit the whole suite); use the local executor"
+                )
+        distributed.start()
+        if processes > 1:
+            self.board.log(f"each unit data-parallel over {processes} processes")
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        self.prepare_process(self.spec.threads or max(1, (os.cpu_count() or 1) // local_processes))
         executor = self.resolved.executor
         in_process = executor is None or executor.info.in_process
         if in_process and (self.force or not any(self.output_dir.glob("*.json"))):
             self.check_device()  # a fresh run: an unavailable device or model fails before any data is read
             self.model_factory()
         benchmark = self.load_inputs()
-        self.claim_directory()
-        self.done = self.reusable_units(benchmark)
+        if self.main:
+            self.claim_directory()
+        self.done = self.reusable_units(benchmark, clean=self.main)
+        distributed.barrier()  # every process sees the same records
         for label in self.done:
             outcome.records[label] = self.output_dir / f"{label}.json"
             outcome.reused.append(label)
@@ -773,6 +798,7 @@ class Runner:
                 continue
             started = time.perf_counter()
             vanilla = self.prepare_model(benchmark, self.done, self.outcome, vanilla_unit)
+            distributed.barrier()
             if vanilla_unit.label in wanted:
                 results.append(UnitResult(vanilla_unit.label, "ok", time.perf_counter() - started))
             assert self.encoder is not None
@@ -780,6 +806,7 @@ class Runner:
             for unit in group:
                 results.append(self.run_unit(unit, vanilla, benchmark))
                 snapshot.restore(vanilla.bundle.model)
+                distributed.barrier()  # the other processes wait while the main one evaluates
         return results
 
     def run_unit(self, unit: Unit, vanilla: VanillaModel, benchmark: Benchmark) -> UnitResult:
@@ -789,6 +816,8 @@ class Runner:
         try:
             fields = self.run_method(unit.method, vanilla, self.encoder, benchmark, unit.run_seed, unit.label)
         except Exception as error:  # one failing method must not lose the others
+            if distributed.world_size() > 1:
+                raise  # the other processes may be inside a collective: stop them all (rerunning resumes)
             self.board.log(f"method {unit.label} failed: {type(error).__name__}: {error}", style="red")
             fields = {
                 "method_name": unit.method.info.name,
@@ -836,8 +865,8 @@ class Runner:
             spec=self.resolved.echo(),
             source=str(self.resolved.path or "spec"),
             overrides=self.resolved.overrides,
-            output_dir=str(self.output_dir),
-            cache_dir=str(cache_root(self.resolved)),
+            output_dir=str(self.output_dir.absolute()),  # workers may start in another directory
+            cache_dir=str(cache_root(self.resolved).absolute()),
         )
 
 
@@ -864,10 +893,11 @@ def run_in_worker(payload: SuitePayload, labels: Sequence[str], threads: int, *a
     from knowundo_bench.harness.specs import parse_spec
 
     plugins = get_plugins()
-    resolved = dataclasses.replace(parse_spec(payload.spec, plugins, payload.source), overrides=payload.overrides)
+    spec = {**payload.spec, "cache_dir": payload.cache_dir}  # the cache the driver checked, not this $HOME's
+    resolved = dataclasses.replace(parse_spec(spec, plugins, payload.source), overrides=payload.overrides)
     with ProgressBoard(enabled=False) as board:
         runner = Runner(resolved, plugins, Path(payload.output_dir), board)
-        runner.prepare_process(threads)
+        runner.prepare_process(resolved.spec.threads or threads)
         runner.check_device()
         benchmark = runner.load_inputs()
         runner.done = {

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from knowundo_bench.harness.contracts import Batch, Objective, TrainingParams, TrainingReport
+from knowundo_bench.harness.distributed import average_gradients, window_share
 from knowundo_bench.harness.efficiency import StepMeter
 from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
 from knowundo_bench.harness.faults import fault_point
@@ -188,7 +189,15 @@ def train(
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _lr_lambda(total_steps, warmup_steps_for(total_steps, params.warmup_ratio))
         )
-        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        # The scheduler stays outside prepare(): accelerate would step it once per process per
+        # optimizer step, and the step count here is the single-process one whatever K is.
+        # Over several processes the model stays a plain module (no DDP): gradients are
+        # averaged by hand once per window (distributed.average_gradients).
+        data_parallel = accelerator.num_processes > 1
+        if data_parallel:
+            optimizer = accelerator.prepare(optimizer)
+        else:
+            model, optimizer = accelerator.prepare(model, optimizer)
         model.train()
         step = 0
         for epoch in range(params.epochs):
@@ -199,14 +208,18 @@ def train(
                 report.step_tokens.append(sum(int(part["attention_mask"].sum()) for b in window for part in b.values()))
                 meter.start()
                 window_loss = torch.zeros((), device=accelerator.device)
-                for index, batch in enumerate(window):
+                share, divisor = window_share(window)  # all of it in one process (divisor: its length)
+                for index, batch in enumerate(share):
                     batch = {k: {t: v.to(accelerator.device) for t, v in b.items()} for k, b in batch.items()}
-                    last = index == len(window) - 1
-                    sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
-                    with sync:
-                        loss = objective(model, batch) / len(window)
+                    last = index == len(share) - 1
+                    sync = contextlib.nullcontext() if last or data_parallel else accelerator.no_sync(model)
+                    with sync, accelerator.autocast() if data_parallel else contextlib.nullcontext():
+                        loss = objective(model, batch) / divisor
                         accelerator.backward(loss)
                     window_loss += loss.detach()  # no host sync inside the accumulation window
+                if data_parallel:  # the window's mean gradient and loss over every process's share
+                    average_gradients([p for _, p in named])
+                    window_loss = accelerator.reduce(window_loss, reduction="sum") / accelerator.num_processes
                 for p, keep in masks:
                     if p.grad is not None:
                         p.grad.masked_fill_(~keep, 0.0)

@@ -16,6 +16,7 @@ from typing import Any
 
 from knowundo_bench import __version__
 from knowundo_bench.harness.data import Benchmark
+from knowundo_bench.harness.distributed import barrier, from_main, is_main
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.errors import InputError, reported_as_input
 from knowundo_bench.harness.evaluation import teacher_forced
@@ -124,7 +125,7 @@ def fit_vanilla(
             board.log(
                 f"vanilla epoch {epoch + 1}: teacher-forced accuracy {accuracy:.2f}% (target {params.target_accuracy}%)"
             )
-        return accuracy >= params.target_accuracy
+        return from_main(accuracy >= params.target_accuracy)  # every process stops at the same epoch
 
     def objective(model, batch):
         return answer_loss(model, batch["forget"])  # "forget" is the primary batch: all pairs here
@@ -175,10 +176,12 @@ def prepare_vanilla(
     with loading:
         bundle = factory.create(corpus(benchmark), seed)
     training = fit_vanilla(bundle, benchmark, resolved, device, board, seed)
-    with atomic_directory(path) as staging:
-        factory.save(bundle, staging)
-        meta = {"key": key, "knowundo_bench": __version__, "training": training}
-        (staging / "vanilla.json").write_text(json.dumps(meta, indent=2))
+    if is_main():  # the other processes of a multi-process run hold the same weights
+        with atomic_directory(path) as staging:
+            factory.save(bundle, staging)
+            meta = {"key": key, "knowundo_bench": __version__, "training": training}
+            (staging / "vanilla.json").write_text(json.dumps(meta, indent=2))
+    barrier()
     return check_target(
         VanillaModel(bundle, key, path, reused=False, training=training, seed=seed), benchmark, resolved
     )

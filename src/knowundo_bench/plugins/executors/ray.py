@@ -68,6 +68,7 @@ def start(params: RayParams) -> bool:
     }
     if params.address is None:
         ray.init(
+            address="local",  # never an existing cluster found through RAY_ADDRESS: that takes `address`
             num_cpus=params.local_cpus or os.cpu_count(),
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
