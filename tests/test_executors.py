@@ -105,3 +105,32 @@ def test_a_unit_whose_worker_keeps_dying_is_recorded_failed_and_the_others_finis
     assert failed["status"] == "failed" and "the unit's task failed" in failed["error"]
     assert load_record(tmp_path / "out" / "ga@0.json").status == "ok"
     assert "failed methods: ga_gd@0" in result.stderr
+
+
+def test_no_secret_reaches_the_ray_runtime_env(monkeypatch):
+    from knowundo_bench.plugins.executors import ray as ray_executor
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("HF_HOME", "/somewhere")
+    monkeypatch.setenv("KNOWUNDO_BENCH_CACHE", "/shared/cache")
+    forwarded = ray_executor._forwarded_env()
+    assert forwarded["HF_HOME"] == "/somewhere" and forwarded["KNOWUNDO_BENCH_CACHE"] == "/shared/cache"
+    assert "HF_TOKEN" not in forwarded
+
+
+def test_a_record_written_before_the_worker_died_is_not_overwritten_as_failed(tmp_path):
+    from knowundo_bench.harness.progress import ProgressBoard
+    from knowundo_bench.harness.runner import Runner
+
+    plugins = get_plugins()
+    resolved = parse_spec({**SPEC, "seeds": None, "cache_dir": str(tmp_path / "cache")}, plugins)
+    with ProgressBoard(console=None, enabled=False) as board:
+        finished = Runner(resolved, plugins, tmp_path / "out", board).run()
+        assert finished.failed == []
+        runner = Runner(resolved, plugins, tmp_path / "out", board, force=True)
+        runner.reusable_units(runner.load_inputs())
+        runner.record_failure("ga", "the unit's task failed: WorkerCrashedError")  # its record is on disk
+        assert load_record(tmp_path / "out" / "ga.json").status == "ok" and runner.outcome.failed == []
+        (tmp_path / "out" / "ga_gd.json").unlink()
+        runner.record_failure("ga_gd", "the unit's task failed: WorkerCrashedError")  # nothing on disk
+        assert load_record(tmp_path / "out" / "ga_gd.json").status == "failed" and runner.outcome.failed == ["ga_gd"]

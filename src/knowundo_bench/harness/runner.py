@@ -847,8 +847,13 @@ class Runner:
             self.outcome.failed.append(result.label)
 
     def record_failure(self, label: str, error: str) -> None:
-        """A ``failed`` record for a unit whose worker died more often than it may retry."""
+        """A ``failed`` record for a unit whose worker died more often than it may retry
+        (unless the unit's finished record made it to disk before its worker died)."""
         unit = next(unit for unit in self.units if unit.label == label)
+        written = load_record(self.output_dir / f"{label}.json")
+        if written is not None and written.finished and written.unit_key == self.unit_keys.get(label):
+            self.finished(UnitResult(label, written.status, written.wall_seconds or 0.0))
+            return
         self.outcome.records[label] = self.record(
             unit,
             method_name="vanilla" if unit.method is None else unit.method.info.name,

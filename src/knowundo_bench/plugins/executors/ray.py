@@ -51,7 +51,14 @@ class RayParams(Params):
 
 
 def _forwarded_env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key.startswith(FORWARDED_ENV)}
+    """The variables workers need, without secrets: a runtime_env is readable through Ray's
+    state API on a shared cluster, so tokens (HF_TOKEN) must reach workers another way
+    (the workers' own environment, or the hub's token file)."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key.startswith(FORWARDED_ENV) and not any(secret in key for secret in ("TOKEN", "KEY", "SECRET"))
+    }
 
 
 def start(params: RayParams) -> bool:
