@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -83,3 +84,11 @@ def error_lines(stderr: str) -> str:
     """What ``run`` wrote to stderr besides its timestamped log lines (the error, or a
     traceback if one escaped), stripped."""
     return "\n".join(line for line in stderr.strip().splitlines() if not LOG_LINE.match(line)).strip()
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on: connecting is refused at once (an unreachable
+    hub), and binding it is free (a launcher's rendezvous port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

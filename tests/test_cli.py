@@ -17,7 +17,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from helpers import TINY_SPEC, error_lines, one_epoch
+from helpers import TINY_SPEC, closed_port, error_lines, one_epoch
 from knowundo_bench import __version__
 from knowundo_bench.cli import app
 from knowundo_bench.harness.errors import InputError
@@ -393,11 +393,7 @@ def test_set_paths_are_read_from_the_current_directory(tmp_path, monkeypatch):
 
 
 def test_general_tasks_from_an_unreachable_hub_fail_before_training(tmp_path, monkeypatch):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = closed_port()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import authors_model, authors_tokenizer, two_authors
+from helpers import authors_model, authors_tokenizer, closed_port, two_authors
 from knowundo_bench.harness import distributed
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.losses import answer_loss
@@ -59,12 +58,6 @@ def test_the_average_of_the_processes_gradients_is_the_single_process_gradient(w
         torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-7)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def successes(out: Path) -> dict[str, tuple[float, float]]:
     rows = {}
     for path in sorted(out.glob("*.json")):
@@ -79,7 +72,7 @@ def accelerate_launch(spec: Path, out: Path, cache: Path, *args: str) -> subproc
     start one process)."""
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launch += ["--main_process_port", str(free_port())]
+    launch += ["--main_process_port", str(closed_port())]
     return subprocess.run(
         [*launch, "-m", "knowundo_bench", "run", str(spec), "--output", str(out), *args],
         env={**clean_env(), "KNOWUNDO_BENCH_CACHE": str(cache)},

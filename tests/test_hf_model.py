@@ -4,7 +4,6 @@ run offline on a tiny LLaMA and tokenizer saved to a local folder."""
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 import warnings
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from helpers import tiny_llama
+from helpers import closed_port, tiny_llama
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.models import LoraSpec, ModelBundle
 from knowundo_bench.plugins.models import hf as hf_model
@@ -213,13 +212,6 @@ def test_lora_loaded_adapter_still_trains(base_dir: Path, tmp_path: Path) -> Non
     assert grads and all("lora_" in n for n in grads)
 
 
-def _closed_port() -> int:
-    """A local TCP port nothing listens on (connections to it are refused at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _hub_cache_with(base_dir: Path, cache: Path, repo: str) -> None:
     """``base_dir`` laid out as the hub cache holds a downloaded repo."""
     folder = cache / f"models--{repo.replace('/', '--')}"
@@ -233,7 +225,7 @@ def test_a_cached_hub_model_loads_from_the_cache_when_the_hub_is_unreachable(bas
 
     _hub_cache_with(base_dir, tmp_path / "hub", "example/tiny")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # as HF_HUB_CACHE at start-up
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     factory = HFModelFactory(HFModelParams(name_or_path="example/tiny"))
@@ -249,7 +241,7 @@ def test_a_hub_model_neither_cached_nor_reachable_is_one_line_at_once(tmp_path, 
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     started = time.perf_counter()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from helpers import closed_port
 from knowundo_bench.harness.data import Benchmark, QAPair
 from knowundo_bench.harness.errors import InputError
 from knowundo_bench.plugins.data import hub
@@ -159,11 +160,7 @@ def test_hub_unknown_domain_is_input_error(tmp_path: Path) -> None:
 
 
 def test_a_hub_dataset_with_the_hub_unreachable_is_one_line_at_once(monkeypatch) -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed once the block ends: connections are refused
+    port = closed_port()
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
