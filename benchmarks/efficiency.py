@@ -16,6 +16,11 @@ prints one ``name=value`` line per figure:
                                 backward per batch) / one epoch of GA+GD
 6. localize_fast_agreement      mean Jaccard similarity of the tensors the two localizers
                                 select, over several seeds (min and each seed on a # line)
+7. ga_gd_vs_hf_trainer_step_ratio  the harness's GA+GD step / open-unlearning's GradDiff on
+                                HF ``Trainer`` (``hf_trainer_peer.py``), the official recipe:
+                                batch 1 x 16 accumulation steps, same model, batches, order,
+                                optimiser and schedule; the harness stacks each window into
+                                one forward and backward (``stack_window``)
 
 GA+GD batches are the official mixed forget+retain dataset (``retain_batching: mixed``).
 
@@ -56,6 +61,9 @@ from knowundo_bench.plugins.localizers.memflex import MemFlexLocalizerParams  # 
 from knowundo_bench.plugins.methods.ga_gd import weighted_objective  # noqa: E402
 from knowundo_bench.plugins.models.tiny import train_tokenizer  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hf_trainer_peer import train_with_hf_trainer  # noqa: E402
+
 
 def tiny_model(vocab: int, hidden: int, layers: int):
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -83,7 +91,11 @@ def setup(instances: int, hidden: int, layers: int):
 
 
 def step_seconds(model, batches, objective, params, trainable=None) -> list[float]:
-    report = train(
+    return train_report(model, batches, objective, params, trainable).step_seconds[1:]
+
+
+def train_report(model, batches, objective, params, trainable=None):
+    return train(
         model,
         objective=objective,
         params=params,
@@ -92,7 +104,6 @@ def step_seconds(model, batches, objective, params, trainable=None) -> list[floa
         trainable=trainable,
         warmup_steps=1,
     )
-    return report.step_seconds[1:]
 
 
 def bare_loop_seconds(model, batches, objective, params) -> list[float]:
@@ -195,6 +206,34 @@ def main() -> int:
         snapshot.restore(model)
         return step_seconds(model, batches, objective, params, upper_half)
 
+    # The official recipe (batch 1 x 16 accumulation steps) against the HF Trainer peer.
+    recipe_batches = make_mixed_batches(encoder, mixed_dataset(forget, retain, 1, random.Random(0)), 1)
+    recipe = TrainingParams(epochs=1, lr=1e-4, batch_size=1, grad_accum=16)
+    recipe_losses: dict[str, list[float]] = {}
+
+    def run_recipe(stack_window: bool):
+        def run():
+            snapshot.restore(model)
+            report = train_report(
+                model, recipe_batches, objective, recipe.model_copy(update={"stack_window": stack_window})
+            )
+            recipe_losses["stacked" if stack_window else "one_by_one"] = report.step_losses
+            return report.step_seconds[1:]
+
+        return run
+
+    def run_hf_trainer():
+        snapshot.restore(model)
+        seconds, recipe_losses["hf_trainer"] = train_with_hf_trainer(model, recipe_batches, recipe, -1.0, 1.0)
+        return seconds[1:]
+
+    stacked_step, trainer_step = alternate(args.rounds, run_recipe(True), run_hf_trainer)
+    one_by_one_step, trainer_step_again = alternate(max(1, args.rounds // 2), run_recipe(False), run_hf_trainer)
+    loss_gaps = {
+        arm: max(abs(a - b) for a, b in zip(recipe_losses[arm], recipe_losses["hf_trainer"], strict=True))
+        for arm in ("stacked", "one_by_one")
+    }
+
     memflex, ga_gd = alternate(args.rounds, run_memflex, run_ga_gd)
     upper, ga_gd_again = alternate(max(1, args.rounds // 2), run_upper_half, run_ga_gd)
     harness, bare = alternate(args.rounds, run_ga_gd, run_bare)
@@ -237,12 +276,20 @@ def main() -> int:
         f"# MemFlex's lowest selected layer: {lowest} (back-propagation must reach it); what-if, training only "
         f"the upper half of the layers + lm_head: step ratio {upper / ga_gd_again:.3f}"
     )
+    print(
+        f"# official recipe, {len(recipe_batches)} micro-batches of 1, 16 to a step: harness stacked "
+        f"{stacked_step:.4f}s, harness one pass per micro-batch {one_by_one_step:.4f}s, HF Trainer GradDiff "
+        f"{trainer_step:.4f}s / {trainer_step_again:.4f}s; one by one vs Trainer "
+        f"{one_by_one_step / trainer_step_again:.3f}; "
+        f"max |step loss - Trainer's|: stacked {loss_gaps['stacked']:.1e}, one by one {loss_gaps['one_by_one']:.1e}"
+    )
     print(f"memflex_vs_ga_gd_step_ratio={memflex / ga_gd:.3f}")
     print(f"harness_vs_bare_loop_ratio={harness / bare:.3f}")
     print(f"batched_eval_speedup={single_seconds / batched_seconds:.2f}")
     print(f"localize_vs_epoch_ratio={localize_seconds / epoch_seconds:.2f}")
     print(f"localize_fast_vs_epoch_ratio={fast_seconds / epoch_seconds:.2f}")
     print(f"localize_fast_agreement={statistics.mean(agreements):.3f}")
+    print(f"ga_gd_vs_hf_trainer_step_ratio={stacked_step / trainer_step:.3f}")
     return 0
 
 

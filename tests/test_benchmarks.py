@@ -4,6 +4,7 @@ trainable layer."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import subprocess
@@ -74,7 +75,7 @@ def test_backprop_stops_below_the_lowest_trainable_layer():
     assert all(p.requires_grad for p in model.parameters())  # frozen only for the duration
 
 
-def test_efficiency_benchmark_script_documents_its_six_figures():
+def test_efficiency_benchmark_script_documents_its_seven_figures():
     text = (ROOT / "benchmarks" / "efficiency.py").read_text()
     for name in (
         "memflex_vs_ga_gd_step_ratio",
@@ -83,9 +84,45 @@ def test_efficiency_benchmark_script_documents_its_six_figures():
         "localize_vs_epoch_ratio",
         "localize_fast_vs_epoch_ratio",
         "localize_fast_agreement",
+        "ga_gd_vs_hf_trainer_step_ratio",
     ):
         assert f'print(f"{name}=' in text, name
     assert "bench:" in (ROOT / "Makefile").read_text()
+
+
+def test_hf_trainer_peer_takes_the_harness_steps_with_the_harness_losses():
+    """The peer arm compares like with like: the same optimizer steps, per-step losses and
+    final weights as the harness's GA+GD (stacked windows) on the same micro-batches.
+    Fails if the peer shuffles, scales the loss differently or drops a part."""
+    from helpers import authors_model, authors_tokenizer, two_authors
+    from knowundo_bench.harness.training import make_mixed_batches, mixed_dataset
+    from knowundo_bench.plugins.methods.ga_gd import weighted_objective
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from hf_trainer_peer import train_with_hf_trainer
+    finally:
+        sys.path.pop(0)
+    pairs, forget, retain = two_authors()
+    tokenizer = authors_tokenizer(pairs)
+    encoder = PromptEncoder(tokenizer, 96, prompt_format="raw")
+    items = mixed_dataset(encoder.encode_all(forget), encoder.encode_all(retain), 1, random.Random(0))
+    batches = make_mixed_batches(encoder, items, 1)
+    params = TrainingParams(epochs=1, lr=1e-3, batch_size=1, grad_accum=4)
+    ours, theirs = authors_model(tokenizer), authors_model(tokenizer)
+    report = train(
+        ours,
+        objective=weighted_objective(-1.0, 1.0),
+        params=params,
+        epoch_batches=lambda epoch: batches,
+        seed=0,
+        warmup_steps=math.ceil(0.03 * math.ceil(len(batches) / 4)),
+    )
+    seconds, losses = train_with_hf_trainer(theirs, batches, params, -1.0, 1.0)
+    assert len(seconds) == len(losses) == len(report.step_losses) == math.ceil(len(batches) / 4)
+    assert losses == pytest.approx(report.step_losses, rel=1e-4, abs=1e-5)
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_gpu_check_runs_on_cpu_skipping_the_gpu_parts(tmp_path):

@@ -58,6 +58,59 @@ def test_the_average_of_the_processes_gradients_is_the_single_process_gradient(w
         torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-7)
 
 
+def test_sharding_follows_the_launch_environment(monkeypatch):
+    from knowundo_bench.harness.errors import InputError
+    from knowundo_bench.harness.sharding import ShardingConfig
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert ShardingConfig.from_environment() is None  # no FSDP asked for
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(InputError, match="fsdp_version 1 is not supported; set fsdp_version: 2"):
+        ShardingConfig.from_environment()
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    monkeypatch.setenv("FSDP_RESHARD_AFTER_FORWARD", "false")
+    monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "LlamaDecoderLayer, Other")
+    config = ShardingConfig.from_environment()
+    assert config == ShardingConfig(reshard_after_forward=False, block_classes=("LlamaDecoderLayer", "Other"))
+    pairs, _, _ = two_authors()
+    model = authors_model(authors_tokenizer(pairs))
+    assert len(config.blocks(model)) == 1  # one decoder layer
+    assert len(ShardingConfig().blocks(model)) == 1  # from the model's _no_split_modules
+    with pytest.raises(InputError, match="matches no module"):
+        ShardingConfig(block_classes=("GPT2Block",)).blocks(model)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert ShardingConfig.from_environment() is None  # one process: nothing to shard over
+
+
+def test_deepspeed_is_refused_pointing_at_fsdp(monkeypatch):
+    from knowundo_bench.harness.errors import InputError
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(InputError, match=r"DeepSpeed is not supported; shard with FSDP instead .*fsdp\.yaml"):
+        distributed.check_supported()
+
+
+def test_collective_timeout_is_hours_and_validated(monkeypatch):
+    from knowundo_bench.harness.errors import InputError
+
+    assert distributed.timeout().total_seconds() == 6 * 3600
+    monkeypatch.setenv("KNOWUNDO_BENCH_DIST_TIMEOUT_S", "90")
+    assert distributed.timeout().total_seconds() == 90
+    monkeypatch.setenv("KNOWUNDO_BENCH_DIST_TIMEOUT_S", "soon")
+    with pytest.raises(InputError, match="^KNOWUNDO_BENCH_DIST_TIMEOUT_S: 'soon' is not a positive number"):
+        distributed.timeout()
+
+
+def test_an_explicit_cuda_index_under_a_multi_process_launch_is_refused(monkeypatch):
+    from knowundo_bench.harness.errors import InputError
+    from knowundo_bench.harness.models import resolve_device
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(InputError, match=r"^model\.device: 'cuda:0' would put every process .* use device: cuda"):
+        resolve_device("cuda:0")
+
+
 def successes(out: Path) -> dict[str, tuple[float, float]]:
     rows = {}
     for path in sorted(out.glob("*.json")):
@@ -66,11 +119,14 @@ def successes(out: Path) -> dict[str, tuple[float, float]]:
     return rows
 
 
-def accelerate_launch(spec: Path, out: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:
+def accelerate_launch(
+    spec: Path, out: Path, cache: Path, *args: str, config: Path | None = None
+) -> subprocess.CompletedProcess:
     """``accelerate launch --multi_gpu --num_processes 2`` (torchrun underneath; on a
     machine without CUDA the processes use gloo on CPU: accelerate's ``--cpu`` would
-    start one process)."""
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    start one process), or with ``--config_file config``."""
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2"]
+    launch += ["--config_file", str(config)] if config else ["--multi_gpu"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     launch += ["--main_process_port", str(closed_port())]
     return subprocess.run(
@@ -118,6 +174,25 @@ def test_two_processes_run_the_quickstart_like_one(tmp_path):
         losses_two = json.loads((tmp_path / "two" / f"{unit}.json").read_text())["training"]["step_losses"]
         assert len(losses_one) == len(losses_two)
         torch.testing.assert_close(torch.tensor(losses_two), torch.tensor(losses_one), rtol=1e-3, atol=1e-4)
+    # sharded (FSDP2, the example config on gloo processes): the same steps and losses
+    fsdp = ROOT / "examples" / "accelerate" / "fsdp.yaml"
+    sharded = accelerate_launch(spec, tmp_path / "sharded", tmp_path / "cache", *common, config=fsdp)
+    assert sharded.returncode == 0, sharded.stderr[-3000:]
+    assert sharded.stderr.count("each unit sharded (FSDP2) over 2 processes") == 1
+    assert successes(tmp_path / "sharded").keys() == one.keys()
+    for unit, (unlearn, retention) in one.items():
+        assert abs(successes(tmp_path / "sharded")[unit][0] - unlearn) <= 2.0, unit
+        assert abs(successes(tmp_path / "sharded")[unit][1] - retention) <= 2.0, unit
+    for unit in ("ga@0", "ga_gd@0", "memflex@0"):
+        losses_one = json.loads((tmp_path / "one" / f"{unit}.json").read_text())["training"]["step_losses"]
+        losses_sharded = json.loads((tmp_path / "sharded" / f"{unit}.json").read_text())["training"]["step_losses"]
+        torch.testing.assert_close(torch.tensor(losses_sharded), torch.tensor(losses_one), rtol=1e-3, atol=1e-4)
+    # a loss that cannot run the same forwards on every process is refused in one line
+    kl = accelerate_launch(
+        spec, tmp_path / "kl", tmp_path / "cache", *common[:4], "--set", "methods=[ga_kl]", config=fsdp
+    )
+    assert kl.returncode != 0  # the launcher says 1 for a process that exited 2
+    assert "error: FSDP: this method's loss does not stack into one pass per process" in kl.stderr, kl.stderr[-3000:]
     # the vanilla fine-tuning on two processes too (a fresh cache): it reaches the same target
     vanilla = accelerate_launch(spec, tmp_path / "vanilla", tmp_path / "cache-two", *common, "--set", "methods=[]")
     assert vanilla.returncode == 0, vanilla.stderr[-3000:]

@@ -67,6 +67,20 @@ def leaderboard(*arguments) -> str:
     return result.stdout
 
 
+def test_mfu_of_several_processes_is_against_all_their_devices():
+    """Tokens are every process's, seconds one process's: MFU over K devices is the
+    single-device figure divided by K (not K times too high)."""
+    from knowundo_bench.harness.contracts import TrainingReport
+
+    report = TrainingReport(step_seconds=[1.0, 1.0, 1.0], step_tokens=[100, 100, 100], flops_per_token=6.0)
+    report.step_peak_mem_gb = [0.0] * 3
+    one = report.summary(peak_flops=1200.0)
+    report.processes = 4
+    four = report.summary(peak_flops=1200.0)
+    assert one["mfu"] == pytest.approx(0.5) and four["mfu"] == pytest.approx(0.125)
+    assert four["tokens_per_sec"] == one["tokens_per_sec"] and four["processes"] == 4
+
+
 def test_efficiency_view_is_relative_to_ga(tmp_path):
     write_record(tmp_path, "vanilla", {"method": "vanilla", "order": 0, "status": "ok", "metrics": {}})
     write_record(

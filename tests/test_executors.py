@@ -49,6 +49,17 @@ def test_execution_fields_are_validated_like_any_plugin_section():
         parse_spec({**SPEC, "execution": {"executor": "rey"}}, get_plugins())
 
 
+def test_another_executor_on_the_command_line_drops_the_specs_executor_settings():
+    """``--executor local`` on a spec written for Ray runs here (ray's num_cpus is not an
+    error); ``--executor ray`` on it keeps them."""
+    from knowundo_bench.harness.specs import apply_overrides
+
+    raw = {**SPEC, "execution": dict(RAY)}
+    assert apply_overrides(raw, ["execution.executor=local"])["execution"] == {"executor": "local"}
+    assert apply_overrides(raw, ["execution.executor=ray"])["execution"] == RAY
+    assert parse_spec(apply_overrides(raw, ["execution.executor=local"]), get_plugins()).executor.info.name == "local"
+
+
 def test_longest_first_orders_by_expected_cost_unknown_last():
     units = [
         PendingUnit("ga@0", "vanilla", "ga", 2.0),
@@ -113,9 +124,33 @@ def test_no_secret_reaches_the_ray_runtime_env(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     monkeypatch.setenv("HF_HOME", "/somewhere")
     monkeypatch.setenv("KNOWUNDO_BENCH_CACHE", "/shared/cache")
+    monkeypatch.setenv("https_proxy", "http://proxy:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope")
     forwarded = ray_executor._forwarded_env()
     assert forwarded["HF_HOME"] == "/somewhere" and forwarded["KNOWUNDO_BENCH_CACHE"] == "/shared/cache"
-    assert "HF_TOKEN" not in forwarded
+    assert forwarded["https_proxy"] == "http://proxy:3128" and forwarded["NO_PROXY"] == "localhost"
+    assert "HF_TOKEN" not in forwarded and "AWS_SECRET_ACCESS_KEY" not in forwarded
+
+
+def test_running_units_are_counted_from_the_workers_markers(tmp_path, monkeypatch):
+    from knowundo_bench.harness.execution import SuitePayload
+    from knowundo_bench.plugins.executors import ray as ray_executor
+
+    seen = []
+
+    def run_in_worker(payload, labels, threads, *after):
+        seen.append(ray_executor.running_units(tmp_path, {"ga@0", "ga_gd@0"}))
+        return []
+
+    monkeypatch.setattr(ray_executor, "run_in_worker", run_in_worker)
+    payload = SuitePayload(spec={}, source="spec.yaml", overrides=(), output_dir=str(tmp_path), cache_dir=str(tmp_path))
+    (tmp_path / ".running").mkdir()
+    (tmp_path / ".running" / "ga_gd@0.999").touch()  # a worker killed mid-unit, its retry still to come
+    ray_executor.run_marked(payload, ["ga@0"], 1)
+    assert seen == [2]
+    assert ray_executor.running_units(tmp_path, {"ga@0", "ga_gd@0"}) == 1  # ga@0's marker went with it
+    assert ray_executor.running_units(tmp_path, {"ga@0"}) == 0  # finished units never count
 
 
 def test_a_record_written_before_the_worker_died_is_not_overwritten_as_failed(tmp_path):

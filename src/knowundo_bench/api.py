@@ -59,6 +59,7 @@ from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.hub import require_hub, require_model
 from knowundo_bench.harness.labels import allowed_tokens, relabel, relabelled_cross_entropy
 from knowundo_bench.harness.losses import (
+    WeightedNLL,
     answer_log_likelihood,
     answer_loss,
     example_losses,
@@ -126,6 +127,7 @@ __all__ = [
     "example_mean_loss",
     "scope_terms",
     "share",
+    "WeightedNLL",
     # relabelling (random labels, adversarial samples)
     "allowed_tokens",
     "relabel",

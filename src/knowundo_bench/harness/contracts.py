@@ -39,6 +39,11 @@ class TrainingParams(Params):
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="official run scripts: 0.03")
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
+    stack_window: bool = Field(
+        True,
+        description="run an accumulation window as one stacked forward/backward when the objective is a "
+        "WeightedNLL (same gradient, far fewer kernels); false: one pass per micro-batch",
+    )
 
 
 class ForgetRetainParams(TrainingParams):
@@ -91,6 +96,9 @@ class TrainingReport:
     step_peak_mem_gb: list[float] = field(default_factory=list)
     step_tokens: list[int] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
+    forward_passes: list[int] = field(default_factory=list)  # per step: stacked passes or micro-batches
+    stacked_windows: bool = False
+    processes: int = 1  # processes that trained together (the tokens are all of theirs)
     epochs_run: int = 0
     trainable_tensors: int = 0
     trainable_parameters: int = 0
@@ -111,10 +119,13 @@ class TrainingReport:
                 self.warmup_steps,
                 self.flops_per_token,
                 peak_flops,
+                self.processes,
             ),
             "memory_kind": self.memory_kind,
             "device": self.device,
             "final_loss": self.step_losses[-1] if self.step_losses else None,
+            "stacked_windows": self.stacked_windows,
+            "forward_passes_per_step": max(self.forward_passes, default=None),
             "trainable_tensors": self.trainable_tensors,
             "trainable_parameters": self.trainable_parameters,
             "model_parameters": self.model_parameters,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -44,11 +45,30 @@ def joined() -> bool:
 
 
 def check_supported() -> None:
-    """Data parallelism only: sharded models (FSDP, DeepSpeed ZeRO) would need every
-    process in each evaluation, which runs on the main process alone."""
-    for variable, what in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if os.environ.get(variable, "").lower() in {"1", "true", "yes"}:
-            raise InputError(f"accelerate launch: {what} is not supported yet (data parallelism only: --multi_gpu)")
+    """Data parallelism (``--multi_gpu``) or FSDP2 sharding (:mod:`.sharding`); DeepSpeed
+    is refused in one line (its ZeRO-3 layout is what FSDP's full sharding gives)."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in {"1", "true", "yes"}:
+        raise InputError(
+            "accelerate launch: DeepSpeed is not supported; shard with FSDP instead "
+            "(accelerate launch --config_file examples/accelerate/fsdp.yaml, ZeRO-3's layout)"
+        )
+    from knowundo_bench.harness.sharding import ShardingConfig
+
+    ShardingConfig.from_environment()  # a setting the harness cannot honour fails here, before any work
+
+
+def timeout() -> timedelta:
+    """How long a process waits at a collective (``KNOWUNDO_BENCH_DIST_TIMEOUT_S``, default
+    6 hours): the others wait at a barrier while the main process evaluates, which for a
+    7B model and the general tasks takes far longer than NCCL's 10-minute default."""
+    raw = os.environ.get("KNOWUNDO_BENCH_DIST_TIMEOUT_S", "21600")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise InputError(f"KNOWUNDO_BENCH_DIST_TIMEOUT_S: {raw!r} is not a positive number of seconds")
+    return timedelta(seconds=seconds)
 
 
 def is_main() -> bool:
@@ -60,7 +80,8 @@ def start() -> None:
     if world_size() > 1 and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         from accelerate import PartialState
 
-        PartialState(cpu=not torch.cuda.is_available())  # without cpu=True accelerate looks for GPUs only
+        # without cpu=True accelerate looks for GPUs only
+        PartialState(cpu=not torch.cuda.is_available(), timeout=timeout())
 
 
 def barrier() -> None:

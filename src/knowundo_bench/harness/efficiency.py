@@ -158,15 +158,19 @@ def step_summary(
     warmup_steps: int,
     flops_per_token: float | None,
     peak: float | None,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """Median and p90 seconds, peak GB, tokens/s and MFU over the steps after warm-up
-    (over all steps when there are no others)."""
+    (over all steps when there are no others). ``tokens`` are every process's; MFU is
+    against ``processes`` devices' peak, and tokens/s is the whole run's."""
     measured = slice(warmup_steps, None) if len(seconds) > warmup_steps else slice(None)
     times, step_tokens, step_peaks = seconds[measured], tokens[measured], peaks_gb[measured]
     ordered = sorted(times)
     total = sum(times)
     tokens_per_sec = sum(step_tokens) / total if step_tokens and total > 0 else None
-    mfu = flops_per_token * tokens_per_sec / peak if (tokens_per_sec and flops_per_token and peak) else None
+    mfu = None
+    if tokens_per_sec and flops_per_token and peak:
+        mfu = flops_per_token * tokens_per_sec / (peak * processes)
     return {
         "measured_steps": len(times),
         "sec_per_step": statistics.median(ordered) if ordered else None,
@@ -175,4 +179,5 @@ def step_summary(
         "peak_mem_gb": max(step_peaks) if step_peaks else None,
         "tokens_per_sec": tokens_per_sec,
         "mfu": mfu,
+        "processes": processes,
     }

@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 
 from knowundo_bench.harness.encoding import Encoded
-from knowundo_bench.harness.losses import answer_loss
+from knowundo_bench.harness.losses import WeightedNLL
 
 
 def allowed_tokens(tokenizer) -> torch.Tensor:
@@ -26,6 +26,6 @@ def relabel(example: Encoded, answer_labels: list[int]) -> Encoded:
     return replace(example, labels=example.labels[:start] + tuple(answer_labels))
 
 
-def relabelled_cross_entropy(model, batch) -> torch.Tensor:
-    """The objective of methods that relabel the forget set and then fine-tune on it."""
-    return answer_loss(model, batch["forget"])
+relabelled_cross_entropy = WeightedNLL({"forget": 1.0}, per="token", by_share=False)
+"""The objective of methods that relabel the forget set and then fine-tune on it: the
+token-mean cross-entropy of the relabelled answers."""

@@ -83,6 +83,11 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and local_rank is not None and torch.cuda.is_available():
         name = f"cuda:{local_rank}"
+    elif name.startswith("cuda:") and local_rank is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError(
+            f"model.device: {name!r} would put every process of this multi-process launch on one GPU; "
+            "use device: cuda (each process takes its own, by LOCAL_RANK)"
+        )
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():

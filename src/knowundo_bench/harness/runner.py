@@ -64,6 +64,7 @@ from knowundo_bench.harness.records.schema import (
     TrainingSummary,
     VanillaRecord,
 )
+from knowundo_bench.harness.sharding import ShardingConfig
 from knowundo_bench.harness.specs import ResolvedMethod, ResolvedSpec
 from knowundo_bench.harness.training import seed_everything
 from knowundo_bench.harness.vanilla import (
@@ -730,7 +731,8 @@ class Runner:
                 )
         distributed.start()
         if processes > 1:
-            self.board.log(f"each unit data-parallel over {processes} processes")
+            how = "sharded (FSDP2)" if ShardingConfig.from_environment() else "data-parallel"
+            self.board.log(f"each unit {how} over {processes} processes")
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         self.prepare_process(self.spec.threads or max(1, (os.cpu_count() or 1) // local_processes))
         executor = self.resolved.executor

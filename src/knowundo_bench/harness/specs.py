@@ -459,7 +459,8 @@ def override_value(text: str) -> Any:
 def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
     """``raw`` with each ``KEY=VALUE`` set: KEY a dotted path (``methods.0.lr``,
     ``eval.max_new_tokens``, ``seed``), list entries by index; a missing mapping along
-    the path is created, a missing list entry is an error."""
+    the path is created, a missing list entry is an error. Setting another
+    ``execution.executor`` than the spec's drops the spec's settings for its own."""
     import copy
 
     raw = copy.deepcopy(raw)
@@ -484,7 +485,11 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dic
                         node[index] = {"name": node[index]}  # `- ga` written bare
                     node = node[index]
             elif isinstance(node, dict):
-                if last:
+                if last and parts == ["execution", "executor"] and override_value(text) != node.get(part, "local"):
+                    # another executor: the section's other settings were the spec's executor's
+                    node.clear()
+                    node[part] = override_value(text)
+                elif last:
                     node[part] = override_value(text)
                 else:
                     if node.get(part) is None:  # absent, or an empty section (`eval:`)

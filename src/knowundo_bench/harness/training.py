@@ -30,11 +30,14 @@ from collections.abc import Callable, Sequence
 import torch
 
 from knowundo_bench.harness.contracts import Batch, Objective, TrainingParams, TrainingReport
-from knowundo_bench.harness.distributed import average_gradients, window_share
+from knowundo_bench.harness.distributed import average_gradients, joined, window_share
 from knowundo_bench.harness.efficiency import StepMeter
 from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
+from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.faults import fault_point
+from knowundo_bench.harness.losses import WeightedNLL, weighted_nll
 from knowundo_bench.harness.progress import NO_PROGRESS
+from knowundo_bench.harness.sharding import ShardingConfig, gather_into, shard_copy, shard_masks
 
 
 def seed_everything(seed: int) -> None:
@@ -155,9 +158,24 @@ def train(
         frozen = []
     if not named:
         raise ValueError("nothing to train: no trainable parameters")
-    masks = _row_masks(dict(named), row_masks or {})
     for p in frozen:
         p.requires_grad_(False)
+    sharding = ShardingConfig.from_environment() if joined() else None
+    work = model  # what trains: the model itself, or a sharded copy of it (FSDP2)
+    if sharding is not None:
+        if not (params.stack_window and isinstance(objective, WeightedNLL)):
+            for p in frozen:
+                p.requires_grad_(True)
+            raise InputError(
+                "FSDP: this method's loss does not stack into one pass per process (every process must run "
+                "the same forwards); launch it without the FSDP config (--multi_gpu)"
+            )
+        work = shard_copy(model, sharding)
+        by_name = dict(work.named_parameters())
+        named = [(n, by_name[n]) for n, _ in named]
+    masks = _row_masks(dict(named), row_masks or {})
+    if sharding is not None:
+        masks = shard_masks(masks)
     model_parameters = sum(p.numel() for p in model.parameters())
     meter = StepMeter(device)
     report = TrainingReport(
@@ -193,12 +211,20 @@ def train(
         # optimizer step, and the step count here is the single-process one whatever K is.
         # Over several processes the model stays a plain module (no DDP): gradients are
         # averaged by hand once per window (distributed.average_gradients).
+        # FSDP reduce-scatters the gradients itself and is neither wrapped nor prepared.
         data_parallel = accelerator.num_processes > 1
-        if data_parallel:
+        if sharding is None and data_parallel:
             optimizer = accelerator.prepare(optimizer)
-        else:
-            model, optimizer = accelerator.prepare(model, optimizer)
-        model.train()
+        elif sharding is None:
+            work, optimizer = accelerator.prepare(work, optimizer)
+        work.train()
+        stacked = (
+            StackedWindows(objective, accelerator, optimizer, autocast=data_parallel, may_split=sharding is None)
+            if params.stack_window and isinstance(objective, WeightedNLL)
+            else None
+        )
+        report.stacked_windows = stacked is not None
+        report.processes = accelerator.num_processes
         step = 0
         for epoch in range(params.epochs):
             batches = first_epoch if epoch == 0 else epoch_batches(epoch)
@@ -207,25 +233,33 @@ def train(
                     break
                 report.step_tokens.append(sum(int(part["attention_mask"].sum()) for b in window for part in b.values()))
                 meter.start()
-                window_loss = torch.zeros((), device=accelerator.device)
                 share, divisor = window_share(window)  # all of it in one process (divisor: its length)
-                for index, batch in enumerate(share):
-                    batch = {k: {t: v.to(accelerator.device) for t, v in b.items()} for k, b in batch.items()}
-                    last = index == len(share) - 1
-                    sync = contextlib.nullcontext() if last or data_parallel else accelerator.no_sync(model)
-                    with sync, accelerator.autocast() if data_parallel else contextlib.nullcontext():
-                        loss = objective(model, batch) / divisor
-                        accelerator.backward(loss)
-                    window_loss += loss.detach()  # no host sync inside the accumulation window
+                if stacked is not None:
+                    window_loss, passes = stacked.backward(work, share, divisor)
+                else:
+                    window_loss = torch.zeros((), device=accelerator.device)
+                    for index, batch in enumerate(share):
+                        batch = {k: {t: v.to(accelerator.device) for t, v in b.items()} for k, b in batch.items()}
+                        last = index == len(share) - 1
+                        sync = contextlib.nullcontext() if last or data_parallel else accelerator.no_sync(work)
+                        with sync, accelerator.autocast() if data_parallel else contextlib.nullcontext():
+                            loss = objective(work, batch) / divisor
+                            accelerator.backward(loss)
+                        window_loss += loss.detach()  # no host sync inside the accumulation window
+                    passes = len(share)
+                report.forward_passes.append(passes)
                 if data_parallel:  # the window's mean gradient and loss over every process's share
-                    average_gradients([p for _, p in named])
+                    if sharding is None:
+                        average_gradients([p for _, p in named])
                     window_loss = accelerator.reduce(window_loss, reduction="sum") / accelerator.num_processes
                 for p, keep in masks:
                     if p.grad is not None:
                         p.grad.masked_fill_(~keep, 0.0)
                         if params.weight_decay:  # AdamW's decoupled decay, selected rows only
                             p.data.mul_(torch.where(keep, 1.0 - scheduler.get_last_lr()[0] * params.weight_decay, 1.0))
-                if params.max_grad_norm is not None:
+                if params.max_grad_norm is not None and sharding is not None:
+                    torch.nn.utils.clip_grad_norm_([p for _, p in named], params.max_grad_norm)
+                elif params.max_grad_norm is not None:
                     accelerator.clip_grad_norm_([p for _, p in named], params.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
@@ -237,10 +271,16 @@ def train(
                 # Reading the loss waits for the device: on CUDA the bar shows steps only.
                 reporter.advance(1, status="" if meter.cuda else f"loss {float(window_loss):.3f}")
                 if after_step is not None:
+                    if sharding is not None:
+                        gather_into(work, model)  # the main process evaluates the whole model
                     after_step(step)
             report.epochs_run = epoch + 1
+            if sharding is not None and after_epoch is not None:
+                gather_into(work, model)
             if step >= total_steps or (after_epoch is not None and after_epoch(epoch)):
                 break
+        if sharding is not None:
+            gather_into(work, model)
         report.step_seconds = meter.finish()
         report.step_peak_mem_gb = meter.peaks_gb
         report.step_losses = torch.stack(losses).tolist() if losses else []
@@ -264,6 +304,53 @@ def _row_masks(
             raise ValueError(f"row mask of {name} must be a bool vector of length {param.shape[0]}")
         result.append((param, mask.to(param.device).view(-1, *[1] * (param.dim() - 1))))
     return result
+
+
+class StackedWindows:
+    """Runs an accumulation window of a :class:`WeightedNLL` objective as one forward and
+    one backward over all its examples, weighted per example: the same gradient as its
+    micro-batches one by one, with far fewer, larger kernels. A window that runs out of
+    CUDA memory is redone in halves (and later windows start from that size)."""
+
+    def __init__(self, objective: WeightedNLL, accelerator, optimizer, autocast: bool, may_split: bool = True) -> None:
+        self.objective = objective
+        self.accelerator = accelerator
+        self.optimizer = optimizer
+        self.autocast = autocast
+        self.may_split = may_split  # not when sharded: every process must run the same passes
+        self.chunk: int | None = None  # examples per pass; None: the whole window
+
+    def backward(self, model: torch.nn.Module, window: Sequence[Batch], divisor: float) -> tuple[torch.Tensor, int]:
+        """Back-propagate the window's loss; returns it (detached) and the passes used."""
+        batch, weights = self.objective.stacked_terms(window, divisor)
+        while True:
+            chunk = self.chunk or len(weights)
+            try:
+                return self._passes(model, batch, weights, chunk)
+            except torch.cuda.OutOfMemoryError:
+                if chunk == 1 or not self.may_split:
+                    raise
+            # outside the except block, so that the failed pass's tensors are freed
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            self.chunk = math.ceil(chunk / 2)
+
+    def _passes(
+        self, model: torch.nn.Module, batch: dict[str, torch.Tensor], weights: torch.Tensor, chunk: int
+    ) -> tuple[torch.Tensor, int]:
+        device = self.accelerator.device
+        total = torch.zeros((), device=device)
+        passes = 0
+        for start in range(0, len(weights), chunk):
+            rows = slice(start, start + chunk)
+            width = int(batch["attention_mask"][rows].sum(dim=1).max())  # drop columns only padding fills
+            part = {name: tensor[rows, :width].to(device) for name, tensor in batch.items()}
+            with self.accelerator.autocast() if self.autocast else contextlib.nullcontext():
+                loss = weighted_nll(model, part, weights[rows])
+                self.accelerator.backward(loss)
+            total += loss.detach()
+            passes += 1
+        return total, passes
 
 
 def planned_steps(n_examples: int, params: TrainingParams) -> int:

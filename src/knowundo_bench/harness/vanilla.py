@@ -20,7 +20,7 @@ from knowundo_bench.harness.distributed import barrier, from_main, is_main
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.errors import InputError, reported_as_input
 from knowundo_bench.harness.evaluation import teacher_forced
-from knowundo_bench.harness.losses import answer_loss
+from knowundo_bench.harness.losses import WeightedNLL
 from knowundo_bench.harness.models import ModelBundle, ModelFactory
 from knowundo_bench.harness.progress import NO_PROGRESS, ProgressBoard
 from knowundo_bench.harness.records.atomic import atomic_directory
@@ -127,8 +127,7 @@ def fit_vanilla(
             )
         return from_main(accuracy >= params.target_accuracy)  # every process stops at the same epoch
 
-    def objective(model, batch):
-        return answer_loss(model, batch["forget"])  # "forget" is the primary batch: all pairs here
+    objective = WeightedNLL({"forget": 1.0}, per="token", by_share=False)  # "forget": all pairs here
 
     total = planned_steps(len(examples), params)
     progress = board.task("vanilla fine-tuning", total) if board else contextlib.nullcontext(NO_PROGRESS)

@@ -18,6 +18,7 @@ start-up on every node.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -31,14 +32,18 @@ from knowundo_bench.api import (
     Params,
     PendingUnit,
     Suite,
+    SuitePayload,
     UnitResult,
     describe,
     hookimpl,
     run_in_worker,
 )
 
-# Environment the workers need as the driver has it (auto-started workers inherit it anyway).
+# Environment the workers need as the driver has it (auto-started workers inherit it anyway):
+# the harness's and the hub's settings, and the proxies the hub is reached through.
 FORWARDED_ENV = ("KNOWUNDO_BENCH_", "HF_", "TRANSFORMERS_")
+FORWARDED_PROXIES = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"}
+RUNNING = ".running"  # in the output directory: one marker per unit a worker is running
 
 
 class RayParams(Params):
@@ -57,8 +62,30 @@ def _forwarded_env() -> dict[str, str]:
     return {
         key: value
         for key, value in os.environ.items()
-        if key.startswith(FORWARDED_ENV) and not any(secret in key for secret in ("TOKEN", "KEY", "SECRET"))
+        if (key.startswith(FORWARDED_ENV) or key.upper() in FORWARDED_PROXIES)
+        and not any(secret in key.upper() for secret in ("TOKEN", "KEY", "SECRET"))
     }
+
+
+def run_marked(payload: SuitePayload, labels: list[str], threads: int, *after: Any) -> list[UnitResult]:
+    """``run_in_worker`` with a marker in the output directory while the unit runs, from
+    which the driver counts the running units (Ray's task states need its dashboard)."""
+    marker = Path(payload.output_dir) / RUNNING / f"{labels[0]}.{os.getpid()}"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    try:
+        return run_in_worker(payload, labels, threads, *after)
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def running_units(output_dir: Path, labels: set[str]) -> int:
+    """Units among ``labels`` a worker has started and not finished (a killed worker's
+    marker counts until its retry ends)."""
+    folder = output_dir / RUNNING
+    if not folder.is_dir():
+        return 0
+    return len({name.rsplit(".", 1)[0] for name in os.listdir(folder)} & labels)
 
 
 def start(params: RayParams) -> bool:
@@ -144,7 +171,7 @@ def execute(params: RayParams, suite: Suite) -> None:
         }
         if params.memory_gb is not None:
             options["memory"] = int(params.memory_gb * 2**30)
-        task = ray.remote(run_in_worker).options(**options)
+        task = ray.remote(run_marked).options(**options)
         submitted: dict[Any, PendingUnit] = {}
         vanilla_refs: dict[str, Any] = {}
         for unit in suite.pending:
@@ -168,10 +195,19 @@ def wait_for(submitted: dict[Any, PendingUnit], suite: Suite) -> None:
     remaining = list(submitted)
     failed = 0
     started = time.perf_counter()
+    output_dir = Path(suite.payload.output_dir)
+
+    def status() -> str:
+        running = running_units(output_dir, {submitted[ref].label for ref in remaining})
+        return f"{running} running, {len(remaining)} left, {failed} failed"
+
     try:
         with suite.board.task(f"units ({len(remaining)})", len(remaining)) as reporter:
             while remaining:
-                ready, remaining = ray.wait(remaining, num_returns=1)
+                ready, remaining = ray.wait(remaining, num_returns=1, timeout=2.0)
+                if not ready:
+                    reporter.advance(0, status=status())
+                    continue
                 unit = submitted[ready[0]]
                 try:
                     [result] = ray.get(ready[0])
@@ -186,11 +222,13 @@ def wait_for(submitted: dict[Any, PendingUnit], suite: Suite) -> None:
                     f"{unit.label}: {result.status} in {result.seconds:.1f} s"
                     + (f" ({result.error})" if result.error else "")
                 )
-                reporter.advance(1, status=f"{len(remaining)} left, {failed} failed")
+                reporter.advance(1, status=status())
     except KeyboardInterrupt:
         for ref in remaining:
             ray.cancel(ref, force=True)
         raise
+    finally:
+        shutil.rmtree(output_dir / RUNNING, ignore_errors=True)
 
 
 @hookimpl

@@ -9,14 +9,13 @@ from __future__ import annotations
 import torch
 
 from knowundo_bench.api import (
-    Batch,
     MethodInfo,
     MethodRun,
     QAPair,
     TrainingParams,
     TrainingReport,
     UnlearnContext,
-    answer_loss,
+    WeightedNLL,
     hookimpl,
 )
 
@@ -25,8 +24,8 @@ class GAParams(TrainingParams):
     """Table 7: 2 epochs, batch 1, 16 accumulation steps, lr 5e-5, no weight decay."""
 
 
-def gradient_ascent(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    return -answer_loss(model, batch["forget"])
+gradient_ascent = WeightedNLL({"forget": -1.0}, per="token", by_share=False)
+"""Minus the forget batch's token-mean cross-entropy (the model's own ``loss``)."""
 
 
 @hookimpl

@@ -20,9 +20,8 @@ from knowundo_bench.api import (
     RetainSet,
     TrainingReport,
     UnlearnContext,
-    example_mean_loss,
+    WeightedNLL,
     hookimpl,
-    scope_terms,
 )
 
 
@@ -34,14 +33,7 @@ class GAGDParams(ForgetRetainParams):
 def weighted_objective(forget_weight: float, retain_weight: float):
     """Mean over the micro-batch of factor x per-example CE (factor: the scope's weight)."""
 
-    def objective(model, batch):
-        return scope_terms(
-            batch,
-            forget=lambda part: forget_weight * example_mean_loss(model, part),
-            retain=lambda part: retain_weight * example_mean_loss(model, part),
-        )
-
-    return objective
+    return WeightedNLL({"forget": forget_weight, "retain": retain_weight}, per="example", by_share=True)
 
 
 @hookimpl
