@@ -15,7 +15,7 @@ import tempfile
 import time
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from knowundo_bench.harness.contracts import Batch, TrainingParams
 
@@ -94,6 +94,7 @@ def train_with_hf_trainer(
             gamma=-forget_weight,
             alpha=retain_weight,
         )
+        trainer.remove_callback(PrinterCallback)  # its end-of-training summary would go to stdout
         trainer.train()
     window = params.grad_accum
     losses = trainer.micro_losses

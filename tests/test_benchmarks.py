@@ -179,3 +179,36 @@ def test_scale_replays_the_ray_schedule():
     )
     assert result.returncode == 0, result.stderr
     assert "| 1 |" in result.stdout and "| 64 |" in result.stdout and "= 164 units (4 vanilla)" in result.stdout
+
+
+def test_scale_takes_its_unit_costs_from_table5_output(tmp_path):
+    """A unit is its method's s/step times its privacy steps (50 forget-only, 100 mixed),
+    plus the evaluation; the vanilla unit 170 steps at 4 x GA's s/step."""
+    table = tmp_path / "table5.txt"
+    table.write_text(
+        "# Table 5 layout: LLaMA-2-7B shape\n"
+        "| Method | s/step | peak GB | tokens/s | MFU | s/step vs GA | memory vs GA | passes/step |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| ga | 2.000 | 15.0 | 2048 | 40.0% | 1.00 | 1.00 | 1 |\n"
+        "| ga_gd | 3.000 | 15.5 | 2048 | 40.0% | 1.50 | 1.03 | 1 |\n"
+    )
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import scale
+    finally:
+        sys.path.pop(0)
+    vanilla, methods = scale.table5_costs(table, eval_seconds=10.0)
+    assert vanilla == 4 * 2.0 * 170 + 10.0
+    assert methods == {"ga": 2.0 * 50 + 10.0, "ga_gd": 3.0 * 100 + 10.0}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--table5", str(table), "--workers", "1", "8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "not in the records (median cost used)" in result.stdout and "| 8 |" in result.stdout
+    both = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "scale.py")], capture_output=True, text=True, timeout=120
+    )
+    assert both.returncode == 2 and "give a results directory or --table5 FILE" in both.stderr
