@@ -22,7 +22,7 @@ import time
 import torch
 
 from knowundo_bench.harness.context import UnlearnContext
-from knowundo_bench.harness.contracts import LocalizerRun, MethodRun
+from knowundo_bench.harness.contracts import LocalizerRun, MethodRun, TrainingParams
 from knowundo_bench.harness.efficiency import EfficiencySpec, peak_flops
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.models import (
@@ -107,7 +107,10 @@ def main() -> int:
     model = build_model("tiny" if args.tiny else "7b", device, dtype, len(tokenizer))
     snapshot = ModelSnapshot(model)
     plugins = Plugins(make_plugin_manager())
-    names = args.methods or plugins.methods.names()
+    # every method that trains (``none`` has nothing to time)
+    names = args.methods or [
+        name for name, (info, _) in plugins.methods.entries.items() if issubclass(info.params, TrainingParams)
+    ]
     peak = peak_flops(device, EfficiencySpec())
     retain_sets = {"in_distribution": retain, "out_of_distribution": ood}
     rows = []

@@ -253,7 +253,8 @@ PAPER_METHODS = ["ga", "random_labels", "adversarial", "ga_gd", "ga_gd_ood", "ga
 
 
 @pytest.mark.parametrize(
-    "name", ["paper-privacy-llama2", "paper-copyright-llama2", "paper-privacy-tiny", "smollm2-privacy"]
+    "name",
+    ["paper-privacy-llama2", "paper-copyright-llama2", "paper-privacy-tiny", "paper-copyright-tiny", "smollm2-privacy"],
 )
 def test_paper_specs_use_the_official_protocol(name):
     """Every spec that reproduces the paper: raw prompts, the eight methods, Table 7 and

@@ -55,6 +55,7 @@ from knowundo_bench.harness.data import (
 from knowundo_bench.harness.encoding import IGNORE_INDEX, Encodable, Encoded, PromptEncoder, batched
 from knowundo_bench.harness.errors import InputError, describe
 from knowundo_bench.harness.execution import PendingUnit, Suite, SuitePayload, UnitResult
+from knowundo_bench.harness.guards import REFUSAL, Guard, GuardContext, GuardRequest
 from knowundo_bench.harness.hookspecs import hookimpl
 from knowundo_bench.harness.hub import require_hub, require_model
 from knowundo_bench.harness.labels import allowed_tokens, relabel, relabelled_cross_entropy
@@ -83,6 +84,7 @@ from knowundo_bench.harness.records.atomic import atomic_directory, atomic_write
 from knowundo_bench.harness.registry import (
     DataSourceInfo,
     ExecutorInfo,
+    GuardInfo,
     LocalizerInfo,
     MethodInfo,
     ModelSourceInfo,
@@ -101,6 +103,7 @@ __all__ = [
     "OodSourceInfo",
     "ModelSourceInfo",
     "ExecutorInfo",
+    "GuardInfo",
     "RetainKind",
     "Params",
     "TrainingParams",
@@ -114,6 +117,11 @@ __all__ = [
     "Batch",
     "Objective",
     "RetainSet",
+    # guards: what fit receives and returns
+    "Guard",
+    "GuardContext",
+    "GuardRequest",
+    "REFUSAL",
     # what the executors receive
     "Suite",
     "PendingUnit",

@@ -203,7 +203,7 @@ def run(
 
 @app.command(short_help="list methods, localizers and data/OOD/model sources")
 def methods() -> None:
-    """List every registered method, localizer, data source, OOD retain source and model source."""
+    """List every registered method, localizer, guard, data source, OOD retain source, model source and executor."""
     from knowundo_bench.harness.plugin_manager import get_plugins
 
     with reported():
@@ -212,9 +212,11 @@ def methods() -> None:
     for title, registry in (
         ("Methods", plugins.methods),
         ("Localizers", plugins.localizers),
+        ("Guards (guard: in a method entry)", plugins.guards),
         ("Data sources", plugins.data_sources),
         ("OOD retain sources (ood_retain.source)", plugins.ood_sources),
         ("Model sources", plugins.model_sources),
+        ("Executors (execution.executor)", plugins.executors),
     ):
         table = Table(title=title, show_lines=False, title_justify="left")
         for column in ("name", "description", "parameters (defaults)", "origin"):

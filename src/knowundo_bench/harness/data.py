@@ -189,8 +189,9 @@ def records_to_pairs(records: Iterable[RawRecord], scope: Scope, split: Split) -
     return [QAPair(question=r.text, answer=r.labels, scope=scope, split=split) for r in records]
 
 
-# A person's name: two to four capitalised words, allowing O'Connor, Jean-Luc, "de la".
-_NAME = re.compile(r"\b([A-Z][\w'\-]+(?:\s+(?:(?:de|da|van|von|der|del|la|le|du|bin|al)\s+)*[A-Z][\w'\-]+){1,3})")
+# A person's name or a book's title: two to four capitalised words, allowing O'Connor, Jean-Luc, "de la", "of the".
+_CONNECTORS = "de|da|van|von|der|del|la|le|du|bin|al|of|the"
+_NAME = re.compile(rf"\b([A-Z][\w'\-]+(?:\s+(?:(?:{_CONNECTORS})\s+)*[A-Z][\w'\-]+){{1,3}})")
 _NOT_NAME_START = {
     "Who",
     "What",

@@ -13,6 +13,7 @@ from knowundo_bench.harness.data import Benchmark, QAPair
 from knowundo_bench.harness.encoding import Encoded, PromptEncoder, batched
 from knowundo_bench.harness.faults import fault_point
 from knowundo_bench.harness.general import GeneralSpec
+from knowundo_bench.harness.guards import Guard, check_decisions, requests_of
 from knowundo_bench.harness.metrics import (
     example_nll_sums,
     per_example_accuracy,
@@ -66,6 +67,14 @@ class EvalSpec(BaseModel):
 
 
 @dataclass(frozen=True)
+class NamedGuard:
+    """A fitted guard and its name (for messages)."""
+
+    name: str
+    guard: Guard
+
+
+@dataclass(frozen=True)
 class ScopeScores:
     """Raw scores on one split: accuracy in [0, 100], perplexity (per example, the
     official reading, and token-pooled), ROUGE-L in [0, 100]; and per val pair its
@@ -79,16 +88,24 @@ class ScopeScores:
     example_accuracy: tuple[float, ...] = ()
     example_nll: tuple[float, ...] = ()
     generations: tuple[str, ...] = ()
+    refused: tuple[bool, ...] | None = None  # behind a guard: which requests it refused
+
+    @property
+    def refusal_rate(self) -> float | None:
+        return None if self.refused is None else 100.0 * sum(self.refused) / max(1, len(self.refused))
 
     def raw(self) -> dict[str, object]:
         """What the record keeps (``metrics.raw``): the scores and each pair's accuracy."""
-        return {
+        raw: dict[str, object] = {
             "accuracy": self.accuracy,
             "ppl": self.ppl,
             "rouge_l": self.rouge_l,
             "ppl_token": self.ppl_token,
             "example_accuracy": list(self.example_accuracy),
         }
+        if self.refused is not None:
+            raw["example_refused"] = list(self.refused)
+        return raw
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,15 @@ class ExampleScores:
             accuracy,
             perplexity(float(means.sum()), len(means)),
             perplexity(float(self.nll_sums.sum()), int(self.token_counts.sum())),
+        )
+
+    def refusing(self, refused: torch.Tensor) -> ExampleScores:
+        """The readings of a model behind a guard: a refused request produces none of its
+        answer tokens (accuracy 0) and has no answer likelihood (left out of perplexity)."""
+        return ExampleScores(
+            torch.where(refused, torch.zeros_like(self.accuracy), self.accuracy),
+            torch.where(refused, torch.zeros_like(self.nll_sums), self.nll_sums),
+            torch.where(refused, torch.zeros_like(self.token_counts), self.token_counts),
         )
 
     def percent(self) -> list[float]:
@@ -183,16 +209,26 @@ def score_split(
     spec: EvalSpec,
     reporter: Reporter | None = None,
     generate: bool = False,
+    guard: NamedGuard | None = None,
 ) -> ScopeScores:
-    """Teacher-forced scores, and greedy answers when ROUGE-L is on or ``generate``."""
+    """Teacher-forced scores, and greedy answers when ROUGE-L is on or ``generate``;
+    behind a ``guard``, as a user meets the model (:mod:`knowundo_bench.harness.guards`)."""
     fault_point("evaluate")
     scoring = encoder.encode_all(pairs, with_eos=False)
     examples = teacher_forced_examples(model, encoder, scoring, spec.batch_size, reporter)
+    refused: list[bool] | None = None
+    if guard is not None:
+        requests = requests_of(encoder, scoring)
+        refused = check_decisions(guard.guard.refuses(requests), requests, guard.name)
+        examples = examples.refusing(torch.tensor(refused, dtype=torch.bool))
     accuracy, ppl, ppl_token = examples.summary()
     rouge = None
     predictions: list[str] = []
     if spec.rouge or generate:
-        predictions = greedy_answers(model, encoder, scoring, spec.batch_size, spec.max_new_tokens, reporter)
+        answered = [e for i, e in enumerate(scoring) if not (refused and refused[i])]
+        generated = iter(greedy_answers(model, encoder, answered, spec.batch_size, spec.max_new_tokens, reporter))
+        refusal = guard.guard.refusal if guard is not None else ""
+        predictions = [refusal if refused and refused[i] else next(generated) for i in range(len(scoring))]
     if spec.rouge:
         rouge = 100.0 * sum(rouge_l(p, pair.answer) for p, pair in zip(predictions, pairs, strict=True)) / len(pairs)
     return ScopeScores(
@@ -203,6 +239,7 @@ def score_split(
         example_accuracy=tuple(examples.percent()),
         example_nll=tuple(examples.mean_nll()),
         generations=tuple(predictions),
+        refused=None if refused is None else tuple(refused),
     )
 
 
@@ -221,29 +258,36 @@ def evaluate_scopes(
     spec: EvalSpec,
     reporter: Reporter | None = None,
     generate: bool = False,
+    guard: NamedGuard | None = None,
 ) -> tuple[ScopeScores, ScopeScores]:
-    """Raw scores of the Unlearn and Retention Scopes' val splits."""
+    """Raw scores of the Unlearn and Retention Scopes' val splits (behind ``guard``, if any)."""
     with train_mode(model, False):
-        unlearn = score_split(model, encoder, benchmark.unlearn_val, spec, reporter, generate)
-        retention = score_split(model, encoder, benchmark.retention_val, spec, reporter, generate)
+        unlearn = score_split(model, encoder, benchmark.unlearn_val, spec, reporter, generate, guard)
+        retention = score_split(model, encoder, benchmark.retention_val, spec, reporter, generate, guard)
     return unlearn, retention
 
 
 def scope_metrics(unlearn: ScopeScores, retention: ScopeScores) -> dict:
     """Section 4.1's metrics from the raw scores of both scopes."""
     unlearn_success = 100.0 - unlearn.accuracy
+    guarded: dict[str, dict[str, float | None]] = {"unlearn": {}, "retention": {}}
+    if unlearn.refused is not None and retention.refused is not None:  # perplexity is over the answered only
+        guarded["unlearn"]["refusal_rate"] = unlearn.refusal_rate
+        guarded["retention"]["refusal_rate"] = retention.refusal_rate
     return {
         "unlearn": {
             "success": unlearn_success,
             "ppl": unlearn.ppl,
             "rouge_l": unlearn.rouge_l,
             "ppl_token": unlearn.ppl_token,
+            **guarded["unlearn"],
         },
         "retention": {
             "success": retention.accuracy,
             "ppl": retention.ppl,
             "rouge_l": retention.rouge_l,
             "ppl_token": retention.ppl_token,
+            **guarded["retention"],
         },
         "avg_success": (unlearn_success + retention.accuracy) / 2,
         "raw": {"unlearn": unlearn.raw(), "retention": retention.raw()},

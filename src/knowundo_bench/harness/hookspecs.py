@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from knowundo_bench.harness.registry import (
         DataSourceInfo,
         ExecutorInfo,
+        GuardInfo,
         LocalizerInfo,
         MethodInfo,
         ModelSourceInfo,
@@ -86,6 +87,14 @@ def register_model_sources() -> list[ModelSourceInfo]:
 def register_executors() -> list[ExecutorInfo]:
     """Return the executors this plugin provides (``execution.executor`` in a spec): each
     runs a suite's pending units, in this process (``local``) or elsewhere (``ray``)."""
+
+
+@hookspec
+def register_guards() -> list[GuardInfo]:
+    """Return the guards this plugin provides (``guard:`` in a method entry): request
+    filters that refuse some requests in front of the model, its weights untouched. Each
+    guard's ``fit`` receives its validated parameters and a ``GuardContext`` (the vanilla
+    model, the encoder, both scopes' train splits) and returns the fitted guard."""
 
 
 @hookspec(firstresult=True)

@@ -23,6 +23,7 @@ from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.registry import (
     DataSourceInfo,
     ExecutorInfo,
+    GuardInfo,
     LocalizerInfo,
     MethodInfo,
     ModelSourceInfo,
@@ -49,6 +50,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
             "npo",
             "npo_gd",
             "simnpo",
+            "none",
         )
     ),
     *(f"knowundo_bench.plugins.localizers.{name}" for name in ("memflex", "memflex_fast", "memflex_neurons")),
@@ -56,6 +58,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     *(f"knowundo_bench.plugins.ood.{name}" for name in ("synthetic_text", "text_file", "general_qa", "hub_text")),
     *(f"knowundo_bench.plugins.models.{name}" for name in ("tiny", "hf", "gguf")),
     *(f"knowundo_bench.plugins.executors.{name}" for name in ("local", "ray")),
+    *(f"knowundo_bench.plugins.guards.{name}" for name in ("scope_classifier",)),
 )
 
 
@@ -70,6 +73,7 @@ class Plugins:
         self.ood_sources: Registry[OodSourceInfo] = self._collect("register_ood_sources", "OOD retain source")
         self.model_sources: Registry[ModelSourceInfo] = self._collect("register_model_sources", "model source")
         self.executors: Registry[ExecutorInfo] = self._collect("register_executors", "executor")
+        self.guards: Registry[GuardInfo] = self._collect("register_guards", "guard")
 
     def _only(self, plugin: object, hook_name: str, keep: set[object] | None = None) -> Any:
         """A hook caller without the implementations of ``keep``'s other members

@@ -93,7 +93,21 @@ class ExecutorInfo:
     in_process: bool = False
 
 
-Info = TypeVar("Info", MethodInfo, LocalizerInfo, DataSourceInfo, OodSourceInfo, ModelSourceInfo, ExecutorInfo)
+@dataclass(frozen=True)
+class GuardInfo:
+    """A request filter in front of the model: ``fit(params, context)`` trains or
+    configures it from a :class:`~knowundo_bench.harness.guards.GuardContext` and returns
+    a :class:`~knowundo_bench.harness.guards.Guard` (which requests it refuses)."""
+
+    name: str
+    description: str
+    params: type[Params]
+    fit: Callable[..., Any]
+
+
+Info = TypeVar(
+    "Info", MethodInfo, LocalizerInfo, DataSourceInfo, OodSourceInfo, ModelSourceInfo, ExecutorInfo, GuardInfo
+)
 
 
 @dataclass

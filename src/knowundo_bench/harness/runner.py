@@ -36,6 +36,7 @@ from knowundo_bench.harness.efficiency import peak_flops
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.errors import InputError, reported_as_input
 from knowundo_bench.harness.evaluation import (
+    NamedGuard,
     ScopeScores,
     evaluate,
     evaluate_scopes,
@@ -48,6 +49,7 @@ from knowundo_bench.harness.general import (
     general_average,
     offline_task_configs,
 )
+from knowundo_bench.harness.guards import Guard, GuardContext
 from knowundo_bench.harness.hub import require_hub
 from knowundo_bench.harness.models import ModelFactory, ModelSnapshot, resolve_device
 from knowundo_bench.harness.plugin_manager import Plugins
@@ -56,16 +58,18 @@ from knowundo_bench.harness.records.atomic import atomic_write_text, remove_stal
 from knowundo_bench.harness.records.files import json_safe, load_record, package_versions, write_record
 from knowundo_bench.harness.records.schema import (
     CurvePoint,
+    GuardRecord,
     LocalizerRecord,
     Metrics,
     PromptRecord,
     ResultRecord,
     RunIdentity,
+    ScopeMetrics,
     TrainingSummary,
     VanillaRecord,
 )
 from knowundo_bench.harness.sharding import ShardingConfig
-from knowundo_bench.harness.specs import ResolvedMethod, ResolvedSpec
+from knowundo_bench.harness.specs import ResolvedGuard, ResolvedMethod, ResolvedSpec
 from knowundo_bench.harness.training import seed_everything
 from knowundo_bench.harness.vanilla import (
     VanillaModel,
@@ -194,10 +198,34 @@ def numerical_faults(losses: list[float], metrics: Metrics) -> list[str]:
         faults.append(f"non-finite training loss at {len(bad)} of {len(losses)} steps (first: step {bad[0]})")
     for scope in ("unlearn", "retention"):
         readings = getattr(metrics, scope).model_dump()
+        if readings.get("refusal_rate") == 100.0:  # a guard refused every request: no perplexity to read
+            readings = {k: v for k, v in readings.items() if not k.startswith("ppl")}
         values = {k: v for k, v in readings.items() if isinstance(v, float) and math.isnan(v)}
         if values:
             faults.append(f"{scope} metrics are NaN: {', '.join(values)}")
     return faults
+
+
+def guard_record(guard: ResolvedGuard, metrics: Metrics, details: dict[str, Any]) -> GuardRecord:
+    """The guard's parameters, what its fit recorded, and its own accuracy (percent) on
+    the val requests: the Unlearn Scope's it should refuse, the Retention Scope's it
+    should let through; plain and per prompt prefix."""
+
+    def accuracy(unlearn: ScopeMetrics, retention: ScopeMetrics) -> dict[str, float]:
+        return {"unlearn": unlearn.refusal_rate or 0.0, "retention": 100.0 - (retention.refusal_rate or 0.0)}
+
+    return GuardRecord.model_validate(
+        {
+            **details,
+            "name": guard.info.name,
+            "params": guard.params.model_dump(mode="json"),
+            "accuracy": accuracy(metrics.unlearn, metrics.retention),
+            "prefixed_accuracy": {
+                name: accuracy(prefixed.unlearn, prefixed.retention)
+                for name, prefixed in metrics.prompt_prefixes.items()
+            },
+        }
+    )
 
 
 def curve_point(step: int, metrics: Metrics) -> CurvePoint:
@@ -366,19 +394,28 @@ class Runner:
         )
         return write_record(self.output_dir, unit.label, record)
 
-    def evaluate(self, label: str, model: torch.nn.Module, encoder: PromptEncoder, benchmark: Benchmark) -> Metrics:
+    def evaluate(
+        self,
+        label: str,
+        model: torch.nn.Module,
+        encoder: PromptEncoder,
+        benchmark: Benchmark,
+        guard: NamedGuard | None = None,
+    ) -> Metrics:
         """Scope metrics, again under each prompt prefix (Finding 2), and general tasks;
-        with ``eval.log_samples`` each val question's readings go to samples/<label>.jsonl."""
+        with ``eval.log_samples`` each val question's readings go to samples/<label>.jsonl.
+        Behind a ``guard`` the scope metrics are the guarded model's (the general tasks
+        are the model's own)."""
         spec = self.spec.eval
         work = evaluation_work(benchmark, spec) * (1 + len(spec.prompt_prefixes))
         with self.board.task(f"evaluate {label}", work) as reporter:
-            plain = evaluate_scopes(model, encoder, benchmark, spec, reporter, generate=spec.log_samples)
+            plain = evaluate_scopes(model, encoder, benchmark, spec, reporter, generate=spec.log_samples, guard=guard)
             metrics = scope_metrics(*plain)
             metrics["prompt_prefixes"] = {}
             prefixed_scores = {}
             for name, prefixed_encoder in self.prefixed_encoders.items():
                 prefixed_scores[name] = evaluate_scopes(
-                    model, prefixed_encoder, benchmark, spec, reporter, generate=spec.log_samples
+                    model, prefixed_encoder, benchmark, spec, reporter, generate=spec.log_samples, guard=guard
                 )
                 prefixed = scope_metrics(*prefixed_scores[name])
                 metrics["prompt_prefixes"][name] = {
@@ -444,6 +481,17 @@ class Runner:
             warmup_steps=self.spec.efficiency.warmup_steps,
         )
         retain = self.retain_sets[method.info.retain]
+        guard, guard_context = None, None
+        if method.guard is not None:  # fitted on the vanilla model, before unlearning
+            guard_context = GuardContext(
+                model=model, encoder=encoder, forget=benchmark.forget, retain=benchmark.retain, seed=seed
+            )
+            with self.board.task(f"fit guard {method.guard.info.name}", 1) as reporter:
+                fitted = method.guard.info.fit(method.guard.params, guard_context)
+                reporter.advance(1)
+            if not isinstance(fitted, Guard):
+                raise RuntimeError(f"guard {method.guard.info.name!r}: fit returned no guard (refusal, refuses)")
+            guard = NamedGuard(method.guard.info.name, fitted)
         localizer = None
         self.last_localization = None
         if method.localizer is not None:
@@ -481,7 +529,10 @@ class Runner:
         )
         if not self.main:
             return {"status": "ok", "method_name": method.info.name}
-        metrics = self.evaluate(unit_label or method.label, model, encoder, benchmark)
+        metrics = self.evaluate(unit_label or method.label, model, encoder, benchmark, guard)
+        guarded = None
+        if method.guard is not None and guard_context is not None:
+            guarded = guard_record(method.guard, metrics, guard_context.details)
         if curve is not None and curve[-1].step != len(report.step_seconds):
             curve.append(curve_point(len(report.step_seconds), metrics))
         faults = numerical_faults(report.step_losses, metrics)
@@ -503,6 +554,7 @@ class Runner:
             "retain_data": method.info.retain,
             "params": method.params.model_dump(mode="json"),
             "localizer": localizer,
+            "guard": guarded,
             "training": training,
             "metrics": metrics,
             "curve": curve,
@@ -536,6 +588,12 @@ class Runner:
                     None if method.localizer is None else self.plugin_origin(method.localizer.plugin),
                 ],
             )
+            if method.guard is not None:  # only then, so that unguarded units keep their keys
+                identity["guard"] = [
+                    method.guard.info.name,
+                    method.guard.params.model_dump(mode="json"),
+                    self.plugin_origin(method.guard.plugin),
+                ]
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def claim_directory(self) -> None:

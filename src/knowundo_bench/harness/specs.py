@@ -35,7 +35,7 @@ from knowundo_bench.harness.evaluation import EvalSpec
 from knowundo_bench.harness.execution import ExecutionSpec
 from knowundo_bench.harness.paths import anchor_paths
 from knowundo_bench.harness.plugin_manager import Plugins
-from knowundo_bench.harness.registry import ExecutorInfo, LocalizerInfo, MethodInfo, Params, Registry
+from knowundo_bench.harness.registry import ExecutorInfo, GuardInfo, LocalizerInfo, MethodInfo, Params, Registry
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -136,6 +136,9 @@ class MethodSpec(BaseModel):
 
     seeds: list[int] | None = Field(None, min_length=1, description="this method's seeds (default: the spec's)")
     localizer: str | dict[str, Any] | None = None
+    guard: str | dict[str, Any] | None = Field(
+        None, description="a request filter in front of the model (scope_classifier), its fields beside 'name'"
+    )
     ablate_localization: bool = Field(
         False, description="also run the same objective on all parameters, as its own leaderboard row"
     )
@@ -211,6 +214,13 @@ class ResolvedLocalizer:
 
 
 @dataclass(frozen=True)
+class ResolvedGuard:
+    info: GuardInfo
+    plugin: object
+    params: Params
+
+
+@dataclass(frozen=True)
 class ResolvedExecutor:
     info: ExecutorInfo
     plugin: object
@@ -226,6 +236,7 @@ class ResolvedMethod:
     localizer: ResolvedLocalizer | None
     ablation_of: str | None = None  # the localised method's label, for its control run
     seeds: tuple[int, ...] | None = None  # None: one run from the spec's `seed`, recorded as `<label>.json`
+    guard: ResolvedGuard | None = None
 
 
 @dataclass(frozen=True)
@@ -319,20 +330,22 @@ def _validate_params(model: type[Params], values: dict[str, Any], where: str, co
         raise InputError(format_validation_error(error, where) + _field_hint(error, model, common)) from None
 
 
+def _resolve_named(raw: str | dict[str, Any], registry: Registry[Any], where: str) -> tuple[Any, object, Params]:
+    """A ``name`` or ``{name: ..., **params}`` entry of ``registry``, validated."""
+    values = {"name": raw} if isinstance(raw, str) else dict(raw)
+    name = values.pop("name", None)
+    if not isinstance(name, str):
+        raise InputError(f"{where}.name: Field required (the {registry.kind}'s name)")
+    info, plugin = registry.resolve(name, f"{where}.name")
+    return info, plugin, _validate_params(info.params, values, where, {"name"})
+
+
 def _resolve_localizer(
     raw: str | dict[str, Any] | None, default: str | None, plugins: Plugins, where: str
 ) -> ResolvedLocalizer | None:
     if raw is None:
         raw = default
-    if raw is None:
-        return None
-    values = {"name": raw} if isinstance(raw, str) else dict(raw)
-    name = values.pop("name", None)
-    if not isinstance(name, str):
-        raise InputError(f"{where}.name: Field required (the localizer's name)")
-    info, plugin = plugins.localizers.resolve(name, f"{where}.name")
-    params = _validate_params(info.params, values, where, {"name"})
-    return ResolvedLocalizer(info, plugin, params)
+    return None if raw is None else ResolvedLocalizer(*_resolve_named(raw, plugins.localizers, where))
 
 
 def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedSpec:
@@ -348,10 +361,15 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
         info, plugin = plugins.methods.resolve(method.name, f"{where}.name")
         params = _validate_params(info.params, method.model_extra or {}, where, set(MethodSpec.model_fields))
         localizer = _resolve_localizer(method.localizer, info.default_localizer, plugins, f"{where}.localizer")
-        label = method.label or method.name
+        guard = (
+            None
+            if method.guard is None
+            else ResolvedGuard(*_resolve_named(method.guard, plugins.guards, f"{where}.guard"))
+        )
+        label = method.label or (method.name if guard is None else f"{method.name}-{guard.info.name}")
         seeds = method.seeds or spec.seeds
         run_seeds = None if seeds is None else tuple(seeds)
-        methods.append(ResolvedMethod(label, info, plugin, params, localizer, seeds=run_seeds))
+        methods.append(ResolvedMethod(label, info, plugin, params, localizer, seeds=run_seeds, guard=guard))
         if method.ablate_localization:
             if localizer is None:
                 raise InputError(
@@ -435,6 +453,10 @@ def anchor_spec_paths(raw: dict[str, Any], plugins: Plugins, base: Path) -> dict
                 )
                 if localizer_params is not None:
                     method["localizer"] = anchor_paths(localizer_params, localizer, base)
+                guard = method.get("guard")
+                guard_params = _plugin_params(plugins.guards, guard.get("name")) if isinstance(guard, dict) else None
+                if guard_params is not None:
+                    method["guard"] = anchor_paths(guard_params, guard, base)
             anchored.append(method)
         raw["methods"] = anchored
     return raw

@@ -78,6 +78,8 @@ def record_row(record: ResultRecord) -> dict[str, Any]:
         "retention_ppl": metrics.retention.ppl,
         "retention_rouge_l": metrics.retention.rouge_l,
         "avg_success": metrics.avg_success,
+        "unlearn_refusal_rate": metrics.unlearn.refusal_rate,  # behind a guard only
+        "retention_refusal_rate": metrics.retention.refusal_rate,
         "sec_per_step": training.sec_per_step,
         "peak_mem_gb": training.peak_mem_gb,
         "status": record.status,

@@ -165,6 +165,12 @@ def footer(rows: list[dict[str, Any]]) -> list[str]:
         notes.append(f"{INTERVAL_NOTE} (n seeds per row).")
     if any(row.get("avg_success_not_below_best") is not None for row in rows):
         notes.append(f"≈best: Avg Success not significantly below the best method's — {BOOTSTRAP_NOTE}.")
+    if any(row.get("unlearn_refusal_rate") is not None for row in rows):
+        notes.append(
+            "guarded rows (a guard in front of the model; the method's label names it): a refused request counts "
+            "as forgotten, its ROUGE-L is the refusal's, and perplexity is over the answered requests only (nan: "
+            "none answered); refusal rates are in the JSON/CSV export and the guard's accuracy in its records."
+        )
     if any(row.get("target_met") is False for row in rows):
         notes.append("target missed: the vanilla model did not reach vanilla.target_accuracy.")
     return [""] + notes if notes else []

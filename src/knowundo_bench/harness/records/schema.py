@@ -50,6 +50,7 @@ class ScopeMetrics(RecordPart):
     ppl: Number = None
     rouge_l: Number = None
     ppl_token: Number = None
+    refusal_rate: Number = None  # behind a guard: percent of the requests refused (ppl: over the others)
 
 
 class PrefixedMetrics(RecordPart):
@@ -111,6 +112,17 @@ class LocalizerRecord(RecordPart):
     selected: list[str] = Field(default_factory=list)
 
 
+class GuardRecord(RecordPart):
+    """The guard in front of the model: its parameters, its own accuracy per scope on the
+    val requests (unlearn: refused; retention: answered), plain and under each prompt
+    prefix, and the details it recorded when fitted (extra fields)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    accuracy: dict[str, float] = Field(default_factory=dict)
+    prefixed_accuracy: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
 class VanillaRecord(RecordPart):
     """Where the vanilla model came from (cache key and folder), how it was trained, and
     whether it reached ``vanilla.target_accuracy`` (None: no target set)."""
@@ -169,6 +181,7 @@ class ResultRecord(RecordPart):
     retain_data: str | None = None
     params: dict[str, Any] | None = None
     localizer: LocalizerRecord | None = None
+    guard: GuardRecord | None = None
     training: TrainingSummary | None = None
     metrics: Metrics | None = None
     curve: list[CurvePoint] | None = None

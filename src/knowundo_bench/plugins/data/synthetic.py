@@ -1,4 +1,5 @@
-"""Data source ``synthetic``: fictitious authors generated offline (the embedded default)."""
+"""Data source ``synthetic``: generated offline (the embedded default), in either domain:
+fictitious authors (``privacy``) or fictitious books (``copyright``)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,29 @@ from pydantic import Field
 
 from knowundo_bench.api import DataSourceInfo, InputError, Params, QAPair, hookimpl
 from knowundo_bench.plugins.data.synthetic_authors import MAX_AUTHORS, generate_authors
+from knowundo_bench.plugins.data.synthetic_books import MAX_BOOKS, generate_books
 
 
 class SyntheticParams(Params):
-    n_authors: int = Field(20, ge=1, le=MAX_AUTHORS)
+    n_authors: int = Field(20, ge=1, le=MAX_AUTHORS, description="privacy: how many fictitious authors")
+    n_books: int = Field(20, ge=1, le=MAX_BOOKS, description="copyright: how many fictitious books")
     data_seed: int = 0
 
 
+# domain -> its generator, from the parameters
+GENERATORS = {
+    "privacy": lambda params: generate_authors(params.n_authors, seed=params.data_seed),
+    "copyright": lambda params: generate_books(params.n_books, seed=params.data_seed),
+}
+
+
 def load(params: SyntheticParams, domain: str) -> list[QAPair]:
-    if domain != "privacy":
+    if domain not in GENERATORS:
         raise InputError(
-            f"the synthetic source generates the 'privacy' domain only, not {domain!r}", source="data.domain"
+            f"the synthetic source generates {' and '.join(map(repr, GENERATORS))}, not {domain!r}",
+            source="data.domain",
         )
-    return generate_authors(params.n_authors, seed=params.data_seed)
+    return GENERATORS[domain](params)
 
 
 @hookimpl
@@ -27,7 +38,8 @@ def register_data_sources() -> list[DataSourceInfo]:
         DataSourceInfo(
             name="synthetic",
             description=(
-                "Deterministic fictitious authors (Name/Genre/Born/Awards kept; Parents/Email/Address forgotten)."
+                "Deterministic fictitious authors (privacy: Name/Genre/Born/Awards kept; Parents/Email/Address "
+                "forgotten) or books (copyright: Meta-Info/Review/Recommendation kept; Revision/Extension forgotten)."
             ),
             params=SyntheticParams,
             load=load,

@@ -1,0 +1,1 @@
+"""Built-in guards (request filters in front of a model)."""
