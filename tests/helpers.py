@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import socket
+import textwrap
+from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -92,3 +94,16 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def plugin_site(folder: Path, module: str, source: str, distribution: str, version: str, entry: str) -> Path:
+    """A folder to put on PYTHONPATH holding a plugin module and its distribution's
+    ``knowundo_bench`` entry point (as an installed third-party package has)."""
+
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(textwrap.dedent(source))
+    dist = folder / f"{distribution.replace('-', '_')}-{version}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
+    (dist / "entry_points.txt").write_text(f"[knowundo_bench]\n{entry} = {module}\n")
+    return folder

@@ -8,14 +8,13 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from helpers import TINY_SPEC, authors_model, authors_tokenizer, two_authors
+from helpers import TINY_SPEC, authors_model, authors_tokenizer, plugin_site, two_authors
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.evaluation import EvalSpec, NamedGuard, scope_metrics, score_split
 from knowundo_bench.harness.guards import REFUSAL, GuardContext, GuardRequest
@@ -84,17 +83,22 @@ def test_the_guard_sees_the_prompt_prefix(authors):
     assert scores.refused == (True, True, True)
 
 
-def test_scope_classifier_learns_the_scopes_of_the_train_questions(authors):
-    pairs, tokenizer, model = authors
-    from knowundo_bench.plugins.guards import scope_classifier
-
-    context = GuardContext(
+def train_context(pairs, tokenizer, model) -> GuardContext:
+    """What a guard is fitted from: both scopes' train questions and the vanilla model."""
+    return GuardContext(
         model=model,
         encoder=PromptEncoder(tokenizer, 96),
         forget=[p for p in pairs if p.scope == "unlearn" and p.split == "train"],
         retain=[p for p in pairs if p.scope == "retention" and p.split == "train"],
         seed=0,
     )
+
+
+def test_scope_classifier_learns_the_scopes_of_the_train_questions(authors):
+    pairs, tokenizer, model = authors
+    from knowundo_bench.plugins.guards import scope_classifier
+
+    context = train_context(pairs, tokenizer, model)
     before = [p.detach().clone() for p in model.parameters()]
     guard = scope_classifier.fit(scope_classifier.ScopeClassifierParams(), context)
     assert context.details["train_accuracy"] >= 0.9
@@ -163,13 +167,9 @@ def cli(args: list[str], site: Path | None, cwd: Path) -> subprocess.CompletedPr
 
 @pytest.mark.slow
 def test_a_third_party_guard_registers_through_its_entry_point_and_guards_a_run(tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "knowundo_keyword_guard.py").write_text(textwrap.dedent(KEYWORD_GUARD))
-    dist = site / "knowundo_keyword-0.1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: knowundo-keyword\nVersion: 0.1.0\n")
-    (dist / "entry_points.txt").write_text("[knowundo_bench]\nkeyword_guard = knowundo_keyword_guard\n")
+    site = plugin_site(
+        tmp_path / "site", "knowundo_keyword_guard", KEYWORD_GUARD, "knowundo-keyword", "0.1.0", "keyword_guard"
+    )
     listing = cli(["methods"], site, tmp_path)
     assert listing.returncode == 0, listing.stderr
     assert "Guards" in listing.stdout and "scope_classifier" in listing.stdout
@@ -233,13 +233,7 @@ def test_scope_classifier_fine_tunes_a_local_sequence_classification_model(autho
     LlamaForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     assert not list(folder.glob("*.bin"))
-    context = GuardContext(
-        model=model,
-        encoder=PromptEncoder(tokenizer, 96),
-        forget=[p for p in pairs if p.scope == "unlearn" and p.split == "train"],
-        retain=[p for p in pairs if p.scope == "retention" and p.split == "train"],
-        seed=0,
-    )
+    context = train_context(pairs, tokenizer, model)
     params = scope_classifier.ScopeClassifierParams(model_path=folder, finetune_epochs=30, finetune_lr=3e-3)
     guard = scope_classifier.fit(params, context)
     assert context.details["train_accuracy"] >= 0.9  # learnt from 4 words of difference per question

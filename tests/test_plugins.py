@@ -8,14 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from helpers import TINY_SPEC, one_epoch
+from helpers import TINY_SPEC, one_epoch, plugin_site
 from knowundo_bench.cli import app
 from knowundo_bench.harness import hookspecs
 from knowundo_bench.harness.plugin_manager import (
@@ -123,14 +122,7 @@ def unlearn(method, model, forget, context):
 @pytest.fixture
 def third_party_site(tmp_path) -> Path:
     """A folder on PYTHONPATH holding a plugin module and its distribution's entry point."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "knowundo_extra_method.py").write_text(textwrap.dedent(THIRD_PARTY))
-    dist = site / "knowundo_extra-0.3.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: knowundo-extra\nVersion: 0.3.1\n")
-    (dist / "entry_points.txt").write_text("[knowundo_bench]\nscaled_ga = knowundo_extra_method\n")
-    return site
+    return plugin_site(tmp_path / "site", "knowundo_extra_method", THIRD_PARTY, "knowundo-extra", "0.3.1", "scaled_ga")
 
 
 def cli(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
