@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import TINY_SPEC, authors_model, authors_tokenizer, plugin_site, two_authors
+from helpers import TINY_SPEC, authors_model, authors_tokenizer, one_epoch, plugin_site, two_authors
 from knowundo_bench.harness.encoding import PromptEncoder
 from knowundo_bench.harness.evaluation import EvalSpec, NamedGuard, scope_metrics, score_split
 from knowundo_bench.harness.guards import REFUSAL, GuardContext, GuardRequest
@@ -109,12 +109,39 @@ def test_scope_classifier_learns_the_scopes_of_the_train_questions(authors):
     assert isinstance(context.requests(pairs[:1])[0], GuardRequest)
 
 
-def test_guard_entries_are_validated_and_label_the_row():
+def test_guard_entries_are_validated_and_label_the_row(tmp_path):
+    from knowundo_bench.harness.errors import InputError
+    from knowundo_bench.harness.runner import Runner
+    from knowundo_bench.harness.specs import load_spec
+
     plugins = get_plugins()
     resolved = parse_spec({**TINY_SPEC, "methods": [{"name": "none", "guard": "scope_classifier"}]}, plugins)
     [method] = resolved.methods
     assert method.label == "none-scope_classifier" and method.guard.info.name == "scope_classifier"
-    from knowundo_bench.harness.errors import InputError
+    # a method and its guarded twin side by side, and an all-parameters control that keeps the guard
+    localised = {"name": "memflex", "ablate_localization": True}
+    twins = parse_spec(
+        {**TINY_SPEC, "methods": ["memflex", {**localised, "guard": "scope_classifier"}]}, plugins
+    ).methods
+    assert [m.label for m in twins] == [
+        "memflex",
+        "memflex-scope_classifier",
+        "memflex-scope_classifier-all-params",
+    ]
+    assert twins[2].guard is not None and twins[2].ablation_of == "memflex-scope_classifier"
+    runner = Runner.__new__(Runner)
+    runner.spec = parse_spec({**TINY_SPEC, "methods": ["ga"]}, plugins).spec
+    assert len({runner.method_seed(m) for m in twins}) == 1  # the guard changes nothing in training
+    with pytest.raises(InputError, match="duplicate method label 'none-g'"):
+        parse_spec(
+            {**TINY_SPEC, "methods": [{"name": "none", "guard": "g"}, {"name": "ga", "label": "none-g"}]}, plugins
+        )
+    # a relative model_path is read from the spec's folder
+    (tmp_path / "specs" / "classifier").mkdir(parents=True)
+    guarded = {"name": "none", "guard": {"name": "scope_classifier", "model_path": "classifier"}}
+    (tmp_path / "specs" / "spec.yaml").write_text(yaml.safe_dump({**TINY_SPEC, "methods": [guarded]}))
+    [anchored] = load_spec(tmp_path / "specs" / "spec.yaml", plugins).methods
+    assert anchored.guard.params.model_path == tmp_path / "specs" / "classifier"
 
     with pytest.raises(InputError, match=r"methods\.0\.guard\.name: unknown guard 'scope_classifer'; did you mean"):
         parse_spec({**TINY_SPEC, "methods": [{"name": "none", "guard": "scope_classifer"}]}, plugins)
@@ -175,7 +202,11 @@ def test_a_third_party_guard_registers_through_its_entry_point_and_guards_a_run(
     assert "Guards" in listing.stdout and "scope_classifier" in listing.stdout
     line = next(row for row in listing.stdout.splitlines() if "keyword_guard" in row)
     assert "knowundo-keyword 0.1.0" in line
-    spec = {**TINY_SPEC, "methods": [{"name": "none", "guard": {"name": "keyword_guard", "words": ["email"]}}]}
+    guarded_ga = {**one_epoch("ga"), "guard": {"name": "keyword_guard", "words": ["email"]}}  # beside a method
+    spec = {
+        **TINY_SPEC,
+        "methods": [{"name": "none", "guard": {"name": "keyword_guard", "words": ["email"]}}, guarded_ga],
+    }
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     result = cli(["run", "spec.yaml", "--output", "out", "--no-progress"], site, tmp_path)
     assert result.returncode == 0, result.stderr
@@ -187,6 +218,8 @@ def test_a_third_party_guard_registers_through_its_entry_point_and_guards_a_run(
     assert record["guard"]["accuracy"] == {"unlearn": pytest.approx(100 / 3), "retention": 100.0}
     vanilla = json.loads((tmp_path / "out" / "vanilla.json").read_text())
     assert record["metrics"]["unlearn"]["success"] > vanilla["metrics"]["unlearn"]["success"]
+    ga = json.loads((tmp_path / "out" / "ga-keyword_guard.json").read_text())
+    assert ga["training"]["steps"] > 0 and ga["metrics"]["unlearn"]["refusal_rate"] == pytest.approx(100 / 3)
 
 
 @pytest.mark.slow
@@ -211,9 +244,9 @@ def test_scope_classifier_on_the_synthetic_privacy_domain_with_and_without_the_p
     assert set(guard["prefixed_accuracy"]) == {"helpful_assistant"}
     prefixed = metrics["prompt_prefixes"]["helpful_assistant"]
     assert metrics["unlearn"]["success"] >= 90 and "refusal_rate" in prefixed["unlearn"]
-    assert prefixed["unlearn"]["refusal_rate"] == pytest.approx(
-        guard["prefixed_accuracy"]["helpful_assistant"]["unlearn"]
-    )
+    refused = metrics["raw"]["unlearn"]["example_refused"]  # per request, as the guard decided
+    assert guard["accuracy"]["unlearn"] == pytest.approx(100 * sum(refused) / len(refused))
+    assert 0 <= prefixed["unlearn"]["refusal_rate"] <= 100
 
 
 def test_scope_classifier_fine_tunes_a_local_sequence_classification_model(authors, tmp_path):

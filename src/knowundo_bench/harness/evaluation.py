@@ -132,8 +132,9 @@ class ExampleScores:
     def refusing(self, refused: torch.Tensor) -> ExampleScores:
         """The readings of a model behind a guard: a refused request produces none of its
         answer tokens (accuracy 0) and has no answer likelihood (left out of perplexity)."""
+        scored = refused & ~self.accuracy.isnan()  # an example without answer tokens stays unscored
         return ExampleScores(
-            torch.where(refused, torch.zeros_like(self.accuracy), self.accuracy),
+            torch.where(scored, torch.zeros_like(self.accuracy), self.accuracy),
             torch.where(refused, torch.zeros_like(self.nll_sums), self.nll_sums),
             torch.where(refused, torch.zeros_like(self.token_counts), self.token_counts),
         )

@@ -452,7 +452,9 @@ class Runner:
     def method_seed(self, method: ResolvedMethod, run_seed: int | None = None) -> int:
         """Derived from the run seed and the method's label (:func:`derived_seed`); an
         ablation control shares its localised method's seed (same batches, same initial state)."""
-        return derived_seed(self.spec.seed if run_seed is None else run_seed, method.ablation_of or method.label)
+        return derived_seed(
+            self.spec.seed if run_seed is None else run_seed, method.seed_label or method.ablation_of or method.label
+        )
 
     def run_method(
         self,
@@ -482,13 +484,16 @@ class Runner:
         )
         retain = self.retain_sets[method.info.retain]
         guard, guard_context = None, None
-        if method.guard is not None:  # fitted on the vanilla model, before unlearning
+        if method.guard is not None and self.main:  # fitted on the vanilla model, before unlearning
             guard_context = GuardContext(
                 model=model, encoder=encoder, forget=benchmark.forget, retain=benchmark.retain, seed=seed
             )
-            with self.board.task(f"fit guard {method.guard.info.name}", 1) as reporter:
+            python_state = random.getstate()
+            # the fit draws from its own RNG streams: the unlearning run is its unguarded twin's
+            with self.board.task(f"fit guard {method.guard.info.name}", 1) as reporter, torch.random.fork_rng():
                 fitted = method.guard.info.fit(method.guard.params, guard_context)
                 reporter.advance(1)
+            random.setstate(python_state)
             if not isinstance(fitted, Guard):
                 raise RuntimeError(f"guard {method.guard.info.name!r}: fit returned no guard (refusal, refuses)")
             guard = NamedGuard(method.guard.info.name, fitted)
@@ -534,7 +539,11 @@ class Runner:
         if method.guard is not None and guard_context is not None:
             guarded = guard_record(method.guard, metrics, guard_context.details)
         if curve is not None and curve[-1].step != len(report.step_seconds):
-            curve.append(curve_point(len(report.step_seconds), metrics))
+            last = metrics
+            if guard is not None:  # curve points are the model's own, unguarded
+                quick = self.spec.eval.model_copy(update={"rouge": False})
+                last = Metrics.model_validate(evaluate(model, encoder, benchmark, quick))
+            curve.append(curve_point(len(report.step_seconds), last))
         faults = numerical_faults(report.step_losses, metrics)
         training = TrainingSummary.model_validate(
             {

@@ -148,6 +148,17 @@ class MethodSpec(BaseModel):
     def _label_is_safe(cls, value: str | None) -> str | None:
         return None if value is None else _safe_name(value)
 
+    def guard_name(self) -> str | None:
+        guard = self.guard.get("name") if isinstance(self.guard, dict) else self.guard
+        return guard if isinstance(guard, str) else None
+
+    def row_label(self) -> str:
+        """The leaderboard label: ``label``, else the name, suffixed ``-GUARD`` when guarded."""
+        guard = self.guard_name()
+        if self.label:
+            return self.label
+        return self.name if guard is None else _safe_name(f"{self.name}-{guard}")
+
     @field_validator("seeds")
     @classmethod
     def _seeds_unique(cls, value: list[int] | None) -> list[int] | None:
@@ -190,7 +201,7 @@ class Spec(BaseModel):
     def _labels_unique(self) -> Spec:
         seen: set[str] = set()
         for index, method in enumerate(self.methods):
-            label = method.label or method.name
+            label = method.row_label()
             labels = [label, ablation_label(label)] if method.ablate_localization else [label]
             for label in labels:
                 if label == "vanilla" or label in seen:
@@ -237,6 +248,7 @@ class ResolvedMethod:
     ablation_of: str | None = None  # the localised method's label, for its control run
     seeds: tuple[int, ...] | None = None  # None: one run from the spec's `seed`, recorded as `<label>.json`
     guard: ResolvedGuard | None = None
+    seed_label: str | None = None  # what the method's seed derives from (default: its label)
 
 
 @dataclass(frozen=True)
@@ -366,17 +378,31 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
             if method.guard is None
             else ResolvedGuard(*_resolve_named(method.guard, plugins.guards, f"{where}.guard"))
         )
-        label = method.label or (method.name if guard is None else f"{method.name}-{guard.info.name}")
+        label = method.row_label()
+        # a guarded row trains as its unguarded twin would (same seed): the guard is the only difference
+        seed_label = method.label or method.name
         seeds = method.seeds or spec.seeds
         run_seeds = None if seeds is None else tuple(seeds)
-        methods.append(ResolvedMethod(label, info, plugin, params, localizer, seeds=run_seeds, guard=guard))
+        methods.append(
+            ResolvedMethod(label, info, plugin, params, localizer, seeds=run_seeds, guard=guard, seed_label=seed_label)
+        )
         if method.ablate_localization:
             if localizer is None:
                 raise InputError(
                     f"{where}.ablate_localization: the method has no localizer to ablate (set 'localizer')"
                 )
             methods.append(
-                ResolvedMethod(ablation_label(label), info, plugin, params, None, ablation_of=label, seeds=run_seeds)
+                ResolvedMethod(
+                    ablation_label(label),
+                    info,
+                    plugin,
+                    params,
+                    None,
+                    ablation_of=label,
+                    seeds=run_seeds,
+                    guard=guard,
+                    seed_label=seed_label,
+                )
             )
     ood_info = plugins.ood_sources.get(spec.ood_retain.source, "ood_retain.source")
     ood_params = _validate_params(

@@ -27,6 +27,7 @@ from knowundo_bench.api import (
     GuardContext,
     GuardInfo,
     GuardRequest,
+    InputError,
     Params,
     hookimpl,
     model_device,
@@ -74,6 +75,9 @@ class HiddenStateClassifier:
                 ids[row, : len(request.input_ids)] = torch.tensor(request.input_ids)
                 mask[row, : len(request.input_ids)] = 1
             out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
+            layers = len(out.hidden_states)
+            if not -layers <= self.params.layer < layers:
+                raise InputError(f"guard.layer: {self.params.layer} but the model has hidden states 0..{layers - 1}")
             hidden = out.hidden_states[self.params.layer].float()
             if self.params.pooling == "last":  # right-padded: each row's last real position
                 last = mask.sum(1).to(device) - 1
@@ -87,7 +91,7 @@ class HiddenStateClassifier:
         """Train on the requests (label 1: Unlearn Scope), classes weighted to balance;
         returns the training accuracy."""
         x = self.features(requests)
-        self.mean, self.scale = x.mean(0), x.std(0).clamp(min=1e-6)
+        self.mean, self.scale = x.mean(0), x.std(0, unbiased=False).clamp(min=1e-6)
         x = (x - self.mean) / self.scale
         generator = torch.Generator().manual_seed(seed)
         weight = (torch.randn(x.shape[1], generator=generator) * 0.01).requires_grad_(True)
