@@ -33,6 +33,8 @@ ROW_KEYS = (
     "retention_ppl",
     "retention_rouge_l",
     "avg_success",
+    "unlearn_refusal_rate",  # behind a guard: percent of requests refused (null without one)
+    "retention_refusal_rate",
     "sec_per_step",
     "peak_mem_gb",
     "status",
