@@ -158,18 +158,16 @@ def train(
         frozen = []
     if not named:
         raise ValueError("nothing to train: no trainable parameters")
+    sharding = ShardingConfig.from_environment() if joined() else None
+    if sharding is not None and not (params.stack_window and isinstance(objective, WeightedNLL)):
+        raise InputError(
+            "FSDP: this method's loss does not stack into one pass per process (every process must run "
+            "the same forwards); launch it without the FSDP config (--multi_gpu)"
+        )
     for p in frozen:
         p.requires_grad_(False)
-    sharding = ShardingConfig.from_environment() if joined() else None
     work = model  # what trains: the model itself, or a sharded copy of it (FSDP2)
     if sharding is not None:
-        if not (params.stack_window and isinstance(objective, WeightedNLL)):
-            for p in frozen:
-                p.requires_grad_(True)
-            raise InputError(
-                "FSDP: this method's loss does not stack into one pass per process (every process must run "
-                "the same forwards); launch it without the FSDP config (--multi_gpu)"
-            )
         work = shard_copy(model, sharding)
         by_name = dict(work.named_parameters())
         named = [(n, by_name[n]) for n, _ in named]
