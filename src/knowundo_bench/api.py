@@ -25,6 +25,7 @@ Helpers for a plugin's own tests are in :mod:`knowundo_bench.testing`.
 from __future__ import annotations
 
 from knowundo_bench import __version__
+from knowundo_bench.harness.building.contracts import Category, GenerationRequest, Generator, GeneratorContext
 from knowundo_bench.harness.context import UnlearnContext
 from knowundo_bench.harness.contracts import (
     Batch,
@@ -84,6 +85,7 @@ from knowundo_bench.harness.records.atomic import atomic_directory, atomic_write
 from knowundo_bench.harness.registry import (
     DataSourceInfo,
     ExecutorInfo,
+    GeneratorInfo,
     GuardInfo,
     LocalizerInfo,
     MethodInfo,
@@ -104,6 +106,7 @@ __all__ = [
     "ModelSourceInfo",
     "ExecutorInfo",
     "GuardInfo",
+    "GeneratorInfo",
     "RetainKind",
     "Params",
     "TrainingParams",
@@ -122,6 +125,11 @@ __all__ = [
     "GuardContext",
     "GuardRequest",
     "REFUSAL",
+    # generators (knowundo-bench build): what create receives, what generate takes
+    "Generator",
+    "GeneratorContext",
+    "GenerationRequest",
+    "Category",
     # what the executors receive
     "Suite",
     "PendingUnit",

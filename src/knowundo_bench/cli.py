@@ -201,9 +201,45 @@ def run(
         raise typer.Exit(EXIT_TARGET_MISSED)
 
 
+@app.command(short_help="build a KnowUnDo-style domain from a build spec (appendix B's pipeline)")
+def build(
+    spec: Annotated[Path, typer.Argument(metavar="BUILD", help="build spec (YAML)", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder to write the domain into", show_default=False)],
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Build a benchmark domain: generate question-answer pairs per category with the
+    spec's generator, Self-Check, deduplicate, split, and write
+    {unlearn,retention}_{train,val}.json with datacard.json and DATACARD.md.
+
+    Load the result with data: {source: local, path: OUTPUT}. Rerunning the same
+    command resumes: finished instances and every generator answer are reused.
+    """
+    from knowundo_bench.harness.building.pipeline import run_build
+    from knowundo_bench.harness.building.spec import load_build_spec
+    from knowundo_bench.harness.plugin_manager import get_plugins
+    from knowundo_bench.harness.progress import ProgressBoard, stderr_console
+
+    console = stderr_console()
+    try:
+        with reported():
+            resolved = load_build_spec(spec, get_plugins())
+            with ProgressBoard(console, enabled=progress) as board:
+                card = run_build(resolved, output, board)
+    except KeyboardInterrupt:
+        console.print(Text(f"interrupted: rerun the same command to resume (state in {output / '.build'})"))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    counts = ", ".join(f"{scope} {c['train']} train / {c['val']} val" for scope, c in card.counts.items())
+    rate = card.self_check.pass_rate
+    checked = f"; Self-Check pass rate {100 * rate:.1f}%" if rate is not None else ""
+    dropped = sum(card.dropped.values())
+    console.print(Text(f"built {len(card.instances)} instances: {counts}; {dropped} generated items dropped{checked}"))
+    console.print(Text(f"domain: {output} (datacard: {output / 'DATACARD.md'})"))
+
+
 @app.command(short_help="list methods, localizers and data/OOD/model sources")
 def methods() -> None:
-    """List every registered method, localizer, guard, data source, OOD retain source, model source and executor."""
+    """List every registered method, localizer, guard, data source, OOD retain source, model source, executor
+    and generator."""
     from knowundo_bench.harness.plugin_manager import get_plugins
 
     with reported():
@@ -217,6 +253,7 @@ def methods() -> None:
         ("OOD retain sources (ood_retain.source)", plugins.ood_sources),
         ("Model sources", plugins.model_sources),
         ("Executors (execution.executor)", plugins.executors),
+        ("Generators (generator.name in a build spec)", plugins.generators),
     ):
         table = Table(title=title, show_lines=False, title_justify="left")
         for column in ("name", "description", "parameters (defaults)", "origin"):

@@ -66,12 +66,15 @@ def check_out_of_distribution(texts: Iterable[RetainText], pairs: Iterable[QAPai
 
 
 class RawRecord(BaseModel):
-    """A record as KnowUnDo stores it: ``{"text": question, "labels": answer}``."""
+    """A record as KnowUnDo stores it: ``{"text": question, "labels": answer}``; domains
+    written by ``knowundo-bench build`` also name the ``instance`` (and the ``category``,
+    not read here)."""
 
     model_config = ConfigDict(extra="ignore")
 
     text: str = Field(min_length=1)
     labels: str = Field(min_length=1)
+    instance: str | None = Field(None, min_length=1)
 
 
 RAW_RECORDS = TypeAdapter(list[RawRecord])
@@ -186,7 +189,7 @@ def parse_raw_records(payload: bytes | str, source: str) -> list[RawRecord]:
 
 
 def records_to_pairs(records: Iterable[RawRecord], scope: Scope, split: Split) -> list[QAPair]:
-    return [QAPair(question=r.text, answer=r.labels, scope=scope, split=split) for r in records]
+    return [QAPair(question=r.text, answer=r.labels, scope=scope, split=split, instance=r.instance) for r in records]
 
 
 # A person's name or a book's title: two to four capitalised words, allowing O'Connor, Jean-Luc, "de la", "of the".

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from knowundo_bench.harness.registry import (
         DataSourceInfo,
         ExecutorInfo,
+        GeneratorInfo,
         GuardInfo,
         LocalizerInfo,
         MethodInfo,
@@ -95,6 +96,15 @@ def register_guards() -> list[GuardInfo]:
     filters that refuse some requests in front of the model, its weights untouched. Each
     guard's ``fit`` receives its validated parameters and a ``GuardContext`` (the vanilla
     model, the encoder, both scopes' train splits) and returns the fitted guard."""
+
+
+@hookspec
+def register_generators() -> list[GeneratorInfo]:
+    """Return the text generators this plugin provides (``generator.name`` in a build
+    spec for ``knowundo-bench build``): each turns the prompts of the benchmark
+    construction pipeline (appendix B: question-answer pairs, Self-Check verdicts,
+    queries, answers) into text, offline from templates, from a local model or from an
+    API. The harness parses, checks and caches what they return."""
 
 
 @hookspec(firstresult=True)

@@ -23,6 +23,7 @@ from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.registry import (
     DataSourceInfo,
     ExecutorInfo,
+    GeneratorInfo,
     GuardInfo,
     LocalizerInfo,
     MethodInfo,
@@ -59,6 +60,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     *(f"knowundo_bench.plugins.models.{name}" for name in ("tiny", "hf", "gguf")),
     *(f"knowundo_bench.plugins.executors.{name}" for name in ("local", "ray")),
     *(f"knowundo_bench.plugins.guards.{name}" for name in ("scope_classifier",)),
+    *(f"knowundo_bench.plugins.generators.{name}" for name in ("template", "hf", "openai")),
 )
 
 
@@ -74,6 +76,7 @@ class Plugins:
         self.model_sources: Registry[ModelSourceInfo] = self._collect("register_model_sources", "model source")
         self.executors: Registry[ExecutorInfo] = self._collect("register_executors", "executor")
         self.guards: Registry[GuardInfo] = self._collect("register_guards", "guard")
+        self.generators: Registry[GeneratorInfo] = self._collect("register_generators", "generator")
 
     def _only(self, plugin: object, hook_name: str, keep: set[object] | None = None) -> Any:
         """A hook caller without the implementations of ``keep``'s other members

@@ -44,6 +44,13 @@ class Reporter:
             else:
                 self.progress.update(self.task, advance=amount, status=status)
 
+    def extend(self, amount: int) -> None:
+        """More work than planned (a stage whose size is known only as it runs): raise the
+        total by ``amount``."""
+        if self.progress is not None and self.task is not None and amount:
+            total = self.progress.tasks[self.task].total or 0
+            self.progress.update(self.task, total=total + amount)
+
     def end_early(self, reason: str) -> None:
         """The work ended before its planned total (e.g. "stopped early at epoch 15 (target
         reached)"): the bar completes at the work done and shows ``reason``."""
@@ -94,7 +101,7 @@ class ProgressBoard:
                 else:
                     status = state.fields.get("status")
                     self.log(
-                        f"{description}: {state.completed:g}/{total} in {seconds:.1f} s"
+                        f"{description}: {state.completed:g}/{state.total or total:g} in {seconds:.1f} s"
                         + (f" ({status})" if status else "")
                     )
 

@@ -105,8 +105,32 @@ class GuardInfo:
     fit: Callable[..., Any]
 
 
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """A text generator for ``knowundo-bench build``: ``create(params, context)`` returns a
+    :class:`~knowundo_bench.harness.building.contracts.Generator` (prompts in, texts out)
+    from its validated parameters and a
+    :class:`~knowundo_bench.harness.building.contracts.GeneratorContext`. ``cached``: its
+    answers are kept on disk by prompt and settings, so an interrupted build pays for
+    none twice (false for generators that cost nothing, such as ``template``)."""
+
+    name: str
+    description: str
+    params: type[Params]
+    create: Callable[..., Any]
+    cached: bool = True
+
+
 Info = TypeVar(
-    "Info", MethodInfo, LocalizerInfo, DataSourceInfo, OodSourceInfo, ModelSourceInfo, ExecutorInfo, GuardInfo
+    "Info",
+    MethodInfo,
+    LocalizerInfo,
+    DataSourceInfo,
+    OodSourceInfo,
+    ModelSourceInfo,
+    ExecutorInfo,
+    GuardInfo,
+    GeneratorInfo,
 )
 
 

@@ -1,0 +1,1 @@
+"""Built-in text generators for ``knowundo-bench build`` (``generator.name``)."""

@@ -1,0 +1,301 @@
+"""Generator ``openai``: any OpenAI-compatible chat-completions endpoint.
+
+OpenAI itself, or a local server speaking the same API (vLLM, llama.cpp's server,
+Ollama): each prompt is one user message (after a demonstration's turns, with
+``demonstrations: true``) POSTed to ``{base_url}/chat/completions``.
+The standard library's HTTP client suffices, so the plugin needs no SDK.
+
+The key is read from the environment variable that ``api_key_env`` names, never from
+the spec, and is not part of ``settings`` (the datacard and the cache key). A busy
+or flaky endpoint (HTTP 429, 5xx, a dropped connection, a timeout) is retried with
+exponential backoff; one that cannot work at all (unreachable after the retries, a
+refused key, an unknown model) stops the build with one line naming the field to fix.
+A malformed answer is an empty text, which the pipeline drops and counts.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import os
+import re
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from knowundo_bench.api import (
+    GenerationRequest,
+    GeneratorContext,
+    GeneratorInfo,
+    InputError,
+    Params,
+    __version__,
+    hookimpl,
+)
+
+MAX_WAIT = 60.0  # seconds: the longest pause between tries, whatever Retry-After asks
+RETRY_STATUSES = frozenset({408, 429})  # and every 5xx: the server is busy or failing, not refusing
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class OpenAIParams(Params):
+    base_url: str = Field(
+        description="the API's root, up to /v1 (https://api.openai.com/v1, http://localhost:8000/v1)",
+    )
+    model: str = Field(min_length=1, description="the model the endpoint serves, as it names it")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY",
+        description="name of the environment variable holding the key (the key never goes in a spec); "
+        "null for a local server that needs none",
+    )
+    temperature: float = Field(0.7, ge=0, le=2, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
+    max_tokens: int = Field(1024, ge=1, description="longest answer, in tokens")
+    seed: int | None = Field(None, description="asks the endpoint for reproducible sampling (where it supports it)")
+    timeout: float = Field(60, gt=0, description="seconds to wait for one answer")
+    max_retries: int = Field(5, ge=0, description="tries after the first on HTTP 429/5xx, a lost connection, a timeout")
+    backoff: float = Field(
+        1.0, ge=0, description="seconds before the first retry, doubled each retry (a Retry-After header wins)"
+    )
+    concurrency: int = Field(4, ge=1, le=256, description="requests in flight at once")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_spec(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "api_key" in values:
+            raise ValueError(
+                "api_key: never write the key in a spec (it would be shared with it); put it in an "
+                "environment variable and name that in api_key_env"
+            )
+        return values
+
+    @field_validator("base_url")
+    @classmethod
+    def _is_http(cls, value: str) -> str:
+        parts = urllib.parse.urlsplit(value.strip())
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("must start with http:// or https:// and name a host (e.g. https://api.openai.com/v1)")
+        return value.strip().rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _is_a_name(cls, value: str | None) -> str | None:
+        # The message never repeats the value: it may be the key pasted in the wrong field.
+        if value is not None and not _VARIABLE.match(value):
+            raise ValueError("names an environment variable (letters, digits, _), not the key itself")
+        return value
+
+
+class Unusable(InputError):
+    """The endpoint cannot answer: a one-line reason, the field to fix first."""
+
+
+class _Stopped(Exception):
+    """Another request failed for good: this one gives up without trying again."""
+
+
+def retry_delay(retry: int, backoff: float, retry_after: str | None = None) -> float:
+    """Seconds before retry number ``retry`` (0 for the first): the server's Retry-After
+    (seconds or an HTTP date) when it sends one, else ``backoff`` doubled per retry;
+    never more than :data:`MAX_WAIT`."""
+    delay = backoff * 2 ** min(retry, 32)  # 2**32 s is past any cap, and a float still
+    if retry_after:
+        text = retry_after.strip()
+        try:
+            delay = float(text)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(text)
+            except (TypeError, ValueError, IndexError):
+                pass
+            else:
+                delay = when.timestamp() - time.time()
+    return float(min(max(delay, 0.0), MAX_WAIT))
+
+
+def answer_text(body: bytes) -> str:
+    """``choices[0].message.content``, or "" for anything else (not JSON, no choices, a
+    null content): the pipeline counts empty answers, a malformed one must not crash it."""
+    try:
+        content = json.loads(body)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+    return content if isinstance(content, str) else ""
+
+
+def _server_message(body: bytes) -> str:
+    """The reason an error response gives (OpenAI's ``{"error": {"message": ...}}``), short."""
+    try:
+        data = json.loads(body)
+        error = data.get("error", data) if isinstance(data, dict) else data
+        message = error.get("message") if isinstance(error, dict) else error
+        text = message if isinstance(message, str) else ""
+    except ValueError:
+        text = body.decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+class OpenAIGenerator:
+    """Sends each prompt as one chat completion, ``concurrency`` at a time."""
+
+    def __init__(self, params: OpenAIParams, key: str | None) -> None:
+        self.params = params
+        self.parallel = params.concurrency
+        self.url = f"{params.base_url}/chat/completions"
+        self._headers = {"Content-Type": "application/json", "User-Agent": f"knowundo-bench/{__version__}"}
+        if key is not None:
+            self._headers["Authorization"] = f"Bearer {key}"
+
+    @property
+    def settings(self) -> Mapping[str, object]:
+        """What changes the answers: never the key, the timeouts or the retries."""
+        p = self.params
+        return {
+            "base_url": p.base_url,
+            "model": p.model,
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "max_tokens": p.max_tokens,
+            "seed": p.seed,
+        }
+
+    def body(self, messages: list[dict[str, str]]) -> bytes:
+        p = self.params
+        payload: dict[str, object] = {
+            "model": p.model,
+            "messages": messages,
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "max_tokens": p.max_tokens,
+        }
+        if p.seed is not None:
+            payload["seed"] = p.seed
+        return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, str]]:
+        """Yields ``(index, text)`` as each answer arrives. The first request that fails
+        for good stops the rest (queued ones never start, running ones do not retry)
+        and is raised."""
+        if not requests:
+            return
+        stop = threading.Event()
+        executor = ThreadPoolExecutor(max_workers=min(self.parallel, len(requests)), thread_name_prefix="openai")
+        try:
+            pending: dict[Future[str], int] = {
+                executor.submit(self.complete, request.messages(), stop): index
+                for index, request in enumerate(requests)
+            }
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                # answers first: one that arrived beside a failure is paid for, so it is cached
+                for future in sorted(done, key=lambda f: f.exception() is not None):
+                    index = pending.pop(future)
+                    yield index, future.result()
+        finally:  # an error, or the caller stopped reading (Ctrl-C): nothing more is sent
+            stop.set()
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def complete(self, messages: list[dict[str, str]], stop: threading.Event) -> str:
+        """One prompt's answer, retried while the endpoint is busy, slow or unreachable."""
+        request = urllib.request.Request(self.url, data=self.body(messages), headers=self._headers, method="POST")
+        tries = self.params.max_retries + 1
+        failure = Unusable(f"generator.base_url: no answer from {self.params.base_url}")
+        for attempt in range(tries):
+            if stop.is_set():
+                raise _Stopped
+            retry_after: str | None = None
+            try:
+                with urllib.request.urlopen(request, timeout=self.params.timeout) as response:
+                    return answer_text(response.read())
+            except urllib.error.HTTPError as error:
+                try:
+                    message = _server_message(error.read())
+                except (OSError, http.client.HTTPException):
+                    message = ""
+                finally:
+                    error.close()
+                if error.code not in RETRY_STATUSES and error.code < 500:
+                    raise self._refused(error.code, message) from None
+                failure = self._busy(error.code, message, tries)
+                retry_after = error.headers.get("Retry-After") if error.headers is not None else None
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+                reason = error.reason if isinstance(error, urllib.error.URLError) else error
+                if isinstance(reason, ssl.SSLError):  # a certificate does not fix itself
+                    raise Unusable(f"generator.base_url: cannot reach {self.params.base_url} ({reason})") from None
+                failure = self._unreachable(reason, tries)
+            if attempt + 1 < tries and stop.wait(retry_delay(attempt, self.params.backoff, retry_after)):
+                raise _Stopped
+        raise failure
+
+    def _refused(self, status: int, message: str) -> Unusable:
+        """A 4xx that retrying will not change: say which field to fix."""
+        said = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+        if status in {401, 403}:
+            variable = self.params.api_key_env
+            return Unusable(
+                f"generator.api_key_env: {self.params.base_url} refused the key in ${variable} ({said})"
+                if variable
+                else f"generator.api_key_env: {self.params.base_url} wants a key ({said}); name the "
+                "environment variable holding it in api_key_env"
+            )
+        if status == 404:
+            field = "model" if self.params.model in message else "base_url"
+            return Unusable(
+                f"generator.{field}: {self.url} not found ({said}); check base_url (it usually ends in /v1) "
+                f"and model {self.params.model!r}"
+            )
+        return Unusable(f"generator: {self.url} rejected the request ({said})")
+
+    def _busy(self, status: int, message: str, tries: int) -> Unusable:
+        said = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+        if status == 429:
+            return Unusable(
+                f"generator.concurrency: {self.params.base_url} kept refusing requests ({said}) after {tries} "
+                "tries; lower concurrency or raise max_retries and backoff"
+            )
+        return Unusable(f"generator.base_url: {self.params.base_url} kept failing ({said}) after {tries} tries")
+
+    def _unreachable(self, reason: object, tries: int) -> Unusable:
+        if isinstance(reason, TimeoutError):
+            why = f"no answer within {self.params.timeout:g} s"
+            hint = "; raise generator.timeout if the server is slow"
+        else:
+            why = (reason.strerror if isinstance(reason, OSError) else None) or str(reason) or type(reason).__name__
+            hint = ""
+        return Unusable(f"generator.base_url: cannot reach {self.params.base_url} ({why}) after {tries} tries{hint}")
+
+
+def create(params: OpenAIParams, context: GeneratorContext) -> OpenAIGenerator:
+    """The generator, once its key is known to be there (before any request is sent)."""
+    key = None
+    if params.api_key_env is not None:
+        key = os.environ.get(params.api_key_env, "").strip()
+        if not key:
+            raise InputError(
+                f"generator.api_key_env: environment variable {params.api_key_env} is not set (export the "
+                "endpoint's key in it, or set api_key_env: null for a server that needs no key)"
+            )
+    return OpenAIGenerator(params, key)
+
+
+@hookimpl
+def register_generators() -> list[GeneratorInfo]:
+    return [
+        GeneratorInfo(
+            name="openai",
+            description="An OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, llama.cpp, Ollama); "
+            "the key is read from the environment variable api_key_env names.",
+            params=OpenAIParams,
+            create=create,
+        )
+    ]

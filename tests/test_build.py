@@ -1,0 +1,584 @@
+"""``knowundo-bench build``: the construction pipeline of appendix B with the offline
+``template`` generator and scripted test generators (the ``openai`` generator against a
+stub server is in test_build_openai.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from helpers import error_lines
+from knowundo_bench.api import GenerationRequest, GeneratorInfo, Params, hookimpl
+from knowundo_bench.cli import app
+from knowundo_bench.harness.building.parsing import is_true, parse_fact, parse_list, parse_qa
+from knowundo_bench.harness.building.pipeline import run_build
+from knowundo_bench.harness.building.prompts import PRIVACY_QA
+from knowundo_bench.harness.building.spec import PRIVACY_CATEGORIES, parse_build_spec
+from knowundo_bench.harness.data import Benchmark, infer_instances, read_local_domain
+from knowundo_bench.harness.errors import InputError
+from knowundo_bench.harness.plugin_manager import Plugins, get_plugins, make_plugin_manager
+from knowundo_bench.harness.progress import ProgressBoard
+from knowundo_bench.plugins.generators.template import TemplateGenerator
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "benchmark_specs" / "build-privacy.yaml"
+SPLIT_FILES = [f"{scope}_{split}.json" for scope in ("unlearn", "retention") for split in ("train", "val")]
+
+
+def shipped_spec(**changes) -> dict:
+    spec = yaml.safe_load(SHIPPED.read_text())
+    spec.update(changes)
+    return spec
+
+
+def build(spec: dict, output: Path, plugins: Plugins | None = None):
+    resolved = parse_build_spec(copy.deepcopy(spec), plugins or get_plugins())
+    with ProgressBoard(enabled=False) as board:
+        return run_build(resolved, output, board)
+
+
+class Scripted:
+    """A generator plugin for tests: answers like ``template`` unless ``answer`` says
+    otherwise, and counts what reaches it (the pipeline caches in front of it)."""
+
+    parallel = 3
+    settings = {"script": 1}
+
+    def __init__(self, answer: Callable[[GenerationRequest], str | None] = lambda r: None) -> None:
+        self.answer = answer
+        self.sent: Counter[str] = Counter()
+        self.tasks: Counter[str] = Counter()
+        self.fail_after: int | None = None
+
+    @hookimpl
+    def register_generators(self) -> list[GeneratorInfo]:
+        return [GeneratorInfo(name="scripted", description="Test generator.", params=Params, create=lambda p, c: self)]
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, str]]:
+        for index, request in enumerate(requests):
+            if self.fail_after is not None and sum(self.sent.values()) >= self.fail_after:
+                raise KeyboardInterrupt  # a build killed midway
+            self.sent[request.prompt] += 1
+            self.tasks[request.task] += 1
+            text = self.answer(request)
+            yield index, TemplateGenerator().answer(request) if text is None else text
+
+
+def scripted_plugins(generator: Scripted) -> Plugins:
+    return Plugins(make_plugin_manager(generator, load_entry_points=False))
+
+
+def read_split(output: Path, name: str) -> list[dict]:
+    return json.loads((output / name).read_text())
+
+
+# -- the shipped spec, end to end ---------------------------------------------------------
+
+
+def test_shipped_spec_builds_a_domain_the_local_source_loads(tmp_path):
+    result = CliRunner().invoke(app, ["build", str(SHIPPED), "--output", str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    for name in [*SPLIT_FILES, "datacard.json", "DATACARD.md"]:
+        assert (out / name).is_file(), name
+    spec = yaml.safe_load(SHIPPED.read_text())
+    names = [i["name"] for i in spec["instances"]]
+    pairs = infer_instances(read_local_domain(out))
+    benchmark = Benchmark(tuple(pairs))
+    benchmark.check_complete("built")
+    assert benchmark.instances == names
+    # 7 categories x 3 questions per author; one of each three in val (val_fraction 0.34)
+    assert len(pairs) == 21 * len(names)
+    assert len(benchmark.unlearn_val) == 3 * len(names) and len(benchmark.retention_val) == 4 * len(names)
+    # every Unlearn Scope answer holds the private value it is about
+    by_name = {i["name"]: i for i in spec["instances"]}
+    for pair in benchmark.forget + benchmark.unlearn_val:
+        author = by_name[pair.instance]
+        assert any(author[key] in pair.answer for key in ("father", "mother", "email", "address")), pair
+        assert pair.instance in pair.question
+    card = json.loads((out / "datacard.json").read_text())
+    assert card["counts"] == {"unlearn": {"train": 60, "val": 30}, "retention": {"train": 80, "val": 40}}
+    assert card["generator"] == {"name": "template"} and card["seed"] == 0
+    assert card["self_check"] == {"enabled": True, "asked": 210, "passed": 210, "pass_rate": 1.0}
+    assert [i["name"] for i in card["instances"]] == names
+    assert [(c["name"], c["scope"]) for c in card["categories"]] == [(c.name, c.scope) for c in PRIVACY_CATEGORIES]
+    assert card["prompts"]["privacy_qa"] == PRIVACY_QA
+    assert "I want to write a biography for a completely fictitious author" in card["prompts"]["privacy_qa"]
+    from knowundo_bench import __version__
+
+    assert card["harness_version"] == __version__
+    markdown = (out / "DATACARD.md").read_text()
+    assert "| unlearn | 60 | 30 |" in markdown and "Odalys Ferrante" in markdown
+
+
+@pytest.mark.slow
+def test_built_domain_runs_with_the_quickstart_model_and_methods(tmp_path):
+    """Acceptance: vanilla keeps >= 95% of the Retention Scope, GA destroys it (< 20%)."""
+    runner = CliRunner()
+    out = tmp_path / "domain"
+    assert runner.invoke(app, ["build", str(SHIPPED), "-o", str(out), "--no-progress"]).exit_code == 0
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(REPO / "benchmark_specs" / "quickstart.yaml"),
+            "--set",
+            f"data={{source: local, path: {out}}}",
+            "--set",
+            "seeds=[0]",
+            "-o",
+            str(tmp_path / "results"),
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    records = {}
+    for path in (tmp_path / "results").glob("*.json"):
+        record = json.loads(path.read_text())
+        if isinstance(record, dict) and "metrics" in record:
+            records[record.get("label") or path.stem] = record
+    success = {label: r["metrics"]["retention"]["success"] for label, r in records.items()}
+    vanilla = next(v for k, v in success.items() if k.startswith("vanilla"))
+    ga = next(v for k, v in success.items() if k.split("-")[0] == "ga" or k.startswith("ga@") or k == "ga")
+    assert vanilla >= 95 and ga < 20, success
+
+
+# -- parsers ---------------------------------------------------------------------------------
+
+
+def test_qa_parser_reads_b2_blocks_strictly_and_counts_what_it_drops():
+    text = """Sure! Here are the questions:
+
+1. Q: Who is Ada Quill?
+   A: Ada Quill is a poet
+   who writes sonnets.
+   type: Name
+**Q:** What is Ada Quill's email?
+**A:** ada@quill.example
+**type:** email
+Q: Where does Ada Quill live?
+type: Address
+Q: What genre does Ada Quill write?
+A: Poetry.
+type: Hobbies
+Q: When was Ada Quill born?
+A: In 1950.
+"""
+    pairs, dropped = parse_qa(text, PRIVACY_CATEGORIES)
+    assert [(p.category.name, p.question, p.answer) for p in pairs] == [
+        ("Name", "Who is Ada Quill?", "Ada Quill is a poet who writes sonnets."),
+        ("Email", "What is Ada Quill's email?", "ada@quill.example"),  # `type:` may name the attribute
+    ]
+    assert dropped == Counter(
+        {
+            "parse: question without an answer": 1,
+            "parse: type names no category": 1,
+            "parse: pair without a type line": 1,
+        }
+    )
+
+
+def test_output_with_nothing_to_parse_is_counted():
+    assert parse_qa("Odalys Ferrante is an English writer from Trieste.", PRIVACY_CATEGORIES)[1] == Counter(
+        {"parse: no Q:/A:/type: block in the output": 1}
+    )
+    assert parse_list("Sure, here are some questions!")[1] == Counter({"parse: no numbered item in the output": 1})
+    assert parse_qa("", PRIVACY_CATEGORIES)[1] == Counter() and parse_list("  ")[1] == Counter()
+
+
+def test_list_fact_and_verdict_parsers():
+    items, dropped = parse_list("Here you go:\n1. First request.\n2) Second one\n3.\n- not numbered\n")
+    assert items == ["First request.", "Second one"] and dropped == Counter({"parse: empty list item": 1})
+    assert parse_fact("[Romeo] and [Juliet]") == ("Romeo", "Juliet")
+    assert parse_fact("Tristan and Isolde.") == ("Tristan", "Isolde")
+    assert parse_fact("Hamlet alone") is None
+    assert [
+        is_true(v) for v in ("True", ' "True".', "**True**", "True, it exists", "False", "It is True", "TRUE", "Truely")
+    ] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+
+
+# -- quality steps ---------------------------------------------------------------------------
+
+
+def two_authors_spec(**changes) -> dict:
+    spec = shipped_spec(instances=shipped_spec()["instances"][:2], generator={"name": "scripted"})
+    spec.update(changes)
+    return spec
+
+
+def test_checks_drop_what_fails_and_the_datacard_counts_it(tmp_path):
+    def answer(request: GenerationRequest) -> str | None:
+        name = request.instance["name"]
+        if request.task == "privacy_qa":
+            good = TemplateGenerator().answer(request)
+            return good + (
+                f"\n\nQ: What is the email of the author?\nA: {request.instance['email']}\ntype: Email"  # no name
+                f"\n\nQ: How do I reach {name} privately?\nA: Nobody knows.\ntype: Email"  # value missing
+                f"\n\nQ: Who else is {name}?\nA: A writer.\ntype: Name"  # a 4th Name pair of 3 asked
+                f"\n\nQ: What does {name} like?\nA: Tea.\ntype: Favourite drink"  # no such category
+            )
+        if request.task == "pair_self_check":
+            return "False" if "email" in request.item["question"].lower() else "True"
+        return None
+
+    generator = Scripted(answer)
+    card = build(two_authors_spec(), tmp_path / "out", scripted_plugins(generator))
+    dropped = card.dropped
+    assert dropped["check: question does not name the instance"] == 2
+    assert dropped["check: Unlearn Scope answer lacks the attribute value"] == 2
+    assert dropped["parse: type names no category"] == 2
+    # template questions about email: 3 per author, all judged False
+    assert dropped["self-check: not True"] == 6
+    assert dropped["parse: more pairs than asked for"] == 2
+    assert card.self_check.asked == 2 * 21 and card.self_check.passed == 2 * 18
+    questions = [r["text"] for f in SPLIT_FILES for r in read_split(tmp_path / "out", f)]
+    assert not any("email" in q.lower() for q in questions)
+    assert card.category_counts["Email"] == {"train": 0, "val": 0}
+
+
+def test_split_keeps_val_out_of_train_and_short_instances_out(tmp_path):
+    calls = Counter()
+
+    def answer(request: GenerationRequest) -> str | None:
+        if request.task == "privacy_qa" and request.instance["name"] == "Bram Okafor-Lind":
+            calls["short"] += 1  # only one unlearn pair for this author
+            name, email = request.instance["name"], request.instance["email"]
+            return f"Q: Who is {name}?\nA: A writer.\ntype: Name\n\nQ: What is {name}'s email?\nA: {email}\ntype: Email"
+        return None
+
+    card = build(two_authors_spec(min_pairs_per_scope=2), tmp_path / "out", scripted_plugins(Scripted(answer)))
+    assert calls["short"] == 1
+    assert list(card.instances_left_out) == ["Bram Okafor-Lind"]
+    assert (
+        "1 retention pairs" in card.instances_left_out["Bram Okafor-Lind"]
+        or "1 unlearn" in card.instances_left_out["Bram Okafor-Lind"]
+    )
+    assert [i.name for i in card.instances] == ["Odalys Ferrante"]
+    train = {r["text"] for f in ("unlearn_train.json", "retention_train.json") for r in read_split(tmp_path / "out", f)}
+    val = {r["text"] for f in ("unlearn_val.json", "retention_val.json") for r in read_split(tmp_path / "out", f)}
+    assert train and val and not train & val
+    assert all(r["instance"] == "Odalys Ferrante" for f in SPLIT_FILES for r in read_split(tmp_path / "out", f))
+
+
+def test_exact_and_near_duplicates_are_removed_keeping_the_first():
+    from knowundo_bench.harness.building.pipeline import deduplicate
+    from knowundo_bench.harness.building.recipes import BuiltPair
+
+    def pair(question: str, answer: str = "x") -> BuiltPair:
+        return BuiltPair("A B", "Name", "retention", question, answer)
+
+    kept, exact, near = deduplicate(
+        [pair("Who is A B?"), pair("Who is A B?", "y"), pair("WHO  is a b ??"), pair("Who was A B?")]
+    )
+    assert [p.question for p in kept] == ["Who is A B?", "Who was A B?"] and (exact, near) == (1, 1)
+
+
+def test_val_questions_contained_in_train_questions_move_to_train():
+    from knowundo_bench.harness.building.pipeline import move_leaks
+    from knowundo_bench.harness.building.recipes import BuiltPair
+
+    short = BuiltPair("A B", "Email", "unlearn", "What is A B's email?", "a@b.example")
+    longer = BuiltPair("A B", "Email", "unlearn", "What is A B's email, please?", "a@b.example")
+    other = BuiltPair("A B", "Address", "unlearn", "Where does A B live?", "1 Road")
+    split = {short: "val", longer: "train", other: "val"}
+    assert move_leaks(split) == 1
+    assert split == {short: "train", longer: "train", other: "val"}
+
+
+# -- resuming --------------------------------------------------------------------------------
+
+
+def test_a_killed_build_resumes_without_asking_any_prompt_twice(tmp_path):
+    generator = Scripted()
+    plugins = scripted_plugins(generator)
+    spec = shipped_spec(instances=shipped_spec()["instances"][:5], generator={"name": "scripted"})
+    full = Scripted()
+    build(spec, tmp_path / "full", scripted_plugins(full))
+    needed = sum(full.sent.values())
+
+    generator.fail_after = needed // 2  # killed in the middle of a window's self-checks
+    with pytest.raises(KeyboardInterrupt):
+        build(spec, tmp_path / "out", plugins)
+    first = sum(generator.sent.values())
+    assert 0 < first < needed
+    generator.fail_after = None
+    card = build(spec, tmp_path / "out", plugins)
+    assert max(generator.sent.values()) == 1, "a prompt was sent twice"
+    assert sum(generator.sent.values()) == needed
+    assert card.cache_hits == first - sum(1 for _ in ())  # every answer of the killed run came from the cache
+    for name in SPLIT_FILES:
+        assert read_split(tmp_path / "out", name) == read_split(tmp_path / "full", name)
+
+    # a finished build reruns from its instance records; a changed instance alone is rebuilt
+    before = Counter(generator.tasks)
+    build(spec, tmp_path / "out", plugins)
+    assert generator.tasks == before
+    spec["instances"][0]["awards"] = "Quartz Pen Prize"
+    build(spec, tmp_path / "out", plugins)
+    assert generator.tasks["privacy_qa"] - before["privacy_qa"] == 1
+
+
+def test_the_output_folder_must_be_new_empty_or_an_earlier_build(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["build", str(SHIPPED), "--output", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 2
+    assert (
+        error_lines(result.stderr)
+        == f"error: --output: folder {tmp_path} holds other files; give a new or empty folder"
+    )
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "datacard.json").exists()
+    result = CliRunner().invoke(app, ["build", str(SHIPPED), "--output", str(tmp_path / "notes.txt" / "out")])
+    assert result.exit_code == 2 and error_lines(result.stderr).startswith("error: --output: cannot create")
+
+
+# -- build specs -----------------------------------------------------------------------------
+
+
+def test_prompts_can_be_replaced_and_reach_the_generator(tmp_path):
+    template = "Author {name} ({genre}). List {total} pairs as Q:/A:/type: lines about:\n{attributes}"
+    generator = Scripted()
+    card = build(two_authors_spec(prompts={"privacy_qa": template}), tmp_path / "out", scripted_plugins(generator))
+    assert card.prompts["privacy_qa"] == template
+    sent = [p for p in generator.sent if p.startswith("Author Odalys Ferrante (gothic fiction). List 21 pairs")]
+    assert len(sent) == 1 and "Parents: father is a clockmaker, the mother is a cartographer" in sent[0]
+    assert "Email: odalys.ferrante@nightjar.example" in sent[0]
+
+
+def test_instances_from_csv_and_jsonl_files(tmp_path):
+    instances = shipped_spec()["instances"][:3]
+    columns = list(instances[0])
+    lines = [",".join(columns)] + [",".join(json.dumps(i[c]) for c in columns) for i in instances]
+    (tmp_path / "authors.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "authors.jsonl").write_text("\n".join(json.dumps(i) for i in instances) + "\n")
+    for file in ("authors.csv", "authors.jsonl"):
+        spec = shipped_spec(instances=file)
+        (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+        result = CliRunner().invoke(
+            app, ["build", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / f"out-{file}"), "--no-progress"]
+        )
+        assert result.exit_code == 0, result.output
+        card = json.loads((tmp_path / f"out-{file}" / "datacard.json").read_text())
+        assert [i["name"] for i in card["instances"]] == [i["name"] for i in instances]
+
+
+BAD_SPECS = [
+    ("name: x\ninstances: [\n", "invalid YAML"),
+    ({"instances": []}, "instances: no instances"),
+    ({"generator": {"name": "templat"}}, "generator.name: unknown generator 'templat'; did you mean 'template'?"),
+    ({"generator": {"name": "template", "temperature": 1}}, "generator.temperature: Extra inputs are not permitted"),
+    ({"val_fraction": 1.5}, "val_fraction: Input should be less than 1"),
+    ({"questions_per_category": 0}, "questions_per_category: Input should be greater than or equal to 1"),
+    ({"self_chek": True}, "self_chek: Extra inputs are not permitted; did you mean 'self_check'?"),
+    ({"prompts": {"privacy_qa": "About {nmae}: {attributes}"}}, "prompts.privacy_qa: unknown placeholder {nmae}"),
+    ({"prompts": {"privacy_qa": "About {name: {attributes}"}}, "prompts.privacy_qa:"),
+    ({"prompts": {"revision": "x"}}, "prompts.revision: no category or stage of this build uses it"),
+    (
+        {"categories": [{"name": "Email", "scope": "unlearn", "attributes": ["email"]}]},
+        "categories: no category in the retention scope",
+    ),
+    (
+        {
+            "categories": [
+                {"name": "A", "scope": "unlearn", "attributes": ["email"]},
+                {"name": "a", "scope": "retention", "attributes": ["name"]},
+            ]
+        },
+        "categories.1.name: 'a' appears twice",
+    ),
+    (
+        {"categories": [{"name": "Rev", "scope": "unlearn", "recipe": "queries"}]},
+        "categories.0.prompt: a `queries` category names the prompt",
+    ),
+    ({"name": "../x"}, "name: use letters, digits"),
+    ({"instances": "missing.csv"}, "missing.csv: cannot read file"),
+    ({"instances": "spec.yaml"}, "instances: a file of instances ends in .csv or .jsonl"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_SPECS)
+def test_bad_build_specs_exit_2_with_one_line_naming_the_field(tmp_path, change, message):
+    if isinstance(change, str):
+        text = change
+    else:
+        text = yaml.safe_dump(shipped_spec(**change))
+    (tmp_path / "spec.yaml").write_text(text)
+    result = CliRunner().invoke(
+        app, ["build", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "out"), "--no-progress"]
+    )
+    assert result.exit_code == 2, result.output
+    line = error_lines(result.stderr)
+    assert "\n" not in line and message in line, line
+
+
+def test_instance_errors_name_the_instance_and_attribute():
+    instances = shipped_spec()["instances"][:3]
+    del instances[1]["email"]
+    with pytest.raises(
+        InputError,
+        match=r"instances\.1\.email: missing for 'Bram Okafor-Lind' \(category Email is in the Unlearn Scope",
+    ):
+        parse_build_spec(shipped_spec(instances=instances), get_plugins())
+    twins = [instances[0], dict(instances[0])]
+    with pytest.raises(InputError, match=r"instances\.1\.name: 'Odalys Ferrante' appears twice"):
+        parse_build_spec(shipped_spec(instances=twins), get_plugins())
+    with pytest.raises(InputError, match=r"instances\.0\.name: missing"):
+        parse_build_spec(shipped_spec(instances=[{"genre": "poetry"}]), get_plugins())
+
+
+def test_a_build_that_yields_no_pairs_exits_2_with_one_line(tmp_path):
+    spec = two_authors_spec()
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    plugins = scripted_plugins(Scripted(lambda request: ""))
+    with pytest.raises(
+        InputError, match=r"the build left no unlearn/train pairs \(2 generations this run; empty output: 2"
+    ):
+        build(spec, tmp_path / "out", plugins)
+    assert not (tmp_path / "out" / "unlearn_train.json").exists()
+    # nothing empty was kept: once the generator works, the rerun asks again and builds
+    fixed = Scripted()
+    card = build(spec, tmp_path / "out", scripted_plugins(fixed))
+    assert fixed.tasks["privacy_qa"] == 2 and card.counts["unlearn"]["train"] > 0
+
+
+# -- copyright (B.1) -------------------------------------------------------------------------
+
+
+def test_copyright_domain_with_facts_self_check_and_answers(tmp_path):
+    books = [
+        {
+            "name": "The Lantern Keepers",
+            "author": "Ines Varga",
+            "year": 1994,
+            "characters": "Mara; Tobin; Old Wick; Sela",
+        },
+        {"name": "Salt and Ember", "author": "Paulo Reyes", "year": 2003, "characters": "Aya; Dren"},
+    ]
+
+    def answer(request: GenerationRequest) -> str | None:
+        if request.task == "fact_self_check":
+            return "False" if request.item["subject"] == "Old Wick" else "True"
+        return None
+
+    generator = Scripted(answer)
+    spec = {
+        "name": "books",
+        "domain": "copyright",
+        "instances": books,
+        "generator": {"name": "scripted"},
+        "questions_per_category": 2,
+    }
+    card = build(spec, tmp_path / "out", scripted_plugins(generator))
+    assert [c.name for c in card.categories] == ["Revision", "Extension", "Meta-Info", "Review", "Recommendation"]
+    # facts: (Mara, Tobin), (Old Wick, Sela) for the first book, (Aya, Dren) for the second; Old Wick fails Self-Check
+    assert card.self_check.asked == 3 and card.self_check.passed == 2
+    assert generator.tasks["fact_queries"] == 2  # one per fact that survived
+    extension = card.category_counts["Extension"]
+    assert extension["train"] + extension["val"] == 2 * 2  # two rewrite requests per surviving fact
+    for name in ("Revision", "Meta-Info", "Review", "Recommendation"):
+        assert sum(card.category_counts[name].values()) == 2 * 2
+    assert "rewrite the ending between" in card.prompts["fact_queries"]
+    unlearn = read_split(tmp_path / "out", "unlearn_train.json") + read_split(tmp_path / "out", "unlearn_val.json")
+    assert any("Mara and Tobin" in r["text"] for r in unlearn) and not any("Old Wick" in r["text"] for r in unlearn)
+    benchmark = Benchmark(tuple(read_local_domain(tmp_path / "out")))
+    benchmark.check_complete("books")
+    assert benchmark.instances == ["The Lantern Keepers", "Salt and Ember"]
+
+
+def test_generators_are_listed_with_the_other_plugins():
+    result = CliRunner().invoke(app, ["methods"])
+    assert result.exit_code == 0
+    assert "Generators" in result.stdout
+    for name in ("template", "hf", "openai"):
+        assert name in get_plugins().generators.names()
+
+
+# -- fidelity to section 2.2 and appendix B --------------------------------------------------
+
+PAPER = REPO.parent / "shared" / "reference" / "knowundo-paper.txt"
+
+
+def _folded(text: str) -> str:
+    text = text.replace("’", "'").replace("“", '"').replace("”", '"')
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    "name", ["privacy_qa", "revision", "extension_pairs", "fact_self_check", "fact_queries", "meta_info"]
+)
+def test_verbatim_prompts_are_the_papers_word_for_word(name):
+    """Appendix B's prompts with [TOPIC], the counts and B.2's attribute list as fields:
+    every literal stretch of the template appears in the paper's text."""
+    import string
+
+    from knowundo_bench.harness.building.prompts import DEFAULT_PROMPTS
+
+    paper = _folded(PAPER.read_text(encoding="utf-8"))
+    literals = [_folded(text) for text, *_ in string.Formatter().parse(DEFAULT_PROMPTS[name])]
+    assert sum(len(t) for t in literals) > 100 or name in {"meta_info", "fact_self_check"}
+    for literal in literals:
+        assert literal in paper, f"{name}: {literal!r} is not the paper's"
+
+
+def test_default_categories_and_scopes_are_section_2_2s():
+    from knowundo_bench.harness.building.spec import COPYRIGHT_CATEGORIES
+
+    scopes = {c.name: c.scope for c in (*PRIVACY_CATEGORIES, *COPYRIGHT_CATEGORIES)}
+    assert {n for n, s in scopes.items() if s == "retention"} == {
+        "Name", "Genre", "Born", "Awards", "Meta-Info", "Review", "Recommendation"
+    }  # fmt: skip
+    assert {n for n, s in scopes.items() if s == "unlearn"} == {"Parents", "Email", "Address", "Revision", "Extension"}
+    paper = PAPER.read_text(encoding="utf-8")
+    assert all(name in paper for name in scopes)
+    # section 2.2: "For the Extension, GPT-4 initially generates facts ... Self-Check"
+    assert {c.name: c.recipe for c in COPYRIGHT_CATEGORIES}["Extension"] == "facts"
+
+
+def test_default_val_fraction_is_the_released_domains(privacy_dir):
+    from knowundo_bench.harness.building.spec import BuildSpec
+
+    pairs = read_local_domain(privacy_dir)
+    released = sum(p.split == "val" for p in pairs) / len(pairs)
+    assert abs(BuildSpec.model_fields["val_fraction"].default - released) < 0.01, released
+
+
+def test_split_per_instance_and_category_and_lone_pairs_pooled():
+    from knowundo_bench.harness.building.pipeline import split_pairs
+    from knowundo_bench.harness.building.recipes import BuiltPair
+
+    three = [BuiltPair("A B", "Email", "unlearn", f"Q{i} A B?", "a") for i in range(3)]
+    lone = [BuiltPair(f"Author {i}", "Name", "retention", f"Who is Author {i}?", "x") for i in range(5)]
+    split = split_pairs([*three, *lone], 0.2, seed=0)
+    assert [split[p] for p in three].count("val") == 1  # round(0.6) = 1, and never all
+    assert [split[p] for p in lone].count("val") == 1  # five lone pairs pooled: round(1.0) = 1
+    assert split == split_pairs([*three, *lone], 0.2, seed=0)
+    assert any(split_pairs([*three, *lone], 0.2, seed=s) != split for s in range(1, 6))
+
+
+def test_each_stage_reports_its_progress_and_a_rerun_says_it_resumed(tmp_path):
+    """In a log (stderr not a terminal) each stage is one line when it ends."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(shipped_spec(instances=shipped_spec()["instances"][:2])))
+    result = CliRunner().invoke(app, ["build", str(spec), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    for line in ("generate pairs: 2/2", "self-check: 42/42", "instances: 2/2"):
+        assert line in result.stderr, result.stderr
+    assert "built 2 instances: unlearn 12 train / 6 val, retention 16 train / 8 val" in result.stderr
+    again = CliRunner().invoke(app, ["build", str(spec), "-o", str(tmp_path / "out")])
+    assert again.exit_code == 0 and "resumed: 2 of 2 instances were built" in again.stderr
+    assert "self-check:" not in again.stderr  # nothing asked again
