@@ -114,6 +114,8 @@ def test_shipped_spec_builds_a_domain_the_local_source_loads(tmp_path):
     from knowundo_bench import __version__
 
     assert card["harness_version"] == __version__
+    assert card["duplicates"] == {"exact": 0, "near": 0} and card["leakage"] == {"val_in_train_moved": 0}
+    assert card["dropped"] == {} and card["instances_left_out"] == {}
     markdown = (out / "DATACARD.md").read_text()
     assert "| unlearn | 60 | 30 |" in markdown and "Odalys Ferrante" in markdown
 
@@ -321,7 +323,7 @@ def test_a_killed_build_resumes_without_asking_any_prompt_twice(tmp_path):
     card = build(spec, tmp_path / "out", plugins)
     assert max(generator.sent.values()) == 1, "a prompt was sent twice"
     assert sum(generator.sent.values()) == needed
-    assert card.cache_hits == first - sum(1 for _ in ())  # every answer of the killed run came from the cache
+    assert card.cache_hits == first  # every answer of the killed run came from the cache
     for name in SPLIT_FILES:
         assert read_split(tmp_path / "out", name) == read_split(tmp_path / "full", name)
 
@@ -408,6 +410,35 @@ BAD_SPECS = [
     ({"name": "../x"}, "name: use letters, digits"),
     ({"instances": "missing.csv"}, "missing.csv: cannot read file"),
     ({"instances": "spec.yaml"}, "instances: a file of instances ends in .csv or .jsonl"),
+    (
+        {
+            "categories": [
+                {"name": "P", "scope": "unlearn", "attributes": ["father"], "display": "{father} and {mother}"},
+                {"name": "N", "scope": "retention", "attributes": ["name"]},
+            ]
+        },
+        "categories.0.display: {mother} is not one of its attributes (father)",
+    ),
+    (
+        {
+            "categories": [
+                {"name": "R", "scope": "unlearn", "recipe": "queries", "prompt": "answer"},
+                {"name": "N", "scope": "retention", "attributes": ["name"]},
+            ]
+        },
+        "categories.0.prompt: 'answer' is a stage's prompt",
+    ),
+    (
+        {
+            "domain": "copyright",
+            "categories": [
+                {"name": "R", "scope": "unlearn", "recipe": "queries", "prompt": "mine"},
+                {"name": "E", "scope": "retention", "recipe": "facts", "prompt": "mine"},
+            ],
+            "prompts": {"mine": "List {count} about {name}: {value}"},
+        },
+        "prompts.mine: unknown placeholder {value}",
+    ),
 ]
 
 
@@ -504,8 +535,9 @@ def test_generators_are_listed_with_the_other_plugins():
     result = CliRunner().invoke(app, ["methods"])
     assert result.exit_code == 0
     assert "Generators" in result.stdout
+    table = result.stdout.split("Generators", 1)[1]
     for name in ("template", "hf", "openai"):
-        assert name in get_plugins().generators.names()
+        assert name in get_plugins().generators.names() and f"│ {name} " in table
 
 
 # -- fidelity to section 2.2 and appendix B --------------------------------------------------
@@ -582,3 +614,79 @@ def test_each_stage_reports_its_progress_and_a_rerun_says_it_resumed(tmp_path):
     again = CliRunner().invoke(app, ["build", str(spec), "-o", str(tmp_path / "out")])
     assert again.exit_code == 0 and "resumed: 2 of 2 instances were built" in again.stderr
     assert "self-check:" not in again.stderr  # nothing asked again
+
+
+# -- text in any script, and review findings -------------------------------------------------
+
+
+def test_text_is_compared_as_whole_words_in_any_script():
+    from knowundo_bench.harness.building.parsing import loose, mentions
+
+    assert loose("Zoë  Ångström-Łukasz!") == "zoë ångström łukasz" and loose("Zoé") != loose("Zoë")
+    assert mentions("李娜的电子邮件是什么？", "李娜的电子邮件是什么") and not mentions("What is this?", "李娜")
+    assert mentions("李娜的邮箱是什么？", "李娜") and mentions("Who is 李娜?", "李娜")
+    assert not mentions("She loves literature.", "Li") and mentions("Where does Li Na live?", "Li Na")
+    assert not mentions("anything", "!!!")  # nothing to look for is found nowhere
+
+
+def test_a_domain_in_another_script_builds_with_its_own_categories(tmp_path):
+    authors = [
+        {"name": "李娜", "email": "lina@example.cn", "city": "成都"},
+        {"name": "王伟", "email": "wangwei@example.cn", "city": "杭州"},
+    ]
+    categories = [
+        {"name": "邮箱", "scope": "unlearn", "attributes": ["email"]},
+        {"name": "城市", "scope": "retention", "attributes": ["city"]},
+    ]
+
+    def answer(request: GenerationRequest) -> str | None:
+        if request.task != "privacy_qa":
+            return None
+        name, email, city = (request.instance[k] for k in ("name", "email", "city"))
+        return "\n\n".join(
+            [f"Q: {name}的邮箱是什么{i}？\nA: {name}的邮箱是{email}。\ntype: 邮箱" for i in range(3)]
+            + [f"Q: {name}住在哪个城市{i}？\nA: {name}住在{city}。\ntype: 城市" for i in range(3)]
+        )
+
+    spec = {"instances": authors, "categories": categories, "generator": {"name": "scripted"}, "val_fraction": 0.34}
+    card = build(spec, tmp_path / "out", scripted_plugins(Scripted(answer)))
+    assert card.counts == {"unlearn": {"train": 4, "val": 2}, "retention": {"train": 4, "val": 2}}
+    assert card.duplicates == {"exact": 0, "near": 0} and card.leakage == {"val_in_train_moved": 0}
+
+
+def test_csv_with_a_byte_order_mark_and_bad_csv(tmp_path):
+    (tmp_path / "a.csv").write_bytes("\ufeffname,email\nAda Quill,ada@quill.example\n".encode())
+    from knowundo_bench.harness.building.spec import read_instances
+
+    assert read_instances(tmp_path / "a.csv") == ({"name": "Ada Quill", "email": "ada@quill.example"},)
+    (tmp_path / "b.csv").write_text('name,email\nAda Quill,"' + "x" * 200_000 + '"\n')  # past csv's field limit
+    with pytest.raises(InputError, match=r"b\.csv:\d+: "):
+        read_instances(tmp_path / "b.csv")
+
+
+def test_pairs_copied_from_the_demonstration_are_dropped(tmp_path):
+    """With demonstrations, a pair holding the example author's details is not the instance's."""
+
+    def answer(request: GenerationRequest) -> str | None:
+        if request.task == "privacy_qa":
+            name = request.instance["name"]
+            email = request.instance["email"]
+            copied = f"Q: What is {name}'s email?\nA: {name}'s is {email} or lena.brook@letters.example.\ntype: Email"
+            return TemplateGenerator().answer(request) + "\n\n" + copied
+        return None
+
+    generator = Scripted(answer)
+    card = build(two_authors_spec(demonstrations=True), tmp_path / "out", scripted_plugins(generator))
+    assert card.dropped["check: holds the demonstration's example instance"] == 2
+    sent = [p for p in generator.sent if "Give me" in p]
+    assert len(sent) == 2  # the generator saw the real prompts (the demonstration rides along)
+
+
+def test_a_failed_rebuild_removes_the_earlier_domain(tmp_path):
+    spec = two_authors_spec()
+    build(spec, tmp_path / "out", scripted_plugins(Scripted()))
+    assert (tmp_path / "out" / "datacard.json").is_file()
+    spec["questions_per_category"] = 2  # every instance is asked again, and answers nothing
+    with pytest.raises(InputError, match="left no"):
+        build(spec, tmp_path / "out", scripted_plugins(Scripted(lambda request: "")))
+    assert not [p.name for p in (tmp_path / "out").iterdir() if p.name != ".build"]

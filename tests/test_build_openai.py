@@ -297,8 +297,38 @@ def test_demonstrations_go_before_the_prompt_as_an_answered_turn(tmp_path, stub)
     assert "Name: Lena Brook" in example and "Odalys" not in example and "Email: lena.brook@letters.example" in example
     assert example.replace("Lena Brook", "X").split("attributes:")[0] == qa[2]["content"].split("attributes:")[0]
     assert answer.startswith("Q: ") and "type: Email" in answer and "lena.brook@letters.example" in answer
+    # a Self-Check is shown one true and one false example, in either order
     checks = [b["messages"] for b in stub.bodies if 'output "True"' in b["messages"][-1]["content"]]
-    assert checks and all(len(m) == 3 and m[1]["content"] == "True" for m in checks)
+    # (a Name pair's answer holds only the name, nothing to swap: its true example alone)
+    pairs = [m for m in checks if len(m) == 5]
+    assert len(pairs) == len(checks) - PAIRS and all(
+        len(m) == 3 and m[1]["content"] == "True" for m in checks if len(m) != 5
+    )
+    assert all({m[1]["content"], m[3]["content"]} == {"True", "False"} for m in pairs)
+    assert {m[1]["content"] for m in pairs} == {"True", "False"}
+
+
+def test_a_prompt_the_endpoint_refuses_as_too_long_is_dropped_not_fatal(tmp_path, stub):
+    too_long = {
+        "error": {"message": "This model's maximum context length is 8 tokens", "code": "context_length_exceeded"}
+    }
+    stub.fail = lambda prompt, attempt: (400, {}, too_long) if is_qa(prompt, "Bram Okafor-Lind") else None
+    out = tmp_path / "out"
+    assert build(write_build(tmp_path, openai(stub)), out).exit_code == 0
+    assert card(out)["dropped"] == {"empty output": 1}
+    assert "Bram Okafor-Lind" not in {i["name"] for i in card(out)["instances"]}
+    stub.fail = lambda prompt, attempt: (400, {}, {"error": {"message": "unknown field 'top_p'"}})
+    one_line_error(build(write_build(tmp_path, openai(stub, model="other")), tmp_path / "out2"), "HTTP 400")
+
+
+def test_changed_settings_do_not_reuse_cached_answers(tmp_path, stub):
+    out = tmp_path / "out"
+    assert build(write_build(tmp_path, openai(stub)), out).exit_code == 0
+    first = len(stub.order)
+    assert build(write_build(tmp_path, openai(stub, temperature=0.2)), out).exit_code == 0
+    assert len(stub.order) == 2 * first  # every prompt asked again: another temperature, other answers
+    assert build(write_build(tmp_path, openai(stub, timeout=30)), out).exit_code == 0
+    assert len(stub.order) == 2 * first  # the timeout changes no answer: all from the cache
 
 
 def test_a_build_killed_midway_resumes_without_asking_an_answered_prompt_again(tmp_path, stub):

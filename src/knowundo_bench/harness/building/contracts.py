@@ -62,10 +62,10 @@ class GenerationRequest:
     an offline generator (``template``) can answer from the instance's attributes:
     ``task`` names the template, ``categories`` the categories it asks about with
     ``counts`` items each, ``item`` what is judged or answered (a pair's ``question`` and
-    ``answer``, a fact's ``subject`` and ``object``, a ``query``). ``demonstration``, when
-    the spec asks for one, is a worked example for a made-up instance, ``(prompt,
-    answer)``: chat generators send it as an earlier turn (section 2.2.2 prompts GPT-4
-    with hand-made example authors as demonstrations)."""
+    ``answer``, a fact's ``subject`` and ``object``, a ``query``). ``demonstrations``,
+    when the spec asks for them, are worked examples for a made-up instance, ``(prompt,
+    answer)`` each: chat generators send them as earlier turns (section 2.2.2 prompts
+    GPT-4 with hand-made example authors as demonstrations)."""
 
     task: Task
     prompt: str
@@ -73,24 +73,19 @@ class GenerationRequest:
     categories: tuple[Category, ...] = ()
     counts: tuple[int, ...] = ()
     item: Mapping[str, str] = field(default_factory=dict)
-    demonstration: tuple[str, str] | None = None
+    demonstrations: tuple[tuple[str, str], ...] = ()
 
     def messages(self) -> list[dict[str, str]]:
-        """The chat turns to send: the demonstration's (if any), then the prompt."""
+        """The chat turns to send: the demonstrations' (if any), then the prompt."""
         turns = []
-        if self.demonstration is not None:
-            turns += [
-                {"role": "user", "content": self.demonstration[0]},
-                {"role": "assistant", "content": self.demonstration[1]},
-            ]
+        for prompt, answer in self.demonstrations:
+            turns += [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
         return [*turns, {"role": "user", "content": self.prompt}]
 
     @property
     def cache_text(self) -> str:
-        """What the generator's answer depends on: the prompt, and the demonstration."""
-        if self.demonstration is None:
-            return self.prompt
-        return "\x00".join((*self.demonstration, self.prompt))
+        """What the generator's answer depends on: the prompt, and the demonstrations."""
+        return "\x00".join((*(text for turn in self.demonstrations for text in turn), self.prompt))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ build.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,13 +18,44 @@ from knowundo_bench.harness.building.contracts import Category
 _NUMBERING = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•])\s*")
 _FIELD = re.compile(r"^(q|a|type)\s*:\s*(.*)$", re.IGNORECASE)
 _TRUE = re.compile(r"^[\s\"'“”*`]*True\b")
-_LOOSE = re.compile(r"[^a-z0-9]+")
+_LOOSE = re.compile(r"[\W_]+")
 
 
 def loose(text: str) -> str:
-    """Lower case, punctuation and spacing folded: how a `type:` line, a near-duplicate
-    question or an attribute value is compared."""
-    return " ".join(_LOOSE.sub(" ", text.lower()).split())
+    """Case, punctuation and spacing folded (any script: NFKC, casefold): how a `type:`
+    line, a near-duplicate question or an attribute value is compared."""
+    return " ".join(_LOOSE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
+
+
+def _spaced(char: str) -> bool:
+    """A letter or digit of a script that separates words with spaces (not Chinese,
+    Japanese, Korean or Thai, whose words run together)."""
+    return char.isalnum() and not any(low <= char <= high for low, high in _UNSPACED)
+
+
+_UNSPACED = (("\u0e00", "\u0e7f"), ("\u2e80", "\u9fff"), ("\uac00", "\ud7af"), ("\uf900", "\ufaff"))
+
+
+def contains(folded_text: str, folded_phrase: str) -> bool:
+    """:func:`mentions` on texts already folded with :func:`loose`."""
+    if not folded_phrase:
+        return False
+    start = folded_text.find(folded_phrase)
+    while start >= 0:
+        end = start + len(folded_phrase)
+        before = start == 0 or not (_spaced(folded_text[start - 1]) and _spaced(folded_phrase[0]))
+        after = end == len(folded_text) or not (_spaced(folded_text[end]) and _spaced(folded_phrase[-1]))
+        if before and after:
+            return True
+        start = folded_text.find(folded_phrase, start + 1)
+    return False
+
+
+def mentions(text: str, phrase: str) -> bool:
+    """Whether ``text`` holds ``phrase`` as whole words, once both are folded ("Li" is not
+    in "literature"; in scripts without spaces, "李娜" is in "李娜的邮箱"); a phrase with
+    no letters or digits is in nothing."""
+    return contains(loose(text), loose(phrase))
 
 
 @dataclass(frozen=True)
@@ -38,7 +70,8 @@ def _category_lookup(categories: Sequence[Category]) -> dict[str, Category]:
     lookup: dict[str, Category] = {}
     for category in categories:
         for alias in (category.name, *category.attributes):
-            lookup.setdefault(loose(alias), category)
+            if loose(alias):
+                lookup.setdefault(loose(alias), category)
     return lookup
 
 
@@ -61,7 +94,7 @@ def parse_qa(text: str, categories: Sequence[Category]) -> tuple[list[ParsedPair
             dropped["parse: question without an answer"] += 1
         elif not block.get("type"):
             dropped["parse: pair without a type line"] += 1
-        elif loose(block["type"]) not in lookup:
+        elif not loose(block["type"]) or loose(block["type"]) not in lookup:
             dropped["parse: type names no category"] += 1
         else:
             pairs.append(ParsedPair(lookup[loose(block["type"])], block["q"].strip(), block["a"].strip()))

@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from knowundo_bench import __version__
 from knowundo_bench.harness.building.contracts import GenerationRequest, Generator, GeneratorContext
 from knowundo_bench.harness.building.datacard import Datacard, write_datacard
 from knowundo_bench.harness.building.demonstrations import with_demonstration
-from knowundo_bench.harness.building.parsing import loose
+from knowundo_bench.harness.building.parsing import contains, loose
 from knowundo_bench.harness.building.recipes import BuiltPair, InstanceYield, instance_recipe, together
 from knowundo_bench.harness.building.spec import Attributes, ResolvedBuild
 from knowundo_bench.harness.data import SCOPES, SPLITS
@@ -37,11 +38,9 @@ from knowundo_bench.harness.records.atomic import atomic_write_text
 from knowundo_bench.harness.vanilla import DEFAULT_CACHE
 
 BUILD_FORMAT = 1
-STATE = ".build"
-EMPTY = {
-    "empty output",
-    "empty answer",
-}  # drops a rerun may fix: never final  # the output folder's working state: cached answers, finished instances
+STATE = ".build"  # the output folder's working state: cached answers, finished instances
+SPLIT_FILES = tuple(f"{scope}_{split}.json" for scope in SCOPES for split in SPLITS)
+EMPTY = {"empty output", "empty answer"}  # drops a rerun may fix: never final
 
 STAGES = {
     "privacy_qa": "generate pairs",
@@ -155,6 +154,9 @@ def instance_key(build: ResolvedBuild, instance: Attributes, settings: dict[str,
             "generator": {"name": build.generator.name, **settings},
             "self_check": build.spec.self_check,
             "demonstrations": build.spec.demonstrations,
+            "domain": build.spec.domain,
+            "generator_params": build.generator_params.model_dump(mode="json"),
+            "harness": __version__,  # parsers and checks change between versions; cached answers stay
         }
     )
 
@@ -200,14 +202,15 @@ def deduplicate(pairs: list[BuiltPair]) -> tuple[list[BuiltPair], int, int]:
     seen_near: set[str] = set()
     kept, exact, near = [], 0, 0
     for pair in pairs:
+        near_key = loose(pair.question) or pair.question  # a question of symbols only: exact
         if pair.question in seen_exact:
             exact += 1
-        elif loose(pair.question) in seen_near:
+        elif near_key in seen_near:
             near += 1
         else:
             kept.append(pair)
         seen_exact.add(pair.question)
-        seen_near.add(loose(pair.question))
+        seen_near.add(near_key)
     return kept, exact, near
 
 
@@ -236,14 +239,15 @@ def split_pairs(pairs: list[BuiltPair], fraction: float, seed: int) -> dict[Buil
 
 
 def move_leaks(split: dict[BuiltPair, str]) -> int:
-    """A val question that a train question contains (or that contains one), once
-    folded, is moved to train: the model would have seen it. Returns how many moved."""
-    train = [loose(p.question) for p, s in split.items() if s == "train"]
+    """A val question that a train question contains as whole words (or that contains
+    one), once folded, is moved to train: the model would have seen it. Returns how many
+    moved."""
+    train = [q for p, s in split.items() if s == "train" and (q := loose(p.question))]
     moved = 0
     for pair, where in list(split.items()):
-        if where == "val":
-            question = loose(pair.question)
-            if any(question in t or t in question for t in train):
+        question = loose(pair.question)
+        if where == "val" and question:
+            if any(contains(t, question) or contains(question, t) for t in train):
                 split[pair] = "train"
                 moved += 1
     return moved
@@ -333,6 +337,10 @@ def run_build(build: ResolvedBuild, output: Path, board: ProgressBoard, generato
                 atomic_write_text(_record_path(state, instance["name"]), json.dumps(asdict(record), ensure_ascii=False))
     ordered = [(i["name"], yields[i["name"]]) for i in build.instances]
     outcome, split = finish(build, ordered)
+    # An earlier build's domain in the folder no longer matches the spec: its datacard goes
+    # first, so that a folder with split files but no datacard reads as unfinished.
+    for name in ("datacard.json", "DATACARD.md", *SPLIT_FILES):
+        (output / name).unlink(missing_ok=True)
     for scope in SCOPES:
         for part in SPLITS:
             if not any(p.scope == scope and split[p] == part for p in outcome.pairs):

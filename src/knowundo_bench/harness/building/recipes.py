@@ -14,7 +14,8 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
 from knowundo_bench.harness.building.contracts import Category, GenerationRequest
-from knowundo_bench.harness.building.parsing import ParsedPair, is_true, loose, parse_fact, parse_list, parse_qa
+from knowundo_bench.harness.building.demonstrations import leaked_values
+from knowundo_bench.harness.building.parsing import ParsedPair, is_true, mentions, parse_fact, parse_list, parse_qa
 from knowundo_bench.harness.building.prompts import render
 from knowundo_bench.harness.building.spec import Attributes, ResolvedBuild
 
@@ -76,7 +77,16 @@ def keeps_value(category: Category, instance: Attributes, answer: str) -> bool:
     category's attributes), or there is nothing in it to forget."""
     if category.scope != "unlearn" or not category.attributes:
         return True
-    return any(loose(instance[a]) in loose(answer) for a in category.attributes if a in instance)
+    return any(mentions(answer, instance[a]) for a in category.attributes if a in instance)
+
+
+def copies_example(build: ResolvedBuild, instance: Attributes, *texts: str) -> bool:
+    """With demonstrations, whether a text holds a value of the example instance that the
+    instance does not have (the example author's name, email...): copied, not generated."""
+    if build.demonstrator is None:
+        return False
+    leaked = leaked_values(build.spec.domain, instance)
+    return any(mentions(text, value) for text in texts for value in leaked)
 
 
 def _self_check(
@@ -119,10 +129,12 @@ def joint_recipe(build: ResolvedBuild, instance: Attributes, categories: Sequenc
     taken: Counter[str] = Counter()
     candidates = []
     for pair in parsed:
-        if loose(instance["name"]) not in loose(pair.question):
+        if not mentions(pair.question, instance["name"]):
             result.dropped["check: question does not name the instance"] += 1
         elif not keeps_value(pair.category, instance, pair.answer):
             result.dropped["check: Unlearn Scope answer lacks the attribute value"] += 1
+        elif copies_example(build, instance, pair.question, pair.answer):
+            result.dropped["check: holds the demonstration's example instance"] += 1
         elif taken[pair.category.name] >= wanted[pair.category.name]:
             result.dropped["parse: more pairs than asked for"] += 1
         else:
@@ -135,14 +147,20 @@ def joint_recipe(build: ResolvedBuild, instance: Attributes, categories: Sequenc
 def _checked(build: ResolvedBuild, instance: Attributes, candidates: list[ParsedPair], result: InstanceYield) -> Recipe:
     """Self-Check pairs of categories about attributes against the attributes (a second
     prompt, as B.1.2 checks facts); keep those judged "True" in ``result``."""
-    about = [c for c in build.categories if c.attributes]
+    # the facts to judge against: only what the instance states (no "<Generate random ...>")
+    about = [c for c in build.categories if c.attributes and category_value(instance, c) is not None]
     checked = [p for p in candidates if p.category.attributes]
     checks = [
         GenerationRequest(
             "pair_self_check",
             render(
                 build.prompts["pair_self_check"],
-                {**instance, "attributes": attribute_lines(instance, about), "question": p.question, "answer": p.answer},
+                {
+                    **instance,
+                    "attributes": attribute_lines(instance, about),
+                    "question": p.question,
+                    "answer": p.answer,
+                },
             ),
             instance,
             (p.category,),
@@ -164,7 +182,7 @@ def _answers(
 ) -> Recipe:
     """Answer each request that names the instance with the ``answer`` prompt; an empty
     answer is dropped."""
-    named = [q for q in queries if loose(instance["name"]) in loose(q)]
+    named = [q for q in queries if mentions(q, instance["name"])]
     result.dropped["check: question does not name the instance"] += len(queries) - len(named)
     queries = named
     requests = [
@@ -184,6 +202,8 @@ def _answers(
             result.dropped["empty answer"] += 1
         elif not keeps_value(category, instance, answer):
             result.dropped["check: Unlearn Scope answer lacks the attribute value"] += 1
+        elif copies_example(build, instance, query, answer):
+            result.dropped["check: holds the demonstration's example instance"] += 1
         else:
             candidates.append(ParsedPair(category, query, answer.strip()))
     return (yield from _checked(build, instance, candidates, result))

@@ -129,6 +129,17 @@ class BuildSpec(BaseModel):
                 raise ValueError(f"{where}.prompt: joint categories share the privacy_qa prompt (B.2)")
             if category.recipe == "joint" and not category.attributes:
                 raise ValueError(f"{where}.attributes: a joint category is about at least one instance attribute")
+            if category.prompt in STAGE_PROMPTS:
+                raise ValueError(f"{where}.prompt: {category.prompt!r} is a stage's prompt; name the category's own")
+            if category.display is not None:
+                try:
+                    fields = placeholders(category.display)
+                except ValueError as error:
+                    raise ValueError(f"{where}.display: {error}") from None
+                unknown = [f for f in fields if f not in category.attributes]
+                if unknown:
+                    attributes = ", ".join(category.attributes)
+                    raise ValueError(f"{where}.display: {{{unknown[0]}}} is not one of its attributes ({attributes})")
         for scope in ("unlearn", "retention"):
             if not any(c.scope == scope for c in categories):
                 raise ValueError(f"categories: no category in the {scope} scope")
@@ -188,7 +199,7 @@ def read_instances(path: Path) -> tuple[Attributes, ...]:
     """Instances from a CSV file (a header row of attribute names) or JSON Lines (one
     mapping per line); errors name the file and line."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # a spreadsheet's byte-order mark is not a column name
     except OSError as error:
         raise InputError(f"cannot read file ({error.strerror})", source=str(path)) from None
     except UnicodeDecodeError as error:
@@ -207,10 +218,13 @@ def read_instances(path: Path) -> tuple[Attributes, ...]:
             rows.append(row)
     elif path.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(text))
-        for row in reader:
-            if None in row:
-                raise InputError("more cells than header columns", source=f"{path}:{reader.line_num}")
-            rows.append(dict(row))
+        try:
+            for row in reader:
+                if None in row:
+                    raise InputError("more cells than header columns", source=f"{path}:{reader.line_num}")
+                rows.append(dict(row))
+        except csv.Error as error:
+            raise InputError(f"not CSV ({error})", source=f"{path}:{reader.line_num}") from None
     else:
         raise InputError("instances: a file of instances ends in .csv or .jsonl", source=str(path))
     return _check_instances(rows, str(path))
@@ -229,9 +243,12 @@ def _check_prompts(spec: BuildSpec, categories: tuple[Category, ...], attributes
     }
     if not any(c.recipe != "joint" for c in categories):
         kinds.pop("answer")
+    shared: dict[str, set[str]] = {}
     for category in categories:
         if category.prompt is not None:
-            kinds[category.prompt] = category.recipe
+            shared.setdefault(category.prompt, set()).add(category.recipe)
+    for name, recipes in shared.items():
+        kinds[name] = sorted(recipes)[0]
     for name in spec.prompts:
         if name not in kinds:
             known = ", ".join(sorted(kinds))
@@ -245,7 +262,7 @@ def _check_prompts(spec: BuildSpec, categories: tuple[Category, ...], attributes
             used = placeholders(template)
         except ValueError as error:
             raise InputError(f"prompts.{name}: {error}") from None
-        allowed = PLACEHOLDERS[kind] | attributes
+        allowed = frozenset.intersection(*(PLACEHOLDERS[k] for k in shared.get(name, {kind}))) | attributes
         for field in used:
             if field not in allowed:
                 raise InputError(

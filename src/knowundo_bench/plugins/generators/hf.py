@@ -57,6 +57,14 @@ class HFGenerator:
 
         self.params = params
         self.seed = context.seed
+        try:  # the device first: seconds before a model loads, not after
+            self.device = torch.device(params.device)
+        except (RuntimeError, ValueError):
+            raise InputError(
+                f"{params.device!r} is not a device (cpu, cuda, cuda:N)", source="generator.device"
+            ) from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"{params.device!r}: this machine has no CUDA device", source="generator.device")
         if params.name_or_path is None:
             folder = converted_folder(locate_gguf(params.package, params.file), context.cache_dir)
             self.model_name = f"{params.package}/{params.file}"
@@ -71,12 +79,6 @@ class HFGenerator:
         self.tokenizer = bundle.tokenizer
         if not getattr(self.tokenizer, "chat_template", None):
             raise InputError(f"{self.model_name} has no chat template (a chat model is needed)", source="generator")
-        try:
-            self.device = torch.device(params.device)
-        except (RuntimeError, ValueError):
-            raise InputError(
-                f"{params.device!r} is not a device (cpu, cuda, cuda:N)", source="generator.device"
-            ) from None
         model: Any = bundle.model
         model.to(self.device)
         self.model = model.eval()

@@ -44,6 +44,12 @@ from knowundo_bench.api import (
 
 MAX_WAIT = 60.0  # seconds: the longest pause between tries, whatever Retry-After asks
 RETRY_STATUSES = frozenset({408, 429})  # and every 5xx: the server is busy or failing, not refusing
+# A 4xx about one prompt, not the set-up: its answer is empty (dropped and counted).
+PROMPT_STATUSES = frozenset({400, 413, 422})
+PROMPT_REFUSAL = re.compile(
+    r"context.length|maximum context|too long|too many tokens|content.filter|content (management )?policy|was filtered",
+    re.I,
+)
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -84,6 +90,11 @@ class OpenAIParams(Params):
         parts = urllib.parse.urlsplit(value.strip())
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise ValueError("must start with http:// or https:// and name a host (e.g. https://api.openai.com/v1)")
+        if "@" in parts.netloc or parts.query or parts.fragment:  # never echoed: it may hold a key
+            raise ValueError(
+                "must not hold credentials or a query (user:key@host, ?api-key=...): base_url is written "
+                "to the datacard; put the key in the environment variable api_key_env names"
+            )
         return value.strip().rstrip("/")
 
     @field_validator("api_key_env")
@@ -224,6 +235,8 @@ class OpenAIGenerator:
                     message = ""
                 finally:
                     error.close()
+                if error.code in PROMPT_STATUSES and PROMPT_REFUSAL.search(message):
+                    return ""  # this prompt only (too long, filtered): dropped and counted, the build goes on
                 if error.code not in RETRY_STATUSES and error.code < 500:
                     raise self._refused(error.code, message) from None
                 failure = self._busy(error.code, message, tries)
@@ -284,6 +297,11 @@ def create(params: OpenAIParams, context: GeneratorContext) -> OpenAIGenerator:
             raise InputError(
                 f"generator.api_key_env: environment variable {params.api_key_env} is not set (export the "
                 "endpoint's key in it, or set api_key_env: null for a server that needs no key)"
+            )
+        if not all(" " < c < "\x7f" for c in key):  # a header must be printable ASCII; never echo it
+            raise InputError(
+                f"generator.api_key_env: the value of {params.api_key_env} is not a key (it holds spaces, "
+                "line breaks or non-ASCII characters)"
             )
     return OpenAIGenerator(params, key)
 
