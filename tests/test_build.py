@@ -690,3 +690,21 @@ def test_a_failed_rebuild_removes_the_earlier_domain(tmp_path):
     with pytest.raises(InputError, match="left no"):
         build(spec, tmp_path / "out", scripted_plugins(Scripted(lambda request: "")))
     assert not [p.name for p in (tmp_path / "out").iterdir() if p.name != ".build"]
+
+
+def test_shipped_copyright_spec_builds_all_five_categories(tmp_path):
+    spec = REPO / "benchmark_specs" / "build-copyright.yaml"
+    result = CliRunner().invoke(app, ["build", str(spec), "-o", str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "out" / "datacard.json").read_text())
+    books = yaml.safe_load(spec.read_text())["instances"]
+    # 3 requests per book for Revision and the B.1.3 categories; Extension: 2 tragic pairs per
+    # book (4 characters), Self-Checked, 2 rewrite requests each
+    assert {name: sum(c.values()) for name, c in card["category_counts"].items()} == {
+        "Revision": 15, "Extension": 20, "Meta-Info": 15, "Review": 15, "Recommendation": 15
+    }  # fmt: skip
+    assert card["self_check"]["asked"] == 2 * len(books) and card["dropped"] == {}
+    benchmark = Benchmark(tuple(read_local_domain(tmp_path / "out")))
+    benchmark.check_complete("copyright")
+    assert benchmark.instances == [b["name"] for b in books]
+    assert all(p.instance in p.question for p in benchmark.pairs)
