@@ -596,21 +596,27 @@ def parse_spec(
     return dataclasses.replace(resolved, overrides=tuple(overrides), defaulted=defaulted)
 
 
-def load_spec(path: Path, plugins: Plugins, overrides: typing.Sequence[str] = ()) -> ResolvedSpec:
-    """Read and validate a YAML spec (relative paths in it are read from its folder);
-    every problem is one ``InputError`` line naming the file and the field."""
+def read_yaml_file(path: Path, what: str = "spec") -> Any:
+    """A YAML file parsed; a missing, unreadable, non-UTF-8 or malformed file is one
+    ``InputError`` line naming it (``what`` says what the file is: "spec", "build spec")."""
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise InputError("spec file not found", source=str(path)) from None
+        raise InputError(f"{what} file not found", source=str(path)) from None
     except OSError as error:
-        raise InputError(f"cannot read spec ({error.strerror})", source=str(path)) from None
+        raise InputError(f"cannot read {what} ({error.strerror})", source=str(path)) from None
     except UnicodeDecodeError as error:
         raise InputError(f"not UTF-8 text (byte {error.start})", source=str(path)) from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise InputError(f"invalid YAML{where}: {getattr(error, 'problem', error)}", source=str(path)) from None
+
+
+def load_spec(path: Path, plugins: Plugins, overrides: typing.Sequence[str] = ()) -> ResolvedSpec:
+    """Read and validate a YAML spec (relative paths in it are read from its folder);
+    every problem is one ``InputError`` line naming the file and the field."""
+    raw = read_yaml_file(path)
     return parse_spec(raw, plugins, str(path), base=path.absolute().parent, overrides=overrides)

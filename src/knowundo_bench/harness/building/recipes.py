@@ -89,6 +89,17 @@ def copies_example(build: ResolvedBuild, instance: Attributes, *texts: str) -> b
     return any(mentions(text, value) for text in texts for value in leaked)
 
 
+def failed_check(build: ResolvedBuild, instance: Attributes, pair: ParsedPair) -> str | None:
+    """Why a generated pair cannot be kept (the drop reason the datacard counts), or None."""
+    if not mentions(pair.question, instance["name"]):
+        return "check: question does not name the instance"
+    if not keeps_value(pair.category, instance, pair.answer):
+        return "check: Unlearn Scope answer lacks the attribute value"
+    if copies_example(build, instance, pair.question, pair.answer):
+        return "check: holds the demonstration's example instance"
+    return None
+
+
 def _self_check(
     build: ResolvedBuild, requests: list[GenerationRequest], result: InstanceYield
 ) -> Generator[list[GenerationRequest], list[str], list[bool]]:
@@ -129,12 +140,9 @@ def joint_recipe(build: ResolvedBuild, instance: Attributes, categories: Sequenc
     taken: Counter[str] = Counter()
     candidates = []
     for pair in parsed:
-        if not mentions(pair.question, instance["name"]):
-            result.dropped["check: question does not name the instance"] += 1
-        elif not keeps_value(pair.category, instance, pair.answer):
-            result.dropped["check: Unlearn Scope answer lacks the attribute value"] += 1
-        elif copies_example(build, instance, pair.question, pair.answer):
-            result.dropped["check: holds the demonstration's example instance"] += 1
+        failed = failed_check(build, instance, pair)
+        if failed is not None:
+            result.dropped[failed] += 1
         elif taken[pair.category.name] >= wanted[pair.category.name]:
             result.dropped["parse: more pairs than asked for"] += 1
         else:
@@ -198,14 +206,12 @@ def _answers(
     answers = (yield requests) if requests else []
     candidates = []
     for query, answer in zip(queries, answers, strict=True):
-        if not answer.strip():
-            result.dropped["empty answer"] += 1
-        elif not keeps_value(category, instance, answer):
-            result.dropped["check: Unlearn Scope answer lacks the attribute value"] += 1
-        elif copies_example(build, instance, query, answer):
-            result.dropped["check: holds the demonstration's example instance"] += 1
+        pair = ParsedPair(category, query, answer.strip())
+        failed = "empty answer" if not pair.answer else failed_check(build, instance, pair)
+        if failed is not None:
+            result.dropped[failed] += 1
         else:
-            candidates.append(ParsedPair(category, query, answer.strip()))
+            candidates.append(pair)
     return (yield from _checked(build, instance, candidates, result))
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from knowundo_bench.harness.building.contracts import Category, Generator, GeneratorContext
@@ -27,7 +26,7 @@ from knowundo_bench.harness.errors import InputError
 from knowundo_bench.harness.paths import anchor_paths
 from knowundo_bench.harness.plugin_manager import Plugins
 from knowundo_bench.harness.registry import GeneratorInfo, Params
-from knowundo_bench.harness.specs import _check_values, _field_hint, _resolve_named, _safe_name
+from knowundo_bench.harness.specs import _check_values, _field_hint, _resolve_named, _safe_name, read_yaml_file
 
 Domain = Literal["privacy", "copyright"]
 _ATTRIBUTE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -319,18 +318,5 @@ def parse_build_spec(raw: Any, plugins: Plugins, source: str = "build spec", bas
 
 def load_build_spec(path: Path, plugins: Plugins) -> ResolvedBuild:
     """Read and validate a YAML build spec; every problem is one line naming the field."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError("build spec file not found", source=str(path)) from None
-    except OSError as error:
-        raise InputError(f"cannot read build spec ({error.strerror})", source=str(path)) from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"not UTF-8 text (byte {error.start})", source=str(path)) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"invalid YAML{where}: {getattr(error, 'problem', error)}", source=str(path)) from None
+    raw = read_yaml_file(path, "build spec")
     return parse_build_spec(raw, plugins, str(path), base=path.absolute().parent)
