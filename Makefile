@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SPEC ?= benchmark_specs/quickstart.yaml
 OUTPUT ?= results/quickstart
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast lint docs bench clean
 
 setup: $(STAMP)
 
@@ -27,15 +27,25 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# Lint (ruff: pyflakes, pycodestyle, isort, pyupgrade, bugbear), formatting, and mypy on src/.
+# The fast tier: every test not marked slow (no end-to-end training); run it while you work.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+# Lint (ruff: pyflakes, pycodestyle, isort, pyupgrade, bugbear), formatting, mypy on src/, and
+# the documentation site built with every warning an error.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The documentation site (mkdocs.yml, docs/) into site/; a warning is an error.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Efficiency ratios measured side by side (benchmarks/README.md); run nothing else meanwhile.
 bench: setup
 	$(BIN)/python benchmarks/efficiency.py
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache site

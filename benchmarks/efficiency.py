@@ -43,23 +43,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 PRIVACY = ROOT.parent / "shared" / "data" / "knowundo" / "privacy"
 
-from knowundo_bench.harness.context import UnlearnContext
-from knowundo_bench.harness.contracts import LocalizerRun, TrainingParams
-from knowundo_bench.harness.data import (  # noqa: E402
-    Benchmark,
-    first_instances,
-    infer_instances,
-    read_local_domain,
-)
-from knowundo_bench.harness.encoding import PromptEncoder  # noqa: E402
-from knowundo_bench.harness.evaluation import EvalSpec, evaluate  # noqa: E402
-from knowundo_bench.harness.models import ModelSnapshot  # noqa: E402
-from knowundo_bench.harness.training import _lr_lambda, make_mixed_batches, mixed_dataset, train, warmup_steps_for
+from knowundo_bench.benchmark.encoding import PromptEncoder  # noqa: E402
+from knowundo_bench.benchmark.files import infer_instances, read_local_domain
+from knowundo_bench.benchmark.pairs import Benchmark, first_instances
+from knowundo_bench.config.evaluation import EvalSpec  # noqa: E402
+from knowundo_bench.config.params import TrainingParams
+from knowundo_bench.evaluate.scopes import evaluate
+from knowundo_bench.modeling.devices import ModelSnapshot  # noqa: E402
 from knowundo_bench.plugins.localizers import memflex as memflex_localizer  # noqa: E402
 from knowundo_bench.plugins.localizers import memflex_fast  # noqa: E402
 from knowundo_bench.plugins.localizers.memflex import MemFlexLocalizerParams  # noqa: E402
 from knowundo_bench.plugins.methods.ga_gd import weighted_objective  # noqa: E402
 from knowundo_bench.plugins.models.tiny import train_tokenizer  # noqa: E402
+from knowundo_bench.train.context import UnlearnContext
+from knowundo_bench.train.hook_types import LocalizerRun
+from knowundo_bench.train.loop import _lr_lambda, make_mixed_batches, mixed_dataset, train, warmup_steps_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hf_trainer_peer import train_with_hf_trainer  # noqa: E402

@@ -123,7 +123,7 @@ def run_part(part: Part, out: Path) -> None:
 
 
 def unit_lines(results: Path) -> list[str]:
-    from knowundo_bench.harness.records.files import load_record
+    from knowundo_bench.records.files import load_record
 
     lines = []
     for path in sorted(results.glob("*.json")):

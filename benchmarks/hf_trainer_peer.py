@@ -17,7 +17,8 @@ import time
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from knowundo_bench.harness.contracts import Batch, TrainingParams
+from knowundo_bench.config.params import TrainingParams
+from knowundo_bench.train.hook_types import Batch
 
 
 class GradDiffTrainer(Trainer):

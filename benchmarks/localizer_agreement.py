@@ -22,15 +22,15 @@ from pathlib import Path
 
 import torch
 
-from knowundo_bench.harness.context import UnlearnContext
-from knowundo_bench.harness.contracts import LocalizerRun
-from knowundo_bench.harness.models import resolve_device
-from knowundo_bench.harness.plugin_manager import get_plugins
-from knowundo_bench.harness.runner import load_benchmark
-from knowundo_bench.harness.specs import load_spec
-from knowundo_bench.harness.vanilla import build_encoder, cache_root, prepare_vanilla
+from knowundo_bench.modeling.devices import resolve_device
+from knowundo_bench.plugin.manager import get_plugins
 from knowundo_bench.plugins.localizers import memflex as memflex_localizer
 from knowundo_bench.plugins.localizers import memflex_fast
+from knowundo_bench.run.inputs import load_benchmark
+from knowundo_bench.run.resolution import load_spec
+from knowundo_bench.run.vanilla import build_encoder, cache_root, prepare_vanilla
+from knowundo_bench.train.context import UnlearnContext
+from knowundo_bench.train.hook_types import LocalizerRun
 
 
 def jaccard(a: set[str], b: set[str]) -> float:

@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from knowundo_bench.harness.records.files import load_record
+from knowundo_bench.records.files import load_record
 
 PAPER_METHODS = ("ga", "random_labels", "adversarial", "ga_gd", "ga_gd_ood", "ga_kl", "ga_kl_ood", "memflex")
 FORGET_ONLY = {"ga", "random_labels", "adversarial"}  # the others mix as many retain examples in

@@ -21,23 +21,21 @@ import time
 
 import torch
 
-from knowundo_bench.harness.context import UnlearnContext
-from knowundo_bench.harness.contracts import LocalizerRun, MethodRun, TrainingParams
-from knowundo_bench.harness.efficiency import EfficiencySpec, peak_flops
-from knowundo_bench.harness.encoding import PromptEncoder
-from knowundo_bench.harness.models import (
-    LoraSpec,
-    ModelSnapshot,
-    attach_lora,
-    resolve_device,
-)
-from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
+from knowundo_bench.benchmark.encoding import PromptEncoder
+from knowundo_bench.config.params import TrainingParams
+from knowundo_bench.config.spec import EfficiencySpec
 from knowundo_bench.leaderboard.aggregate import BELOW_NOISE_FLOOR, memory_ratio
 from knowundo_bench.leaderboard.export import memory_titles
+from knowundo_bench.modeling.bundles import LoraSpec, attach_lora
+from knowundo_bench.modeling.devices import ModelSnapshot, resolve_device
+from knowundo_bench.plugin.manager import Plugins, make_plugin_manager
 from knowundo_bench.plugins.data.synthetic_authors import generate_authors
 from knowundo_bench.plugins.models.tiny import train_tokenizer
 from knowundo_bench.plugins.ood.synthetic_text import SyntheticTextParams
 from knowundo_bench.plugins.ood.synthetic_text import load as synthetic_text
+from knowundo_bench.train.context import UnlearnContext
+from knowundo_bench.train.efficiency import peak_flops
+from knowundo_bench.train.hook_types import LocalizerRun, MethodRun
 
 SHAPES = {
     "7b": {

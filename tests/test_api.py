@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 
 import knowundo_bench.api as api
-from knowundo_bench.harness.plugin_manager import BUILTIN_PLUGINS
-from knowundo_bench.harness.records.files import load_record
+from knowundo_bench.plugin.kinds import BUILTIN_PLUGINS
+from knowundo_bench.records.files import load_record
 from knowundo_bench.testing import run_spec, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,12 +65,12 @@ def test_builtin_plugins_and_examples_import_only_the_api():
 
 
 def test_the_import_check_catches_harness_imports():
-    source = "import knowundo_bench.harness.data\n\ndef f():\n    from knowundo_bench.harness.training import train\n"
+    source = "import knowundo_bench.benchmark.pairs\n\ndef f():\n    from knowundo_bench.train.loop import train\n"
     assert harness_imports(source, "x.py") == [
-        "x.py:1 knowundo_bench.harness.data",
-        "x.py:4 knowundo_bench.harness.training",
+        "x.py:1 knowundo_bench.benchmark.pairs",
+        "x.py:4 knowundo_bench.train.loop",
     ]
-    assert harness_imports("from knowundo_bench import harness\n", "y.py") == ["y.py:1 knowundo_bench"]
+    assert harness_imports("from knowundo_bench import run\n", "y.py") == ["y.py:1 knowundo_bench"]
     assert harness_imports("from knowundo_bench.api import hookimpl\n", "z.py") == []
     reuse = "from knowundo_bench.plugins.methods.ga_gd import unlearn\n"
     assert harness_imports(reuse, "w.py") == []  # a built-in reusing another

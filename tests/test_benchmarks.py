@@ -15,17 +15,17 @@ import pytest
 import torch
 
 from helpers import tiny_llama
-from knowundo_bench.harness.contracts import TrainingParams
-from knowundo_bench.harness.encoding import Encoded, PromptEncoder
-from knowundo_bench.harness.training import make_epoch_batches, train
+from knowundo_bench.benchmark.encoding import Encoded, PromptEncoder
+from knowundo_bench.config.params import TrainingParams
 from knowundo_bench.plugins.models.tiny import train_tokenizer
+from knowundo_bench.train.loop import make_epoch_batches, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_table5_tiny_prints_a_row_per_method():
-    from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
+    from knowundo_bench.plugin.manager import Plugins, make_plugin_manager
 
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "table5.py"), "--tiny", "--steps", "2"],
@@ -96,8 +96,8 @@ def test_hf_trainer_peer_takes_the_harness_steps_with_the_harness_losses():
     final weights as the harness's GA+GD (stacked windows) on the same micro-batches.
     Fails if the peer shuffles, scales the loss differently or drops a part."""
     from helpers import authors_model, authors_tokenizer, two_authors
-    from knowundo_bench.harness.training import make_mixed_batches, mixed_dataset
     from knowundo_bench.plugins.methods.ga_gd import weighted_objective
+    from knowundo_bench.train.loop import make_mixed_batches, mixed_dataset
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
@@ -148,8 +148,8 @@ def test_gpu_check_smollm2_spec_is_a_valid_spec_on_cuda(tmp_path):
         import gpu_check
     finally:
         sys.path.pop(0)
-    from knowundo_bench.harness.plugin_manager import get_plugins
-    from knowundo_bench.harness.specs import load_spec
+    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.run.resolution import load_spec
 
     resolved = load_spec(gpu_check.smollm2_spec(tmp_path), get_plugins())
     assert resolved.spec.model.device == "cuda" and resolved.spec.model.source == "gguf"

@@ -16,15 +16,16 @@ from typer.testing import CliRunner
 
 from helpers import error_lines
 from knowundo_bench.api import GenerationRequest, GeneratorInfo, Params, hookimpl
+from knowundo_bench.benchmark.files import infer_instances, read_local_domain
+from knowundo_bench.benchmark.pairs import Benchmark
+from knowundo_bench.build.parsing import is_true, parse_fact, parse_list, parse_qa
+from knowundo_bench.build.pipeline import run_build
+from knowundo_bench.build.prompts import PRIVACY_QA
+from knowundo_bench.build.spec import PRIVACY_CATEGORIES, parse_build_spec
 from knowundo_bench.cli import app
-from knowundo_bench.harness.building.parsing import is_true, parse_fact, parse_list, parse_qa
-from knowundo_bench.harness.building.pipeline import run_build
-from knowundo_bench.harness.building.prompts import PRIVACY_QA
-from knowundo_bench.harness.building.spec import PRIVACY_CATEGORIES, parse_build_spec
-from knowundo_bench.harness.data import Benchmark, infer_instances, read_local_domain
-from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.plugin_manager import Plugins, get_plugins, make_plugin_manager
-from knowundo_bench.harness.progress import ProgressBoard
+from knowundo_bench.core.errors import InputError
+from knowundo_bench.core.progress import ProgressBoard
+from knowundo_bench.plugin.manager import Plugins, get_plugins, make_plugin_manager
 from knowundo_bench.plugins.generators.template import TemplateGenerator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,8 +280,8 @@ def test_split_keeps_val_out_of_train_and_short_instances_out(tmp_path):
 
 
 def test_exact_and_near_duplicates_are_removed_keeping_the_first():
-    from knowundo_bench.harness.building.pipeline import deduplicate
-    from knowundo_bench.harness.building.recipes import BuiltPair
+    from knowundo_bench.build.pipeline import deduplicate
+    from knowundo_bench.build.recipes import BuiltPair
 
     def pair(question: str, answer: str = "x") -> BuiltPair:
         return BuiltPair("A B", "Name", "retention", question, answer)
@@ -292,8 +293,8 @@ def test_exact_and_near_duplicates_are_removed_keeping_the_first():
 
 
 def test_val_questions_contained_in_train_questions_move_to_train():
-    from knowundo_bench.harness.building.pipeline import move_leaks
-    from knowundo_bench.harness.building.recipes import BuiltPair
+    from knowundo_bench.build.pipeline import move_leaks
+    from knowundo_bench.build.recipes import BuiltPair
 
     short = BuiltPair("A B", "Email", "unlearn", "What is A B's email?", "a@b.example")
     longer = BuiltPair("A B", "Email", "unlearn", "What is A B's email, please?", "a@b.example")
@@ -558,7 +559,7 @@ def test_verbatim_prompts_are_the_papers_word_for_word(name):
     every literal stretch of the template appears in the paper's text."""
     import string
 
-    from knowundo_bench.harness.building.prompts import DEFAULT_PROMPTS
+    from knowundo_bench.build.prompts import DEFAULT_PROMPTS
 
     paper = _folded(PAPER.read_text(encoding="utf-8"))
     literals = [_folded(text) for text, *_ in string.Formatter().parse(DEFAULT_PROMPTS[name])]
@@ -568,7 +569,7 @@ def test_verbatim_prompts_are_the_papers_word_for_word(name):
 
 
 def test_default_categories_and_scopes_are_section_2_2s():
-    from knowundo_bench.harness.building.spec import COPYRIGHT_CATEGORIES
+    from knowundo_bench.build.spec import COPYRIGHT_CATEGORIES
 
     scopes = {c.name: c.scope for c in (*PRIVACY_CATEGORIES, *COPYRIGHT_CATEGORIES)}
     assert {n for n, s in scopes.items() if s == "retention"} == {
@@ -582,7 +583,7 @@ def test_default_categories_and_scopes_are_section_2_2s():
 
 
 def test_default_val_fraction_is_the_released_domains(privacy_dir):
-    from knowundo_bench.harness.building.spec import BuildSpec
+    from knowundo_bench.build.spec import BuildSpec
 
     pairs = read_local_domain(privacy_dir)
     released = sum(p.split == "val" for p in pairs) / len(pairs)
@@ -590,8 +591,8 @@ def test_default_val_fraction_is_the_released_domains(privacy_dir):
 
 
 def test_split_per_instance_and_category_and_lone_pairs_pooled():
-    from knowundo_bench.harness.building.pipeline import split_pairs
-    from knowundo_bench.harness.building.recipes import BuiltPair
+    from knowundo_bench.build.pipeline import split_pairs
+    from knowundo_bench.build.recipes import BuiltPair
 
     three = [BuiltPair("A B", "Email", "unlearn", f"Q{i} A B?", "a") for i in range(3)]
     lone = [BuiltPair(f"Author {i}", "Name", "retention", f"Who is Author {i}?", "x") for i in range(5)]
@@ -620,7 +621,7 @@ def test_each_stage_reports_its_progress_and_a_rerun_says_it_resumed(tmp_path):
 
 
 def test_text_is_compared_as_whole_words_in_any_script():
-    from knowundo_bench.harness.building.parsing import loose, mentions
+    from knowundo_bench.build.parsing import loose, mentions
 
     assert loose("Zoë  Ångström-Łukasz!") == "zoë ångström łukasz" and loose("Zoé") != loose("Zoë")
     assert mentions("李娜的电子邮件是什么？", "李娜的电子邮件是什么") and not mentions("What is this?", "李娜")
@@ -656,7 +657,7 @@ def test_a_domain_in_another_script_builds_with_its_own_categories(tmp_path):
 
 def test_csv_with_a_byte_order_mark_and_bad_csv(tmp_path):
     (tmp_path / "a.csv").write_bytes("\ufeffname,email\nAda Quill,ada@quill.example\n".encode())
-    from knowundo_bench.harness.building.spec import read_instances
+    from knowundo_bench.build.spec import read_instances
 
     assert read_instances(tmp_path / "a.csv") == ({"name": "Ada Quill", "email": "ada@quill.example"},)
     (tmp_path / "b.csv").write_text('name,email\nAda Quill,"' + "x" * 200_000 + '"\n')  # past csv's field limit

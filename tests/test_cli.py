@@ -20,11 +20,12 @@ from typer.testing import CliRunner
 from helpers import TINY_SPEC, closed_port, error_lines, one_epoch
 from knowundo_bench import __version__
 from knowundo_bench.cli import app
-from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.plugin_manager import get_plugins
-from knowundo_bench.harness.records.files import load_record
-from knowundo_bench.harness.runner import load_benchmark
-from knowundo_bench.harness.specs import apply_overrides, load_spec, parse_spec
+from knowundo_bench.config.overrides import apply_overrides
+from knowundo_bench.core.errors import InputError
+from knowundo_bench.plugin.manager import get_plugins
+from knowundo_bench.records.files import load_record
+from knowundo_bench.run.inputs import load_benchmark
+from knowundo_bench.run.resolution import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -88,7 +89,7 @@ def test_device_cuda_without_cuda_is_one_line_suggesting_auto(tmp_path, monkeypa
 
 
 def test_a_cuda_index_beyond_the_machine_is_one_line(monkeypatch):
-    from knowundo_bench.harness.models import resolve_device
+    from knowundo_bench.modeling.devices import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -310,7 +311,7 @@ def test_ctrl_c_saves_finished_units_and_says_how_to_resume(tmp_path, point):
 
 
 def test_interrupt_signal_point_is_sigint_not_sigkill(monkeypatch):
-    from knowundo_bench.harness import faults
+    from knowundo_bench.core import faults
 
     sent = []
     monkeypatch.setattr(faults.os, "kill", lambda pid, sig: sent.append(sig))
@@ -376,7 +377,7 @@ def test_set_overrides_dotted_fields_and_is_validated_like_the_file():
 
 
 def test_set_reads_numbers_as_a_reader_would():
-    from knowundo_bench.harness.specs import override_value
+    from knowundo_bench.config.overrides import override_value
 
     assert override_value("1e-4") == 1e-4 and override_value("3") == 3 and override_value("[0, 1]") == [0, 1]
     assert override_value('"1e3"') == "1e3" and override_value("'1234567'") == "1234567"  # quoted: text

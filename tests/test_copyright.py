@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from knowundo_bench.harness.data import Benchmark
-from knowundo_bench.harness.errors import InputError
+from knowundo_bench.benchmark.pairs import Benchmark
+from knowundo_bench.core.errors import InputError
 from knowundo_bench.plugins.data import hub, local, synthetic
 from knowundo_bench.plugins.data.synthetic_books import BOOK_REQUESTS, generate_books
 

@@ -1,4 +1,4 @@
-"""Tests of the data model (harness/data.py) and the ``local`` data-source plugin,
+"""Tests of the data model (benchmark/pairs.py, benchmark/files.py) and the ``local`` data-source plugin,
 on the real KnowUnDo privacy files and on hand-made bad files."""
 
 from __future__ import annotations
@@ -9,14 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from knowundo_bench.harness.data import (
-    Benchmark,
-    QAPair,
-    first_instances,
-    infer_instances,
-    read_local_domain,
-)
-from knowundo_bench.harness.errors import InputError
+from knowundo_bench.benchmark.files import infer_instances, read_local_domain
+from knowundo_bench.benchmark.pairs import Benchmark, QAPair, first_instances
+from knowundo_bench.core.errors import InputError
 from knowundo_bench.plugins.data import local
 from knowundo_bench.plugins.data.local import LocalParams
 

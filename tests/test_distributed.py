@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from helpers import authors_model, authors_tokenizer, closed_port, two_authors
-from knowundo_bench.harness import distributed
-from knowundo_bench.harness.encoding import PromptEncoder
-from knowundo_bench.harness.losses import answer_loss
+from knowundo_bench.benchmark.encoding import PromptEncoder
+from knowundo_bench.train import distributed
+from knowundo_bench.train.losses import answer_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,8 +59,8 @@ def test_the_average_of_the_processes_gradients_is_the_single_process_gradient(w
 
 
 def test_sharding_follows_the_launch_environment(monkeypatch):
-    from knowundo_bench.harness.errors import InputError
-    from knowundo_bench.harness.sharding import ShardingConfig
+    from knowundo_bench.core.errors import InputError
+    from knowundo_bench.train.sharding import ShardingConfig
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert ShardingConfig.from_environment() is None  # no FSDP asked for
@@ -83,7 +83,7 @@ def test_sharding_follows_the_launch_environment(monkeypatch):
 
 
 def test_deepspeed_is_refused_pointing_at_fsdp(monkeypatch):
-    from knowundo_bench.harness.errors import InputError
+    from knowundo_bench.core.errors import InputError
 
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(InputError, match=r"DeepSpeed is not supported; shard with FSDP instead .*fsdp\.yaml"):
@@ -91,7 +91,7 @@ def test_deepspeed_is_refused_pointing_at_fsdp(monkeypatch):
 
 
 def test_collective_timeout_is_hours_and_validated(monkeypatch):
-    from knowundo_bench.harness.errors import InputError
+    from knowundo_bench.core.errors import InputError
 
     assert distributed.timeout().total_seconds() == 6 * 3600
     monkeypatch.setenv("KNOWUNDO_BENCH_DIST_TIMEOUT_S", "90")
@@ -102,8 +102,8 @@ def test_collective_timeout_is_hours_and_validated(monkeypatch):
 
 
 def test_an_explicit_cuda_index_under_a_multi_process_launch_is_refused(monkeypatch):
-    from knowundo_bench.harness.errors import InputError
-    from knowundo_bench.harness.models import resolve_device
+    from knowundo_bench.core.errors import InputError
+    from knowundo_bench.modeling.devices import resolve_device
 
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")

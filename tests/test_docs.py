@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import knowundo_bench
-from knowundo_bench.harness import hookspecs
+from knowundo_bench.plugin import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS_DOC = ROOT / "docs" / "plugins.md"
@@ -149,10 +149,10 @@ def test_every_command_line_of_the_readme_names_real_commands_and_options():
 def test_the_readme_spec_examples_validate_and_say_what_they_need():
     import yaml
 
-    from knowundo_bench.harness.evaluation import EvalSpec
-    from knowundo_bench.harness.paths import anchor_paths
-    from knowundo_bench.harness.plugin_manager import get_plugins
-    from knowundo_bench.harness.specs import parse_spec
+    from knowundo_bench.config.evaluation import EvalSpec
+    from knowundo_bench.config.paths import anchor_paths
+    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.run.resolution import parse_spec
 
     [suite] = [block for block in readme_blocks("yaml") if block.startswith("name: my-suite")]
     # saved in the project root, as the README says
@@ -165,12 +165,12 @@ def test_the_readme_spec_examples_validate_and_say_what_they_need():
 
 
 def test_the_specs_and_make_targets_the_readme_names_exist_and_load():
-    from knowundo_bench.harness.plugin_manager import get_plugins
-    from knowundo_bench.harness.specs import load_spec
+    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.run.resolution import load_spec
 
     specs = set(re.findall(r"benchmark_specs/([\w.-]+\.yaml)", README))
     assert {"quickstart.yaml", "privacy-local.yaml", "general-offline.yaml"} <= specs
-    from knowundo_bench.harness.building.spec import load_build_spec
+    from knowundo_bench.build.spec import load_build_spec
 
     assert "build-privacy.yaml" in specs
     for name in sorted(specs):
@@ -184,8 +184,8 @@ def test_the_specs_and_make_targets_the_readme_names_exist_and_load():
 def test_the_readme_build_spec_example_validates(tmp_path, monkeypatch):
     import yaml
 
-    from knowundo_bench.harness.building.spec import parse_build_spec
-    from knowundo_bench.harness.plugin_manager import get_plugins
+    from knowundo_bench.build.spec import parse_build_spec
+    from knowundo_bench.plugin.manager import get_plugins
 
     [example] = [block for block in readme_blocks("yaml") if block.startswith("name: my-customers")]
     raw = yaml.safe_load(example)
@@ -203,11 +203,12 @@ def test_the_generator_example_of_the_plugin_guide_builds_a_domain(tmp_path):
 
     import yaml
 
-    from knowundo_bench.harness.building.pipeline import run_build
-    from knowundo_bench.harness.building.spec import parse_build_spec
-    from knowundo_bench.harness.data import Benchmark, read_local_domain
-    from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
-    from knowundo_bench.harness.progress import ProgressBoard
+    from knowundo_bench.benchmark.files import read_local_domain
+    from knowundo_bench.benchmark.pairs import Benchmark
+    from knowundo_bench.build.pipeline import run_build
+    from knowundo_bench.build.spec import parse_build_spec
+    from knowundo_bench.core.progress import ProgressBoard
+    from knowundo_bench.plugin.manager import Plugins, make_plugin_manager
 
     module = types.ModuleType("my_generator")
     exec(python_blocks("register_generators")[0], module.__dict__)

@@ -13,8 +13,10 @@ import torch
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
-from knowundo_bench.harness.efficiency import CPU_RSS_NOISE_FLOOR_GB, EfficiencySpec, StepMeter, peak_flops
-from knowundo_bench.harness.records.files import write_record
+from knowundo_bench.config.spec import EfficiencySpec
+from knowundo_bench.records.files import write_record
+from knowundo_bench.records.memory import CPU_RSS_NOISE_FLOOR_GB
+from knowundo_bench.train.efficiency import StepMeter, peak_flops
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-step peak reset needs /proc")
@@ -70,7 +72,7 @@ def leaderboard(*arguments) -> str:
 def test_mfu_of_several_processes_is_against_all_their_devices():
     """Tokens are every process's, seconds one process's: MFU over K devices is the
     single-device figure divided by K (not K times too high)."""
-    from knowundo_bench.harness.contracts import TrainingReport
+    from knowundo_bench.train.hook_types import TrainingReport
 
     report = TrainingReport(step_seconds=[1.0, 1.0, 1.0], step_tokens=[100, 100, 100], flops_per_token=6.0)
     report.step_peak_mem_gb = [0.0] * 3

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from knowundo_bench.harness.data import QAPair
-from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder, batched
+from knowundo_bench.benchmark.encoding import IGNORE_INDEX, PromptEncoder, batched
+from knowundo_bench.benchmark.pairs import QAPair
 from knowundo_bench.plugins.models.tiny import train_tokenizer
 
 CORPUS = [

@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 from helpers import TINY_SPEC, one_epoch
-from knowundo_bench.harness.execution import PendingUnit
-from knowundo_bench.harness.plugin_manager import get_plugins
-from knowundo_bench.harness.records.files import load_record
-from knowundo_bench.harness.runner import spec_hash
-from knowundo_bench.harness.specs import parse_spec
+from knowundo_bench.plugin.execution import PendingUnit
+from knowundo_bench.plugin.manager import get_plugins
 from knowundo_bench.plugins.executors.ray import longest_first
+from knowundo_bench.records.files import load_record
+from knowundo_bench.run.identity import spec_hash
+from knowundo_bench.run.resolution import parse_spec
 
 SPEC = {
     **TINY_SPEC,
@@ -40,7 +40,7 @@ def test_local_is_the_default_and_where_a_suite_runs_is_not_part_of_its_identity
 
 
 def test_execution_fields_are_validated_like_any_plugin_section():
-    from knowundo_bench.harness.errors import InputError
+    from knowundo_bench.core.errors import InputError
 
     expected = r"execution\.num_cpu: Extra inputs are not permitted; did you mean 'num_cpus'"
     with pytest.raises(InputError, match=expected):
@@ -52,7 +52,7 @@ def test_execution_fields_are_validated_like_any_plugin_section():
 def test_another_executor_on_the_command_line_drops_the_specs_executor_settings():
     """``--executor local`` on a spec written for Ray runs here (ray's num_cpus is not an
     error); ``--executor ray`` on it keeps them."""
-    from knowundo_bench.harness.specs import apply_overrides
+    from knowundo_bench.config.overrides import apply_overrides
 
     raw = {**SPEC, "execution": dict(RAY)}
     assert apply_overrides(raw, ["execution.executor=local"])["execution"] == {"executor": "local"}
@@ -133,39 +133,37 @@ def test_no_secret_reaches_the_ray_runtime_env(monkeypatch):
     assert "HF_TOKEN" not in forwarded and "AWS_SECRET_ACCESS_KEY" not in forwarded
 
 
-def test_running_units_are_counted_from_the_workers_markers(tmp_path, monkeypatch):
-    from knowundo_bench.harness.execution import SuitePayload
+def test_running_units_are_counted_from_the_workers_markers(tmp_path):
+    from knowundo_bench.plugin.execution import SuitePayload
     from knowundo_bench.plugins.executors import ray as ray_executor
 
     seen = []
 
-    def run_in_worker(payload, labels, threads, *after):
+    def worker(payload, labels, threads, *after):
         seen.append(ray_executor.running_units(tmp_path, {"ga@0", "ga_gd@0"}))
         return []
 
-    monkeypatch.setattr(ray_executor, "run_in_worker", run_in_worker)
     payload = SuitePayload(spec={}, source="spec.yaml", overrides=(), output_dir=str(tmp_path), cache_dir=str(tmp_path))
     (tmp_path / ".running").mkdir()
     (tmp_path / ".running" / "ga_gd@0.999").touch()  # a worker killed mid-unit, its retry still to come
-    ray_executor.run_marked(payload, ["ga@0"], 1)
+    ray_executor.run_marked(worker, payload, ["ga@0"], 1)
     assert seen == [2]
     assert ray_executor.running_units(tmp_path, {"ga@0", "ga_gd@0"}) == 1  # ga@0's marker went with it
     assert ray_executor.running_units(tmp_path, {"ga@0"}) == 0  # finished units never count
 
 
 def test_a_record_written_before_the_worker_died_is_not_overwritten_as_failed(tmp_path):
-    from knowundo_bench.harness.progress import ProgressBoard
-    from knowundo_bench.harness.runner import Runner
+    from knowundo_bench.core.progress import ProgressBoard
+    from knowundo_bench.run.runner import Runner
 
     plugins = get_plugins()
     resolved = parse_spec({**SPEC, "seeds": None, "cache_dir": str(tmp_path / "cache")}, plugins)
     with ProgressBoard(console=None, enabled=False) as board:
         finished = Runner(resolved, plugins, tmp_path / "out", board).run()
         assert finished.failed == []
-        runner = Runner(resolved, plugins, tmp_path / "out", board, force=True)
-        runner.reusable_units(runner.load_inputs())
-        runner.record_failure("ga", "the unit's task failed: WorkerCrashedError")  # its record is on disk
-        assert load_record(tmp_path / "out" / "ga.json").status == "ok" and runner.outcome.failed == []
+        suite = Runner(resolved, plugins, tmp_path / "out", board, force=True).prepare()
+        suite.record_failure("ga", "the unit's task failed: WorkerCrashedError")  # its record is on disk
+        assert load_record(tmp_path / "out" / "ga.json").status == "ok" and suite.outcome.failed == []
         (tmp_path / "out" / "ga_gd.json").unlink()
-        runner.record_failure("ga_gd", "the unit's task failed: WorkerCrashedError")  # nothing on disk
-        assert load_record(tmp_path / "out" / "ga_gd.json").status == "failed" and runner.outcome.failed == ["ga_gd"]
+        suite.record_failure("ga_gd", "the unit's task failed: WorkerCrashedError")  # nothing on disk
+        assert load_record(tmp_path / "out" / "ga_gd.json").status == "failed" and suite.outcome.failed == ["ga_gd"]

@@ -15,13 +15,10 @@ import torch
 import transformers
 
 from helpers import authors_model, authors_tokenizer, two_authors
-from knowundo_bench.harness.context import UnlearnContext
-from knowundo_bench.harness.contracts import MethodRun, TrainingParams
-from knowundo_bench.harness.data import QAPair, RetainText
-from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
-from knowundo_bench.harness.evaluation import teacher_forced
-from knowundo_bench.harness.labels import allowed_tokens
-from knowundo_bench.harness.training import _lr_lambda, make_mixed_batches, mixed_dataset, warmup_steps_for
+from knowundo_bench.benchmark.encoding import IGNORE_INDEX, PromptEncoder
+from knowundo_bench.benchmark.pairs import QAPair, RetainText
+from knowundo_bench.config.params import TrainingParams
+from knowundo_bench.evaluate.scopes import teacher_forced
 from knowundo_bench.plugins.localizers.memflex import (
     MemFlexLocalizerParams,
     average_gradients,
@@ -29,6 +26,10 @@ from knowundo_bench.plugins.localizers.memflex import (
 )
 from knowundo_bench.plugins.methods import ga_gd, ga_kl, memflex
 from knowundo_bench.plugins.methods.random_labels import randomly_labelled
+from knowundo_bench.train.context import UnlearnContext
+from knowundo_bench.train.hook_types import MethodRun
+from knowundo_bench.train.labels import allowed_tokens
+from knowundo_bench.train.loop import _lr_lambda, make_mixed_batches, mixed_dataset, warmup_steps_for
 
 PAIRS, FORGET, RETAIN = two_authors()
 
@@ -261,8 +262,8 @@ def test_paper_specs_use_the_official_protocol(name):
     12 defaults where the scale allows, the official OOD corpus where the hub is used."""
 
     from conftest import SPECS_DIR
-    from knowundo_bench.harness.plugin_manager import get_plugins
-    from knowundo_bench.harness.specs import load_spec
+    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.run.resolution import load_spec
 
     resolved = load_spec(SPECS_DIR / f"{name}.yaml", get_plugins())
     spec = resolved.spec

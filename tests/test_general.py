@@ -14,12 +14,9 @@ from lm_eval.tasks._yaml_loader import load_yaml
 
 from conftest import SHARED_DATA
 from helpers import tiny_llama
-from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.general import (
-    GeneralSpec,
-    evaluate_general,
-    offline_task_configs,
-)
+from knowundo_bench.config.evaluation import GeneralSpec
+from knowundo_bench.core.errors import InputError
+from knowundo_bench.evaluate.general.tasks import evaluate_general, offline_task_configs
 from knowundo_bench.plugins.models.tiny import train_tokenizer
 
 GENERAL_DIR = SHARED_DATA / "general"

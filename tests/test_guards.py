@@ -15,11 +15,12 @@ import torch
 import yaml
 
 from helpers import TINY_SPEC, authors_model, authors_tokenizer, one_epoch, plugin_site, two_authors
-from knowundo_bench.harness.encoding import PromptEncoder
-from knowundo_bench.harness.evaluation import EvalSpec, NamedGuard, scope_metrics, score_split
-from knowundo_bench.harness.guards import REFUSAL, GuardContext, GuardRequest
-from knowundo_bench.harness.plugin_manager import get_plugins
-from knowundo_bench.harness.specs import parse_spec
+from knowundo_bench.benchmark.encoding import PromptEncoder
+from knowundo_bench.config.evaluation import EvalSpec
+from knowundo_bench.evaluate.guarding import REFUSAL, GuardContext, GuardRequest
+from knowundo_bench.evaluate.scopes import NamedGuard, scope_metrics, score_split
+from knowundo_bench.plugin.manager import get_plugins
+from knowundo_bench.run.resolution import parse_spec
 
 
 class Keyword:
@@ -110,9 +111,9 @@ def test_scope_classifier_learns_the_scopes_of_the_train_questions(authors):
 
 
 def test_guard_entries_are_validated_and_label_the_row(tmp_path):
-    from knowundo_bench.harness.errors import InputError
-    from knowundo_bench.harness.runner import Runner
-    from knowundo_bench.harness.specs import load_spec
+    from knowundo_bench.core.errors import InputError
+    from knowundo_bench.run.identity import method_seed
+    from knowundo_bench.run.resolution import load_spec
 
     plugins = get_plugins()
     resolved = parse_spec({**TINY_SPEC, "methods": [{"name": "none", "guard": "scope_classifier"}]}, plugins)
@@ -129,9 +130,8 @@ def test_guard_entries_are_validated_and_label_the_row(tmp_path):
         "memflex-scope_classifier-all-params",
     ]
     assert twins[2].guard is not None and twins[2].ablation_of == "memflex-scope_classifier"
-    runner = Runner.__new__(Runner)
-    runner.spec = parse_spec({**TINY_SPEC, "methods": ["ga"]}, plugins).spec
-    assert len({runner.method_seed(m) for m in twins}) == 1  # the guard changes nothing in training
+    resolved = parse_spec({**TINY_SPEC, "methods": ["ga"]}, plugins)
+    assert len({method_seed(resolved, m) for m in twins}) == 1  # the guard changes nothing in training
     with pytest.raises(InputError, match="duplicate method label 'none-g'"):
         parse_spec(
             {**TINY_SPEC, "methods": [{"name": "none", "guard": "g"}, {"name": "ga", "label": "none-g"}]}, plugins

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from helpers import closed_port, tiny_llama
-from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.models import LoraSpec, ModelBundle
+from knowundo_bench.core.errors import InputError
+from knowundo_bench.modeling.bundles import LoraSpec, ModelBundle
 from knowundo_bench.plugins.models import hf as hf_model
 from knowundo_bench.plugins.models.hf import HFModelFactory, HFModelParams
 from knowundo_bench.plugins.models.tiny import train_tokenizer
@@ -260,7 +260,7 @@ def test_a_hub_model_neither_cached_nor_reachable_is_one_line_at_once(tmp_path, 
 
 
 def test_relative_model_folders_read_from_the_spec_folder_and_hub_ids_stay(base_dir, tmp_path):
-    from knowundo_bench.harness.paths import reads_as_path
+    from knowundo_bench.config.paths import reads_as_path
 
     assert not reads_as_path("meta-llama/Llama-2-7b-chat-hf") and not reads_as_path("gpt2")
     assert reads_as_path("./model") and reads_as_path("models/a/b") and reads_as_path("~/m")

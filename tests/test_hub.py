@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from helpers import closed_port
-from knowundo_bench.harness.data import Benchmark, QAPair
-from knowundo_bench.harness.errors import InputError
+from knowundo_bench.benchmark.pairs import Benchmark, QAPair
+from knowundo_bench.core.errors import InputError
 from knowundo_bench.plugins.data import hub
 from knowundo_bench.plugins.data.hub import HubParams
 

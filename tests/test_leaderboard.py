@@ -10,10 +10,10 @@ import math
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
-from knowundo_bench.harness.records.files import read_record, write_record
 from knowundo_bench.leaderboard import leaderboard_rows, render
 from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, IDENTITY_KEYS, ROW_KEYS
 from knowundo_bench.leaderboard.export import fmt_ppl
+from knowundo_bench.records.files import read_record, write_record
 
 
 def metrics(unlearn_success, unlearn_ppl, retention_success):

@@ -10,12 +10,9 @@ import pytest
 import torch
 
 from helpers import tiny_llama
-from knowundo_bench.harness.context import UnlearnContext
-from knowundo_bench.harness.contracts import LocalizerRun
-from knowundo_bench.harness.data import QAPair
-from knowundo_bench.harness.encoding import IGNORE_INDEX, Encoded, PromptEncoder
-from knowundo_bench.harness.labels import allowed_tokens
-from knowundo_bench.harness.models import LoraSpec, attach_lora
+from knowundo_bench.benchmark.encoding import IGNORE_INDEX, Encoded, PromptEncoder
+from knowundo_bench.benchmark.pairs import QAPair
+from knowundo_bench.modeling.bundles import LoraSpec, attach_lora
 from knowundo_bench.plugins.localizers import memflex as memflex_localizer
 from knowundo_bench.plugins.localizers.memflex import (
     MemFlexLocalizerParams,
@@ -26,6 +23,9 @@ from knowundo_bench.plugins.localizers.memflex import (
     select,
 )
 from knowundo_bench.plugins.models.tiny import train_tokenizer
+from knowundo_bench.train.context import UnlearnContext
+from knowundo_bench.train.hook_types import LocalizerRun
+from knowundo_bench.train.labels import allowed_tokens
 
 
 class FourTensors(torch.nn.Module):

@@ -9,12 +9,9 @@ import pytest
 import torch
 
 from helpers import authors_model, authors_tokenizer, two_authors
-from knowundo_bench.harness.context import UnlearnContext
-from knowundo_bench.harness.contracts import LocalizerRun, MethodRun, TrainingParams
-from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
-from knowundo_bench.harness.labels import allowed_tokens
-from knowundo_bench.harness.losses import answer_log_likelihood, answer_loss
-from knowundo_bench.harness.progress import NO_PROGRESS
+from knowundo_bench.benchmark.encoding import IGNORE_INDEX, PromptEncoder
+from knowundo_bench.config.params import TrainingParams
+from knowundo_bench.core.progress import NO_PROGRESS
 from knowundo_bench.plugins.localizers import memflex_neurons
 from knowundo_bench.plugins.localizers.memflex import MemFlexLocalizerParams
 from knowundo_bench.plugins.methods import ga_kl
@@ -27,6 +24,10 @@ from knowundo_bench.plugins.methods.npo import (
 )
 from knowundo_bench.plugins.methods.random_labels import randomly_labelled
 from knowundo_bench.plugins.methods.simnpo import simnpo_loss
+from knowundo_bench.train.context import UnlearnContext
+from knowundo_bench.train.hook_types import LocalizerRun, MethodRun
+from knowundo_bench.train.labels import allowed_tokens
+from knowundo_bench.train.losses import answer_log_likelihood, answer_loss
 
 PAIRS, FORGET, RETAIN = two_authors()
 

@@ -7,13 +7,8 @@ import math
 import pytest
 import torch
 
-from knowundo_bench.harness.encoding import IGNORE_INDEX
-from knowundo_bench.harness.metrics import (
-    answer_nll,
-    per_example_accuracy,
-    perplexity,
-    rouge_l,
-)
+from knowundo_bench.benchmark.encoding import IGNORE_INDEX
+from knowundo_bench.evaluate.metrics import answer_nll, per_example_accuracy, perplexity, rouge_l
 
 X = IGNORE_INDEX
 

@@ -12,17 +12,18 @@ import pytest
 import torch
 
 from helpers import tiny_llama
-from knowundo_bench.harness.contracts import LocalizerRun
-from knowundo_bench.harness.data import Benchmark, QAPair
-from knowundo_bench.harness.encoding import IGNORE_INDEX, PromptEncoder
-from knowundo_bench.harness.evaluation import EvalSpec, evaluate
-from knowundo_bench.harness.losses import answer_loss
+from knowundo_bench.benchmark.encoding import IGNORE_INDEX, PromptEncoder
+from knowundo_bench.benchmark.pairs import Benchmark, QAPair
+from knowundo_bench.config.evaluation import EvalSpec
+from knowundo_bench.evaluate.scopes import evaluate
 from knowundo_bench.plugins.localizers import memflex as memflex_localizer
 from knowundo_bench.plugins.localizers import memflex_neurons
 from knowundo_bench.plugins.localizers.memflex import MemFlexLocalizerParams, select
 from knowundo_bench.plugins.localizers.memflex_neurons import row_statistics
 from knowundo_bench.plugins.methods.ga import gradient_ascent
 from knowundo_bench.plugins.models.tiny import train_tokenizer
+from knowundo_bench.train.hook_types import LocalizerRun
+from knowundo_bench.train.losses import answer_loss
 
 # --------------------------------------------------------------------------------------
 # evaluate(): Unlearn Success = 100 - accuracy, Avg Success = mean of the two scopes

@@ -14,19 +14,19 @@ from typer.testing import CliRunner
 
 from conftest import SHARED_DATA
 from helpers import TINY_SPEC, error_lines, one_epoch
+from knowundo_bench.benchmark.pairs import QAPair, RetainText, check_out_of_distribution
 from knowundo_bench.cli import app
-from knowundo_bench.harness import context as unlearn_context
-from knowundo_bench.harness.data import QAPair, RetainText, check_out_of_distribution
-from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.plugin_manager import get_plugins
-from knowundo_bench.harness.progress import ProgressBoard
-from knowundo_bench.harness.runner import Runner
-from knowundo_bench.harness.specs import parse_spec
+from knowundo_bench.core.errors import InputError
+from knowundo_bench.core.progress import ProgressBoard
+from knowundo_bench.plugin.manager import get_plugins
 from knowundo_bench.plugins.data.synthetic_authors import generate_authors
 from knowundo_bench.plugins.ood import general_qa as ood_general_qa
 from knowundo_bench.plugins.ood import hub_text as ood_hub_text
 from knowundo_bench.plugins.ood import synthetic_text as ood_synthetic
 from knowundo_bench.plugins.ood import text_file as ood_text_file
+from knowundo_bench.run.resolution import parse_spec
+from knowundo_bench.run.runner import Runner
+from knowundo_bench.train import context as unlearn_context
 
 GENERAL_DIR = SHARED_DATA / "general"
 TINY = {

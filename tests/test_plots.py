@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
-from knowundo_bench.harness.records.files import write_record
+from knowundo_bench.records.files import write_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -16,15 +16,12 @@ from typer.testing import CliRunner
 
 from helpers import TINY_SPEC, one_epoch, plugin_site
 from knowundo_bench.cli import app
-from knowundo_bench.harness import hookspecs
-from knowundo_bench.harness.plugin_manager import (
-    BUILTIN_PLUGINS,
-    Plugins,
-    make_plugin_manager,
-)
-from knowundo_bench.harness.progress import ProgressBoard
-from knowundo_bench.harness.runner import Runner
-from knowundo_bench.harness.specs import parse_spec
+from knowundo_bench.core.progress import ProgressBoard
+from knowundo_bench.plugin import hookspecs
+from knowundo_bench.plugin.kinds import BUILTIN_PLUGINS
+from knowundo_bench.plugin.manager import Plugins, make_plugin_manager
+from knowundo_bench.run.resolution import parse_spec
+from knowundo_bench.run.runner import Runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOOKSPECS = {name for name, fn in vars(hookspecs).items() if hasattr(fn, "knowundo_bench_spec")}
@@ -95,6 +92,31 @@ def test_builtins_are_one_list_of_every_plugin_module():
     assert implementing == set(BUILTIN_PLUGINS)
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert "knowundo_bench" not in project.get("entry-points", {})
+
+
+def test_the_kinds_table_is_the_one_list_of_plugin_kinds():
+    """Each row's hook is a documented ``register_*`` hookspec and every such hookspec has
+    a row; each row's Info type is exported by the api, its built-ins live in its own
+    folder, and each row is a registry, a ``methods`` table and a folder of plugins."""
+    import knowundo_bench.api as api
+    from knowundo_bench.plugin import hookspecs
+    from knowundo_bench.plugin.kinds import KINDS
+
+    register_hooks = {name for name, fn in vars(hookspecs).items() if hasattr(fn, "knowundo_bench_spec")}
+    register_hooks = {name for name in register_hooks if name.startswith("register_")}
+    assert {kind.hook for kind in KINDS} == register_hooks
+    assert len({kind.attribute for kind in KINDS}) == len(KINDS) == len({kind.folder for kind in KINDS})
+    plugins = Plugins(make_plugin_manager(load_entry_points=False))
+    for kind in KINDS:
+        assert getattr(api, kind.info.__name__) is kind.info and kind.info.__name__ in api.__all__
+        assert getattr(plugins, kind.attribute) is plugins.registries[kind.attribute]
+        assert set(getattr(plugins, kind.attribute).names()) >= set(kind.builtins), kind.attribute
+        assert all(module.startswith(f"knowundo_bench.plugins.{kind.folder}.") for module in kind.builtin_modules())
+        assert (REPO_ROOT / "src" / "knowundo_bench" / "plugins" / kind.folder).is_dir()
+    with pytest.raises(AttributeError, match="no attribute 'method'"):
+        plugins.method  # noqa: B018 (a typo is an AttributeError, not an empty registry)
+    result = CliRunner().invoke(app, ["methods"], env={"COLUMNS": "250"})
+    assert [kind.title for kind in KINDS if kind.title in result.output] == [kind.title for kind in KINDS]
 
 
 THIRD_PARTY = '''
@@ -198,7 +220,7 @@ def test_example_plugin_package_installs_and_runs_through_the_cli(tmp_path):
 
 
 def test_readme_method_table_covers_every_builtin_method_and_its_parameters():
-    from knowundo_bench.harness.contracts import ForgetRetainParams, TrainingParams
+    from knowundo_bench.config.params import ForgetRetainParams, TrainingParams
 
     plugins = Plugins(make_plugin_manager(load_entry_points=False))
     readme = (REPO_ROOT / "README.md").read_text()

@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from helpers import TINY_SPEC, one_epoch
 from knowundo_bench.cli import app
-from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
-from knowundo_bench.harness.progress import ProgressBoard
-from knowundo_bench.harness.records.files import load_record, read_record, write_record
-from knowundo_bench.harness.records.schema import SCHEMA_VERSION, ResultRecord
-from knowundo_bench.harness.runner import Runner
-from knowundo_bench.harness.specs import parse_spec
+from knowundo_bench.core.progress import ProgressBoard
+from knowundo_bench.plugin.manager import Plugins, make_plugin_manager
+from knowundo_bench.records.files import load_record, read_record, write_record
+from knowundo_bench.records.schema import SCHEMA_VERSION, ResultRecord
+from knowundo_bench.run.resolution import parse_spec
+from knowundo_bench.run.runner import Runner
 
 # Records written by knowundo-bench 0.1.0 (schema 1): the quickstart's four, plus a
 # diverged record ("inf"/"nan" strings) and a failed one written with 0.1.0's

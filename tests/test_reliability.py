@@ -16,16 +16,16 @@ from typer.testing import CliRunner
 
 from helpers import TINY_SPEC, one_epoch
 from knowundo_bench.cli import app
-from knowundo_bench.harness.contracts import TrainingParams
-from knowundo_bench.harness.hookspecs import hookimpl
-from knowundo_bench.harness.losses import answer_loss
-from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
-from knowundo_bench.harness.progress import ProgressBoard
-from knowundo_bench.harness.records.files import read_record
-from knowundo_bench.harness.records.index import default_index_path
-from knowundo_bench.harness.registry import MethodInfo
-from knowundo_bench.harness.runner import Runner
-from knowundo_bench.harness.specs import parse_spec
+from knowundo_bench.config.params import TrainingParams
+from knowundo_bench.core.progress import ProgressBoard
+from knowundo_bench.plugin.hookspecs import hookimpl
+from knowundo_bench.plugin.manager import Plugins, make_plugin_manager
+from knowundo_bench.plugin.registry import MethodInfo
+from knowundo_bench.records.files import read_record
+from knowundo_bench.records.index import default_index_path
+from knowundo_bench.run.resolution import parse_spec
+from knowundo_bench.run.runner import Runner
+from knowundo_bench.train.losses import answer_loss
 
 SPEC = {
     **TINY_SPEC,
@@ -103,7 +103,7 @@ def test_nan_losses_and_metrics_are_recorded_and_marked(tmp_path):
 
 
 def test_results_index_is_rebuilt_from_the_records(tmp_path):
-    from knowundo_bench.harness.records.files import write_record
+    from knowundo_bench.records.files import write_record
 
     for order, label in enumerate(("vanilla", "ga")):
         write_record(

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from helpers import TINY_SPEC, error_lines, one_epoch
 from knowundo_bench.cli import app
-from knowundo_bench.harness.records.files import load_record
-from knowundo_bench.harness.runner import derived_seed
 from knowundo_bench.leaderboard import leaderboard_rows
 from knowundo_bench.leaderboard.stats import PairScores, paired_difference, t_interval
+from knowundo_bench.records.files import load_record
+from knowundo_bench.run.identity import derived_seed
 from knowundo_bench.testing import run_spec
 from test_plugins import THIRD_PARTY, cli
 
@@ -243,9 +243,9 @@ def test_the_paired_bootstrap_separates_a_shift_from_noise():
 
 
 def test_units_follow_seeds_method_overrides_and_per_seed_vanilla():
-    from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
-    from knowundo_bench.harness.runner import plan_units
-    from knowundo_bench.harness.specs import parse_spec
+    from knowundo_bench.plugin.manager import Plugins, make_plugin_manager
+    from knowundo_bench.run.plan import plan_units
+    from knowundo_bench.run.resolution import parse_spec
 
     plugins = Plugins(make_plugin_manager(load_entry_points=False))
 
@@ -276,7 +276,7 @@ def test_units_follow_seeds_method_overrides_and_per_seed_vanilla():
 def test_records_name_the_harness_commit_when_run_from_a_checkout():
     import re
 
-    from knowundo_bench.harness.runner import harness_commit
+    from knowundo_bench.run.identity import harness_commit
 
     commit = harness_commit()
     assert commit is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit)

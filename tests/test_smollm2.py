@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
-from knowundo_bench.harness.errors import InputError
+from knowundo_bench.core.errors import InputError
 from knowundo_bench.plugins.models.gguf import locate_gguf
 
 
@@ -71,7 +71,8 @@ def test_smollm2_builds_a_privacy_domain_and_the_datacard_counts_the_drops(tmp_p
     checks and Self-Check dropped (docs/results/build-smollm2.md; about 4 minutes on 2 cores)."""
     from pathlib import Path
 
-    from knowundo_bench.harness.data import Benchmark, infer_instances, read_local_domain
+    from knowundo_bench.benchmark.files import infer_instances, read_local_domain
+    from knowundo_bench.benchmark.pairs import Benchmark
 
     spec = Path(__file__).resolve().parents[1] / "benchmark_specs" / "build-privacy-smollm2.yaml"
     out = tmp_path / "built"

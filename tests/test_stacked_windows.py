@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from helpers import authors_model, authors_tokenizer, two_authors
-from knowundo_bench.harness.context import UnlearnContext
-from knowundo_bench.harness.contracts import MethodRun, TrainingParams
-from knowundo_bench.harness.encoding import PromptEncoder
-from knowundo_bench.harness.labels import relabelled_cross_entropy
-from knowundo_bench.harness.losses import WeightedNLL, weighted_nll
-from knowundo_bench.harness.training import StackedWindows, make_epoch_batches, make_mixed_batches, mixed_dataset
+from knowundo_bench.benchmark.encoding import PromptEncoder
+from knowundo_bench.config.params import TrainingParams
 from knowundo_bench.plugins.methods import ga, ga_gd, ga_kl
+from knowundo_bench.train.context import UnlearnContext
+from knowundo_bench.train.hook_types import MethodRun
+from knowundo_bench.train.labels import relabelled_cross_entropy
+from knowundo_bench.train.loop import StackedWindows, make_epoch_batches, make_mixed_batches, mixed_dataset
+from knowundo_bench.train.losses import WeightedNLL, weighted_nll
 
 PAIRS, FORGET, RETAIN = two_authors()
 

@@ -7,7 +7,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from knowundo_bench.harness.data import Benchmark, QAPair, infer_instances
+from knowundo_bench.benchmark.files import infer_instances
+from knowundo_bench.benchmark.pairs import Benchmark, QAPair
 from knowundo_bench.plugins.data.synthetic_authors import (
     ATTRIBUTES,
     AWARDS,

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from helpers import tiny_llama as build_llama
-from knowundo_bench.harness.contracts import TrainingParams, TrainingReport
-from knowundo_bench.harness.encoding import IGNORE_INDEX, Encoded, PromptEncoder
-from knowundo_bench.harness.losses import answer_loss
-from knowundo_bench.harness.models import ModelSnapshot
-from knowundo_bench.harness.training import make_epoch_batches, planned_steps, train
+from knowundo_bench.benchmark.encoding import IGNORE_INDEX, Encoded, PromptEncoder
+from knowundo_bench.config.params import TrainingParams
+from knowundo_bench.modeling.devices import ModelSnapshot
+from knowundo_bench.train.hook_types import TrainingReport
+from knowundo_bench.train.loop import make_epoch_batches, planned_steps, train
+from knowundo_bench.train.losses import answer_loss
 
 VOCAB = 64
 PAD = 0

@@ -1,10 +1,10 @@
 """The public plugin API: the one module a knowundo-bench plugin imports from.
 
 A plugin is a module (or object) with ``@hookimpl`` functions named after the hooks
-in :mod:`knowundo_bench.harness.hookspecs` (documented in ``docs/plugins.md``),
-registered through the ``knowundo_bench`` entry-point group. The built-in methods,
-localizers and data, OOD and model sources are ordinary plugins that import only from
-here; everything else in :mod:`knowundo_bench.harness` may change between versions.
+in :mod:`knowundo_bench.plugin.hookspecs` (documented in ``docs/plugins.md``),
+registered through the ``knowundo_bench`` entry-point group. The built-in plugins of
+every kind (:data:`knowundo_bench.plugin.kinds.KINDS`) are ordinary plugins that import
+only from here; everything else in :mod:`knowundo_bench` may change between versions.
 
 Example, a method::
 
@@ -25,64 +25,30 @@ Helpers for a plugin's own tests are in :mod:`knowundo_bench.testing`.
 from __future__ import annotations
 
 from knowundo_bench import __version__
-from knowundo_bench.harness.building.contracts import Category, GenerationRequest, Generator, GeneratorContext
-from knowundo_bench.harness.context import UnlearnContext
-from knowundo_bench.harness.contracts import (
-    Batch,
-    ForgetRetainParams,
-    Localization,
-    LocalizerRun,
-    MethodRun,
-    Objective,
-    RetainSet,
-    TrainingParams,
-    TrainingReport,
-)
-from knowundo_bench.harness.data import (
-    SCOPES,
-    SPLITS,
-    QAPair,
+from knowundo_bench.benchmark.encoding import IGNORE_INDEX, Encodable, Encoded, PromptEncoder, batched, device_batches
+from knowundo_bench.benchmark.files import (
     RawRecord,
-    RetainText,
-    Scope,
-    Split,
-    format_validation_error,
     infer_instances,
     parse_raw_records,
     read_json_lines,
     read_local_domain,
     records_to_pairs,
 )
-from knowundo_bench.harness.encoding import IGNORE_INDEX, Encodable, Encoded, PromptEncoder, batched
-from knowundo_bench.harness.errors import InputError, describe
-from knowundo_bench.harness.execution import PendingUnit, Suite, SuitePayload, UnitResult
-from knowundo_bench.harness.guards import REFUSAL, Guard, GuardContext, GuardRequest
-from knowundo_bench.harness.hookspecs import hookimpl
-from knowundo_bench.harness.hub import require_hub, require_model
-from knowundo_bench.harness.labels import allowed_tokens, relabel, relabelled_cross_entropy
-from knowundo_bench.harness.losses import (
-    WeightedNLL,
-    answer_log_likelihood,
-    answer_loss,
-    example_losses,
-    example_mean_loss,
-    scope_terms,
-    share,
-)
-from knowundo_bench.harness.models import (
-    LoraSpec,
-    ModelBundle,
-    ModelFactory,
-    attach_lora,
-    device_batches,
-    load_lora,
-    model_device,
-    train_mode,
-)
-from knowundo_bench.harness.paths import HubIdOrPath, reads_as_path
-from knowundo_bench.harness.progress import NO_PROGRESS, Reporter
-from knowundo_bench.harness.records.atomic import atomic_directory, atomic_write_text
-from knowundo_bench.harness.registry import (
+from knowundo_bench.benchmark.pairs import SCOPES, SPLITS, QAPair, RetainText, Scope, Split
+from knowundo_bench.build.generation import Category, GenerationRequest, Generator, GeneratorContext
+from knowundo_bench.config.params import ForgetRetainParams, Params, TrainingParams
+from knowundo_bench.config.paths import HubIdOrPath, reads_as_path
+from knowundo_bench.core.errors import InputError, describe
+from knowundo_bench.core.hub import require_hub, require_model
+from knowundo_bench.core.messages import format_validation_error
+from knowundo_bench.core.progress import NO_PROGRESS, Reporter
+from knowundo_bench.evaluate.guarding import REFUSAL, Guard, GuardContext, GuardRequest
+from knowundo_bench.modeling.bundles import LoraSpec, ModelBundle, ModelFactory, attach_lora, load_lora
+from knowundo_bench.modeling.devices import model_device, train_mode
+from knowundo_bench.plugin.execution import PendingUnit, Suite, SuitePayload, UnitResult
+from knowundo_bench.plugin.hookspecs import hookimpl
+from knowundo_bench.plugin.kinds import KINDS
+from knowundo_bench.plugin.registry import (  # noqa: F401 (each kind's Info: exported below, from KINDS)
     DataSourceInfo,
     ExecutorInfo,
     GeneratorInfo,
@@ -91,22 +57,34 @@ from knowundo_bench.harness.registry import (
     MethodInfo,
     ModelSourceInfo,
     OodSourceInfo,
-    Params,
     RetainKind,
 )
-from knowundo_bench.harness.runner import run_in_worker
+from knowundo_bench.records.atomic import atomic_directory, atomic_write_text
+from knowundo_bench.train.context import UnlearnContext
+from knowundo_bench.train.hook_types import (
+    Batch,
+    Localization,
+    LocalizerRun,
+    MethodRun,
+    Objective,
+    RetainSet,
+    TrainingReport,
+)
+from knowundo_bench.train.labels import allowed_tokens, relabel, relabelled_cross_entropy
+from knowundo_bench.train.losses import (
+    WeightedNLL,
+    answer_log_likelihood,
+    answer_loss,
+    example_losses,
+    example_mean_loss,
+    scope_terms,
+    share,
+)
 
 __all__ = [
-    # hooks and what plugins register
+    # hooks and what plugins register: one Info type per plugin kind
     "hookimpl",
-    "MethodInfo",
-    "LocalizerInfo",
-    "DataSourceInfo",
-    "OodSourceInfo",
-    "ModelSourceInfo",
-    "ExecutorInfo",
-    "GuardInfo",
-    "GeneratorInfo",
+    *(kind.info.__name__ for kind in KINDS),
     "RetainKind",
     "Params",
     "TrainingParams",
@@ -135,7 +113,7 @@ __all__ = [
     "PendingUnit",
     "SuitePayload",
     "UnitResult",
-    "run_in_worker",
+    "run_in_worker",  # noqa: F822 (loaded on first use by __getattr__: importing the API leaves the runner unloaded)
     # losses
     "answer_loss",
     "answer_log_likelihood",
@@ -191,3 +169,13 @@ __all__ = [
     "atomic_write_text",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``run_in_worker``, the worker entry point, imported when first used (executors
+    receive it as ``suite.worker`` too), so that importing the API leaves the runner unloaded."""
+    if name == "run_in_worker":
+        from knowundo_bench.run.worker import run_in_worker
+
+        return run_in_worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

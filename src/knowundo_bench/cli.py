@@ -16,8 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from knowundo_bench import __version__
-from knowundo_bench.harness.errors import InputError, describe
-from knowundo_bench.harness.registry import MethodInfo
+from knowundo_bench.core.errors import InputError, describe
 
 HELP = """Benchmark harness for knowledge unlearning in LLMs (KnowUnDo).
 
@@ -145,12 +144,13 @@ def run(
     """
     from dataclasses import replace
 
-    from knowundo_bench.harness import distributed
-    from knowundo_bench.harness.plugin_manager import get_plugins
-    from knowundo_bench.harness.progress import ProgressBoard, stderr_console
-    from knowundo_bench.harness.runner import Runner, output_directory
-    from knowundo_bench.harness.specs import load_spec
+    from knowundo_bench.core.progress import ProgressBoard, stderr_console
     from knowundo_bench.leaderboard import leaderboard_rows, render
+    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.run.resolution import load_spec
+    from knowundo_bench.run.reuse import output_directory
+    from knowundo_bench.run.runner import Runner
+    from knowundo_bench.train import distributed
 
     main = distributed.is_main()  # of an accelerate launch: the one process that logs and prints
     console = stderr_console() if main else Console(quiet=True)
@@ -214,10 +214,10 @@ def build(
     Load the result with data: {source: local, path: OUTPUT}. Rerunning the same
     command resumes: finished instances and every generator answer are reused.
     """
-    from knowundo_bench.harness.building.pipeline import run_build
-    from knowundo_bench.harness.building.spec import load_build_spec
-    from knowundo_bench.harness.plugin_manager import get_plugins
-    from knowundo_bench.harness.progress import ProgressBoard, stderr_console
+    from knowundo_bench.build.pipeline import run_build
+    from knowundo_bench.build.spec import load_build_spec
+    from knowundo_bench.core.progress import ProgressBoard, stderr_console
+    from knowundo_bench.plugin.manager import get_plugins
 
     console = stderr_console()
     try:
@@ -240,25 +240,18 @@ def build(
 def methods() -> None:
     """List every registered method, localizer, guard, data source, OOD retain source, model source, executor
     and generator."""
-    from knowundo_bench.harness.plugin_manager import get_plugins
+    from knowundo_bench.plugin.kinds import KINDS
+    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.plugin.registry import MethodInfo
 
     with reported():
         plugins = get_plugins()
     console = Console()
-    for title, registry in (
-        ("Methods", plugins.methods),
-        ("Localizers", plugins.localizers),
-        ("Guards (guard: in a method entry)", plugins.guards),
-        ("Data sources", plugins.data_sources),
-        ("OOD retain sources (ood_retain.source)", plugins.ood_sources),
-        ("Model sources", plugins.model_sources),
-        ("Executors (execution.executor)", plugins.executors),
-        ("Generators (generator.name in a build spec)", plugins.generators),
-    ):
-        table = Table(title=title, show_lines=False, title_justify="left")
+    for kind in KINDS:
+        table = Table(title=kind.title, show_lines=False, title_justify="left")
         for column in ("name", "description", "parameters (defaults)", "origin"):
             table.add_column(column, overflow="fold")
-        for name, (info, plugin) in registry.entries.items():
+        for name, (info, plugin) in plugins.registries[kind.attribute].entries.items():
             fields = ", ".join(
                 f"{field} (required)" if spec.is_required() else f"{field}={spec.default!r}"
                 for field, spec in info.params.model_fields.items()
@@ -279,7 +272,7 @@ class View(str, Enum):
 
 def warn_skipped_records(results_dir: Path) -> None:
     """Say on stderr which result files were left out because they break the schema."""
-    from knowundo_bench.harness.records.files import schema_problems
+    from knowundo_bench.records.files import schema_problems
 
     for problem in schema_problems(results_dir):
         sys.stderr.write(f"warning: skipped {problem}\n")
@@ -321,10 +314,10 @@ def compare(
     difference in Avg Success (second minus first) with its 95% interval (md and json)."""
     import json
 
-    from knowundo_bench.harness.records.files import json_safe
     from knowundo_bench.leaderboard import leaderboard_rows, render
     from knowundo_bench.leaderboard.aggregate import method_differences
     from knowundo_bench.leaderboard.export import differences_markdown
+    from knowundo_bench.records.files import json_safe
 
     with reported():
         if len(results_dirs) < 2:

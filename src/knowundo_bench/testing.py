@@ -23,11 +23,13 @@ from typing import Any
 
 import torch
 
-from knowundo_bench.harness.plugin_manager import Plugins, make_plugin_manager
-from knowundo_bench.harness.progress import ProgressBoard
-from knowundo_bench.harness.records.schema import Metrics, ResultRecord
-from knowundo_bench.harness.runner import Runner, RunOutcome
-from knowundo_bench.harness.specs import parse_spec
+from knowundo_bench.core.progress import ProgressBoard
+from knowundo_bench.plugin.manager import Plugins, make_plugin_manager
+from knowundo_bench.records.schema import Metrics, ResultRecord
+from knowundo_bench.run.resolution import parse_spec
+from knowundo_bench.run.runner import Runner
+from knowundo_bench.run.suite import RunOutcome
+from knowundo_bench.run.unit import run_method
 
 __all__ = [
     "TINY_SPEC",
@@ -107,21 +109,19 @@ def unlearn_once(method: str | dict[str, Any], *plugins: object, workdir: Path) 
     resolved = parse_spec(spec, registered)
     (resolved_method,) = resolved.methods
     with ProgressBoard(console=None, enabled=False) as board:
-        runner = Runner(resolved, registered, workdir / "results", board)
-        benchmark = runner.load_inputs()
-        runner.reusable_units(benchmark)
-        vanilla = runner.prepare_model(benchmark, {}, RunOutcome(workdir / "results"))
-        assert runner.encoder is not None and runner.vanilla_metrics is not None
-        model = vanilla.bundle.model
+        suite = Runner(resolved, registered, workdir / "results", board).prepare()
+        start = suite.start(suite.units[0])
+        assert start.metrics is not None
+        model = start.vanilla.bundle.model
         before = {name: p.detach().clone() for name, p in model.named_parameters()}
         requires_grad = {name for name, p in model.named_parameters() if p.requires_grad}
-        fields = runner.run_method(resolved_method, vanilla, runner.encoder, benchmark)
+        result = run_method(suite.bench, start, resolved_method)
         after = {name: p.detach().clone() for name, p in model.named_parameters()}
-    record = ResultRecord(method=resolved_method.label, **fields)
-    localization = runner.last_localization
+    record = ResultRecord(method=resolved_method.label, **result.record_fields())
+    localization = result.localization
     selected = set(localization.selected) if localization is not None else set(before)
     row_masks = {name: mask.cpu() for name, mask in localization.row_masks.items()} if localization else {}
-    return UnlearnTrial(record, runner.vanilla_metrics, before, after, selected & requires_grad, row_masks)
+    return UnlearnTrial(record, start.metrics, before, after, selected & requires_grad, row_masks)
 
 
 def assert_confined_updates(trial: UnlearnTrial, *, every_trainable: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""Leaderboard: aggregate result records and export them (markdown, CSV, JSON)."""
+"""The read side: result records aggregated over seeds with intervals, exported (markdown, CSV,
+JSON), plotted and sampled. Imports only records and core; never torch or the engine."""
 
 from knowundo_bench.leaderboard.aggregate import leaderboard_rows, load_records
 from knowundo_bench.leaderboard.export import render

@@ -12,10 +12,7 @@ from typing import Any
 
 import numpy
 
-from knowundo_bench.harness.efficiency import CPU_MEMORY, CPU_RSS_NOISE_FLOOR_GB, memory_kind
-from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.records.index import indexed_records
-from knowundo_bench.harness.records.schema import Metrics, ResultRecord, TrainingSummary
+from knowundo_bench.core.errors import InputError
 from knowundo_bench.leaderboard.stats import (
     PairScores,
     geometric_interval,
@@ -23,6 +20,9 @@ from knowundo_bench.leaderboard.stats import (
     t_interval,
     unpaired_difference,
 )
+from knowundo_bench.records.index import indexed_records
+from knowundo_bench.records.memory import CPU_MEMORY, CPU_RSS_NOISE_FLOOR_GB, memory_kind
+from knowundo_bench.records.schema import Metrics, ResultRecord, TrainingSummary
 
 ROW_KEYS = (
     "method",

@@ -13,10 +13,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from knowundo_bench.harness.efficiency import CPU_MEMORY, CPU_RSS_NOISE_FLOOR_GB, CUDA_MEMORY
-from knowundo_bench.harness.records.files import json_safe
 from knowundo_bench.leaderboard.aggregate import BELOW_NOISE_FLOOR, DIFFERENT_MEMORY_KIND, row_keys
 from knowundo_bench.leaderboard.stats import BOOTSTRAP_NOTE, INTERVAL_NOTE
+from knowundo_bench.records.files import json_safe
+from knowundo_bench.records.memory import CPU_MEMORY, CPU_RSS_NOISE_FLOOR_GB, CUDA_MEMORY
 
 PPL_CEILING = 1e10
 Column = tuple[str, str, Callable[[Any], str]]  # title, row key, formatter

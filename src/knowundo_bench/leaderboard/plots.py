@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from knowundo_bench.harness.records.atomic import atomic_write_bytes
-from knowundo_bench.harness.records.schema import ResultRecord
 from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, leaderboard_rows, load_records, prefix_keys
 from knowundo_bench.leaderboard.stats import geometric_interval, t_interval
+from knowundo_bench.records.atomic import atomic_write_bytes
+from knowundo_bench.records.schema import ResultRecord
 
 SUCCESS_BARS = (
     ("unlearn_success", "Unlearn Succ. ↑"),

@@ -11,10 +11,10 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from knowundo_bench.harness.errors import InputError
-from knowundo_bench.harness.records.files import load_record
-from knowundo_bench.harness.records.schema import number
-from knowundo_bench.harness.runner import SAMPLES_DIR
+from knowundo_bench.core.errors import InputError
+from knowundo_bench.records.files import load_record
+from knowundo_bench.records.layout import SAMPLES_DIR
+from knowundo_bench.records.schema import number
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:

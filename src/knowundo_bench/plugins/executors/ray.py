@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,6 @@ from knowundo_bench.api import (
     UnitResult,
     describe,
     hookimpl,
-    run_in_worker,
 )
 
 # Environment the workers need as the driver has it (auto-started workers inherit it anyway):
@@ -67,14 +67,16 @@ def _forwarded_env() -> dict[str, str]:
     }
 
 
-def run_marked(payload: SuitePayload, labels: list[str], threads: int, *after: Any) -> list[UnitResult]:
-    """``run_in_worker`` with a marker in the output directory while the unit runs, from
+def run_marked(
+    worker: Callable[..., list[UnitResult]], payload: SuitePayload, labels: list[str], threads: int, *after: Any
+) -> list[UnitResult]:
+    """The suite's ``worker`` with a marker in the output directory while the unit runs, from
     which the driver counts the running units (Ray's task states need its dashboard)."""
     marker = Path(payload.output_dir) / RUNNING / f"{labels[0]}.{os.getpid()}"
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     try:
-        return run_in_worker(payload, labels, threads, *after)
+        return worker(payload, labels, threads, *after)
     finally:
         marker.unlink(missing_ok=True)
 
@@ -176,11 +178,11 @@ def execute(params: RayParams, suite: Suite) -> None:
         vanilla_refs: dict[str, Any] = {}
         for unit in suite.pending:
             if unit.method is None:
-                vanilla_refs[unit.label] = task.remote(payload, [unit.label], threads)
+                vanilla_refs[unit.label] = task.remote(suite.worker, payload, [unit.label], threads)
                 submitted[vanilla_refs[unit.label]] = unit
         for unit in longest_first([u for u in suite.pending if u.method is not None]):
             after = [vanilla_refs[unit.vanilla]] if unit.vanilla in vanilla_refs else []
-            submitted[task.remote(payload, [unit.label], threads, *after)] = unit
+            submitted[task.remote(suite.worker, payload, [unit.label], threads, *after)] = unit
         wait_for(submitted, suite)
     finally:
         if started_here:

@@ -1,0 +1,73 @@
+"""The ``eval`` section of a spec: batch size, ROUGE-L, prompt prefixes (Finding 2),
+curves, samples, and the general tasks run through lm-evaluation-harness."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, field_validator, model_validator
+
+TaskName = Literal["mmlu", "arc_challenge", "truthfulqa_mc2", "social_iqa", "race"]
+TASKS: tuple[TaskName, ...] = ("mmlu", "arc_challenge", "truthfulqa_mc2", "social_iqa", "race")
+
+
+class GeneralSpec(BaseModel):
+    """``eval.general``: which general tasks to run on every model, and how much of each."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    tasks: list[TaskName] = Field(default_factory=lambda: list(TASKS), min_length=1)
+    limit: int | None = Field(None, ge=1, description="documents per task (per MMLU subject)")
+    num_fewshot: int | None = Field(None, ge=0, description="default: each task's own (0 for all five)")
+    batch_size: int = Field(8, ge=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique(cls, tasks: list[str]) -> list[str]:
+        if len(set(tasks)) != len(tasks):
+            raise ValueError("tasks listed twice")
+        return tasks
+
+
+# Finding 2 (Figure 5): the paper prepends "You are a helpful assistant..." to requests.
+HELPFUL_ASSISTANT = "You are a helpful assistant."
+PREFIX_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class EvalSpec(BaseModel):
+    """``eval`` section of a spec."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    batch_size: int = Field(32, ge=1)
+    rouge: bool = True
+    max_new_tokens: int = Field(64, ge=1, le=1024)
+    prompt_prefixes: dict[str, str] = Field(
+        default_factory=lambda: {"helpful_assistant": HELPFUL_ASSISTANT},
+        description="name -> system prompt; the scope metrics are re-run with each ({} for none)",
+    )
+    every_n_steps: int | None = Field(None, ge=1, description="scope metrics every N optimizer steps (curves)")
+    log_samples: bool = Field(
+        False, description="write samples/<unit>.jsonl: each val question's generation, token accuracy and NLL"
+    )
+    general: GeneralSpec | None = Field(None, description="general tasks through lm-evaluation-harness")
+    general_data_dir: DirectoryPath | None = Field(
+        None, description="offline general tasks: JSON Lines in hub schemas (relative: to the spec's folder)"
+    )
+
+    @field_validator("prompt_prefixes")
+    @classmethod
+    def _prefix_names(cls, prefixes: dict[str, str]) -> dict[str, str]:
+        for name, text in prefixes.items():
+            if not PREFIX_NAME.match(name):
+                raise ValueError(f"prefix name {name!r}: use letters, digits and '_' (it names columns)")
+            if not text.strip():
+                raise ValueError(f"prefix {name!r} is empty")
+        return prefixes
+
+    @model_validator(mode="after")
+    def _data_dir_needs_general(self) -> EvalSpec:
+        if self.general_data_dir is not None and self.general is None:
+            raise ValueError("general_data_dir is set but general is not (add general: {} to run the tasks)")
+        return self

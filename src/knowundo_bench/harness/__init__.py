@@ -1,1 +1,0 @@
-"""Core harness: hookspecs, plugin manager, specs, data, models, training, metrics, runner."""

@@ -1,1 +1,0 @@
-"""Offline twins of lm-eval's built-in general tasks (YAML configs and their helpers)."""

@@ -1,0 +1,206 @@
+"""The typed result record: what the runner writes for each unit of work (the vanilla
+model, each method) and what the leaderboard, the plots and the index read back.
+
+Every part allows extra fields, so that a record a newer version (or a plugin's
+localizer details) wrote survives a round trip. Records of schema 1 (knowundo-bench
+0.1.0, with ``"schema": 1`` and no ``schema_version``) load as they are: version 2
+renamed the version field and made the record typed, without changing its fields.
+Numbers that JSON cannot hold (a diverged perplexity) are the strings "inf", "-inf"
+and "nan" in the file and floats here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+RECORD_KIND: Final = "knowundo-bench/result"
+SCHEMA_VERSION = 3  # 3: identity, unit, per-pair accuracies, vanilla target (all optional: 2 loads)
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+Status = Literal["ok", "nonfinite", "failed"]
+FINISHED: tuple[Status, ...] = ("ok", "nonfinite")  # statuses a rerun keeps; "failed" is retried
+
+
+def number(value: Any) -> float | None:
+    """A metric value read back from JSON: float, non-finite strings restored, or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _NON_FINITE.get(value)
+    return float(value)
+
+
+Number = Annotated[float | None, BeforeValidator(number)]
+
+
+class RecordPart(BaseModel):
+    """Base of every part of a record: unknown fields are kept, not rejected."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ScopeMetrics(RecordPart):
+    """One scope's metrics (Section 4.1): success, perplexity (per-example mean, and
+    token-pooled as ``ppl_token``) and ROUGE-L, all in the direction of the scope."""
+
+    success: Number = None
+    ppl: Number = None
+    rouge_l: Number = None
+    ppl_token: Number = None
+    refusal_rate: Number = None  # behind a guard: percent of the requests refused (ppl: over the others)
+
+
+class PrefixedMetrics(RecordPart):
+    """The scope metrics again under one system prompt (Finding 2)."""
+
+    system_prompt: str = ""
+    unlearn: ScopeMetrics = Field(default_factory=ScopeMetrics)
+    retention: ScopeMetrics = Field(default_factory=ScopeMetrics)
+    avg_success: Number = None
+
+
+class Metrics(RecordPart):
+    """Unlearn and Retention Scope metrics, their average success, the raw accuracies
+    they come from, the prompt-prefix readings and the general tasks."""
+
+    unlearn: ScopeMetrics = Field(default_factory=ScopeMetrics)
+    retention: ScopeMetrics = Field(default_factory=ScopeMetrics)
+    avg_success: Number = None
+    raw: dict[str, Any] | None = None
+    prompt_prefixes: dict[str, PrefixedMetrics] = Field(default_factory=dict)
+    general: dict[str, Number] | None = None
+
+
+class TrainingSummary(RecordPart):
+    """Time, memory and loss per optimizer step (Table 5; see knowundo_bench.train.efficiency)."""
+
+    steps: int = 0
+    epochs_run: int = 0
+    sec_per_step: Number = None
+    sec_per_step_p90: Number = None
+    peak_mem_gb: Number = None
+    tokens_per_sec: Number = None
+    mfu: Number = None
+    memory_kind: str | None = None
+    device: str | None = None
+    final_loss: Number = None
+    step_seconds: list[float] = Field(default_factory=list)
+    step_peak_mem_gb: list[float] = Field(default_factory=list)
+    step_tokens: list[int] = Field(default_factory=list)
+    step_losses: list[Number] = Field(default_factory=list)
+
+
+class CurvePoint(RecordPart):
+    """Scope metrics after ``step`` optimizer steps (Figure 4)."""
+
+    step: int
+    unlearn_success: Number = None
+    retention_success: Number = None
+    unlearn_ppl: Number = None
+    retention_ppl: Number = None
+
+
+class LocalizerRecord(RecordPart):
+    """The localizer a method ran with: its parameters, the selected tensors and the
+    details it chose to record (extra fields)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    selected: list[str] = Field(default_factory=list)
+
+
+class GuardRecord(RecordPart):
+    """The guard in front of the model: its parameters, its own accuracy per scope on the
+    val requests (unlearn: refused; retention: answered), plain and under each prompt
+    prefix, and the details it recorded when fitted (extra fields)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    accuracy: dict[str, float] = Field(default_factory=dict)
+    prefixed_accuracy: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class VanillaRecord(RecordPart):
+    """Where the vanilla model came from (cache key and folder), how it was trained, and
+    whether it reached ``vanilla.target_accuracy`` (None: no target set)."""
+
+    key: str
+    path: str
+    reused: bool = False
+    training: dict[str, Any] | None = None
+    seed: int | None = None
+    target_accuracy: float | None = None
+    accuracy: float | None = None  # final teacher-forced accuracy on every pair
+    target_met: bool | None = None
+
+
+class RunIdentity(RecordPart):
+    """What a unit's numbers came from: enough to tell two runs apart and to trace one."""
+
+    spec_name: str
+    spec_hash: str  # the resolved spec, without output_dir, cache_dir and threads
+    data_source: str
+    data_hash: str  # the benchmark's QA pairs
+    model: str  # source, and the model's name or file where it has one
+    seed: int  # this unit's run seed (one of `seeds`, or `seed`)
+    harness_version: str
+    method_plugin: str | None = None  # "distribution version" of the plugin providing the method
+    localizer_plugin: str | None = None
+    git_commit: str | None = None  # of the harness checkout, "+dirty" with local changes
+
+
+class PromptRecord(RecordPart):
+    format: str
+    chat_template: bool = False
+    max_length: int | None = None
+
+
+class ResultRecord(RecordPart):
+    """One unit of work's result (``<label>.json`` in the results directory)."""
+
+    kind: Literal["knowundo-bench/result"] = RECORD_KIND
+    schema_version: int = SCHEMA_VERSION
+    run: str | None = None
+    method: str  # the method's label ("vanilla" for the vanilla model)
+    unit: str | None = None  # the record's file name: the label, or "<label>@<seed>" with `seeds`
+    order: int = 10**9  # position in the spec (vanilla 0); sorts the leaderboard
+    identity: RunIdentity | None = None
+    seed: int | None = None
+    spec: dict[str, Any] | None = None
+    overrides: list[str] = Field(default_factory=list)  # the run's --set KEY=VALUE, as given
+    versions: dict[str, str] = Field(default_factory=dict)
+    finished_at: str | None = None
+    status: Status = "ok"
+    numerical_faults: list[str] = Field(default_factory=list)
+    method_name: str | None = None
+    ablation_of: str | None = None
+    method_seed: int | None = None
+    retain_data: str | None = None
+    params: dict[str, Any] | None = None
+    localizer: LocalizerRecord | None = None
+    guard: GuardRecord | None = None
+    training: TrainingSummary | None = None
+    metrics: Metrics | None = None
+    curve: list[CurvePoint] | None = None
+    unit_key: str | None = None
+    vanilla: VanillaRecord | None = None
+    prompt: PromptRecord | None = None
+    wall_seconds: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def upgrade(cls, data: Any) -> Any:
+        """Schema 1 (``"schema": 1``) holds the same fields under an older version key."""
+        if isinstance(data, dict) and "schema_version" not in data and "schema" in data:
+            data = {key: value for key, value in data.items() if key != "schema"}
+            data["schema_version"] = 1
+        return data
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED

@@ -1,0 +1,202 @@
+"""The units of a run that still have to run, as an executor plugin receives them
+(:class:`~knowundo_bench.plugin.execution.Suite`): run here, per vanilla model, each unit
+from the same vanilla weights and each writing its own record; or noted as finished or
+failed when an executor ran them elsewhere."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from knowundo_bench.core.progress import ProgressBoard
+from knowundo_bench.evaluate.report import Evaluator
+from knowundo_bench.modeling.devices import ModelSnapshot
+from knowundo_bench.plugin.execution import PendingUnit, SuitePayload, UnitResult
+from knowundo_bench.records.files import load_record, write_record
+from knowundo_bench.records.layout import record_path
+from knowundo_bench.records.schema import PromptRecord, ResultRecord
+from knowundo_bench.run.identity import Provenance
+from knowundo_bench.run.machine import Machine
+from knowundo_bench.run.plan import Unit, started_from, vanilla_units
+from knowundo_bench.run.unit import MethodResult, Start, Workbench, run_method
+from knowundo_bench.run.vanilla import build_encoder, cache_root, prepare_vanilla, vanilla_record
+from knowundo_bench.train import distributed
+
+
+@dataclass
+class RunOutcome:
+    output_dir: Path
+    records: dict[str, Path] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)  # finished units a previous run left
+    vanilla_reused: bool = False
+    target_missed: list[str] = field(default_factory=list)  # vanilla units below vanilla.target_accuracy
+
+
+@dataclass
+class UnitSuite:
+    """A run's units with their keys and the records an earlier run finished (``done``);
+    :attr:`pending` is what is left to run."""
+
+    bench: Workbench
+    provenance: Provenance
+    units: list[Unit]
+    keys: dict[str, str]
+    done: dict[str, ResultRecord]
+    pending: list[PendingUnit]
+    output_dir: Path
+    outcome: RunOutcome
+    worker: Callable[..., list[UnitResult]]  # what a worker process runs: worker(payload, labels, threads, *after)
+    machine: Machine  # the device and model factory units run with here
+
+    @property
+    def board(self) -> ProgressBoard:
+        """Where executors show progress and log."""
+        return self.bench.board
+
+    @property
+    def payload(self) -> SuitePayload:
+        resolved = self.bench.resolved
+        return SuitePayload(
+            spec=resolved.echo(),
+            source=str(resolved.path or "spec"),
+            overrides=resolved.overrides,
+            output_dir=str(self.output_dir.absolute()),  # workers may start in another directory
+            cache_dir=str(cache_root(resolved).absolute()),
+        )
+
+    def write(self, unit: Unit, **fields: object) -> Path:
+        """``unit``'s record, written by the main process only (the path either way)."""
+        if not self.bench.main:
+            return record_path(self.output_dir, unit.label)
+        return write_record(self.output_dir, unit.label, self.provenance.record(unit, **fields))
+
+    def run_here(self, labels: Sequence[str]) -> list[UnitResult]:
+        """Run these units in this process: per vanilla model (trained or loaded once),
+        its units in spec order, each from the same vanilla weights."""
+        wanted, results = set(labels), []
+        for vanilla_unit in vanilla_units(self.units):
+            group = [unit for unit in started_from(self.units, vanilla_unit) if unit.label in wanted]
+            if vanilla_unit.label not in wanted and not group:
+                continue
+            started = time.perf_counter()
+            start = self.start(vanilla_unit)
+            distributed.barrier()
+            if vanilla_unit.label in wanted:
+                results.append(UnitResult(vanilla_unit.label, "ok", time.perf_counter() - started))
+            model = start.vanilla.bundle.model
+            snapshot = ModelSnapshot(model)
+            for unit in group:
+                results.append(self.run_unit(unit, start))
+                snapshot.restore(model)
+                distributed.barrier()  # the other processes wait while the main one evaluates
+        return results
+
+    def start(self, unit: Unit) -> Start:
+        """A vanilla model (cached or trained), its evaluator, and its record (or its
+        metrics from a reusable one)."""
+        bench = self.bench
+        resolved, board = bench.resolved, bench.board
+        device, factory = self.machine.device, self.machine.factory
+        started = time.perf_counter()
+        benchmark = bench.inputs.benchmark
+        vanilla = prepare_vanilla(resolved, factory, benchmark, device, board, unit.vanilla_seed)
+        self.outcome.vanilla_reused = vanilla.reused
+        board.log(f"vanilla model {'reused from cache' if vanilla.reused else 'trained and cached'}: {vanilla.path}")
+        if vanilla.target_met is False:
+            board.log(
+                f"{unit.label} model missed its target accuracy: {vanilla.accuracy:.2f}% < "
+                f"{resolved.spec.vanilla.target_accuracy}% (raise vanilla.epochs or lr; results below start from it)",
+                style="yellow",
+            )
+        encoder = build_encoder(resolved, vanilla.bundle.tokenizer)
+        eval_spec = resolved.spec.eval
+        evaluator = Evaluator(
+            spec=eval_spec,
+            benchmark=benchmark,
+            encoder=encoder,
+            prefixed={
+                name: encoder.with_prefix(system_prompt=text) for name, text in eval_spec.prompt_prefixes.items()
+            },
+            board=board,
+            results_dir=self.output_dir,
+            seed=resolved.spec.seed,
+        )
+        reused = self.done.get(unit.label)
+        if reused is not None and reused.metrics is not None:
+            return Start(vanilla, evaluator, reused.metrics)
+        if not bench.main:
+            return Start(vanilla, evaluator, None)
+        metrics = evaluator.metrics(unit.label, vanilla.bundle.model)
+        self.outcome.records[unit.label] = self.write(
+            unit,
+            method_name="vanilla",
+            status="ok",
+            unit_key=self.keys[unit.label],
+            metrics=metrics,
+            vanilla=vanilla_record(vanilla, resolved),
+            prompt=PromptRecord(
+                format=encoder.prompt_format, chat_template=encoder.uses_chat_template, max_length=encoder.max_length
+            ),
+            wall_seconds=time.perf_counter() - started,
+        )
+        return Start(vanilla, evaluator, metrics)
+
+    def run_unit(self, unit: Unit, start: Start) -> UnitResult:
+        """One method unit from the vanilla weights, its record written whatever happens."""
+        assert unit.method is not None
+        board = self.bench.board
+        started = time.perf_counter()
+        try:
+            result = run_method(self.bench, start, unit.method, unit.run_seed, unit.label)
+        except Exception as error:  # one failing method must not lose the others
+            if distributed.world_size() > 1:
+                raise  # the other processes may be inside a collective: stop them all (rerunning resumes)
+            board.log(f"method {unit.label} failed: {type(error).__name__}: {error}", style="red")
+            result = MethodResult(
+                "failed",
+                unit.method.info.name,
+                error=f"{type(error).__name__}: {error}",
+                traceback=traceback.format_exc(),
+            )
+        if result.status == "nonfinite":
+            board.log(f"method {unit.label}: {'; '.join(result.numerical_faults)}", style="yellow")
+        seconds = time.perf_counter() - started
+        self.outcome.records[unit.label] = self.write(
+            unit,
+            **result.record_fields(),
+            unit_key=self.keys[unit.label],
+            vanilla=vanilla_record(start.vanilla, self.bench.resolved),
+            wall_seconds=seconds,
+        )
+        outcome = UnitResult(unit.label, result.status, seconds, result.error)
+        if outcome.status == "failed":
+            self.outcome.failed.append(unit.label)
+        return outcome
+
+    def finished(self, result: UnitResult) -> None:
+        """A unit that ran elsewhere: its record is on disk."""
+        self.outcome.records[result.label] = record_path(self.output_dir, result.label)
+        if result.status == "failed" and result.label not in self.outcome.failed:
+            self.outcome.failed.append(result.label)
+
+    def record_failure(self, label: str, error: str) -> None:
+        """A ``failed`` record for a unit whose worker died more often than it may retry
+        (unless the unit's finished record made it to disk before its worker died)."""
+        unit = next(unit for unit in self.units if unit.label == label)
+        written = load_record(record_path(self.output_dir, label))
+        if written is not None and written.finished and written.unit_key == self.keys.get(label):
+            self.finished(UnitResult(label, written.status, written.wall_seconds or 0.0))
+            return
+        self.outcome.records[label] = self.write(
+            unit,
+            method_name="vanilla" if unit.method is None else unit.method.info.name,
+            status="failed",
+            error=error,
+            unit_key=self.keys.get(label),
+        )
+        if label not in self.outcome.failed:
+            self.outcome.failed.append(label)

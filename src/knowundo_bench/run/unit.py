@@ -1,0 +1,227 @@
+"""One method unit, from the vanilla weights: a guard fitted (if the method has one),
+the localizer's selection, the method's ``unlearn`` hook, then the model evaluated, its
+curve finished and the training summarised into the fields of the unit's record."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+
+from knowundo_bench.core.progress import ProgressBoard
+from knowundo_bench.evaluate.curves import CurveRecorder
+from knowundo_bench.evaluate.guarding import Guard, GuardContext
+from knowundo_bench.evaluate.report import Evaluator, guard_record
+from knowundo_bench.evaluate.scopes import NamedGuard
+from knowundo_bench.plugin.manager import Plugins
+from knowundo_bench.records.schema import (
+    CurvePoint,
+    GuardRecord,
+    LocalizerRecord,
+    Metrics,
+    Status,
+    TrainingSummary,
+)
+from knowundo_bench.run.identity import method_seed
+from knowundo_bench.run.inputs import RunInputs
+from knowundo_bench.run.resolution import ResolvedMethod, ResolvedSpec
+from knowundo_bench.run.vanilla import VanillaModel
+from knowundo_bench.train.context import UnlearnContext
+from knowundo_bench.train.efficiency import peak_flops
+from knowundo_bench.train.hook_types import Localization, LocalizerRun, MethodRun, TrainingReport
+from knowundo_bench.train.loop import seed_everything
+
+
+@dataclass(frozen=True)
+class Start:
+    """The vanilla model a group of units starts from, the evaluator bound to its
+    encoders, and its metrics (the curves' step 0; None on a process other than the main
+    one of a multi-process run, which does not evaluate)."""
+
+    vanilla: VanillaModel
+    evaluator: Evaluator
+    metrics: Metrics | None
+
+
+@dataclass(frozen=True)
+class Workbench:
+    """What every unit of a run shares: the resolved spec, the plugins, the loaded inputs,
+    the progress board, and whether this process is the one that evaluates and writes."""
+
+    resolved: ResolvedSpec
+    plugins: Plugins
+    inputs: RunInputs
+    board: ProgressBoard
+    main: bool = True
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """The fields of a method unit's record (see :class:`~knowundo_bench.records.schema.ResultRecord`),
+    and the localisation it trained under (the test kit checks updates against it)."""
+
+    status: Status
+    method_name: str
+    numerical_faults: list[str] = field(default_factory=list)
+    ablation_of: str | None = None
+    method_seed: int | None = None
+    retain_data: str | None = None
+    params: dict[str, Any] | None = None
+    localizer: LocalizerRecord | None = None
+    guard: GuardRecord | None = None
+    training: TrainingSummary | None = None
+    metrics: Metrics | None = None
+    curve: list[CurvePoint] | None = None
+    error: str | None = None
+    traceback: str | None = None
+    localization: Localization | None = None
+
+    def record_fields(self) -> dict[str, Any]:
+        return {item.name: getattr(self, item.name) for item in fields(self) if item.name != "localization"}
+
+
+def numerical_faults(losses: list[float], metrics: Metrics) -> list[str]:
+    """NaN/inf training losses and NaN metrics, in words (a diverged perplexity, inf, is
+    an expected outcome of gradient ascent and not listed)."""
+    faults = []
+    bad = [step + 1 for step, loss in enumerate(losses) if not math.isfinite(loss)]
+    if bad:
+        faults.append(f"non-finite training loss at {len(bad)} of {len(losses)} steps (first: step {bad[0]})")
+    for scope in ("unlearn", "retention"):
+        readings = getattr(metrics, scope).model_dump()
+        if readings.get("refusal_rate") == 100.0:  # a guard refused every request: no perplexity to read
+            readings = {k: v for k, v in readings.items() if not k.startswith("ppl")}
+        values = {k: v for k, v in readings.items() if isinstance(v, float) and math.isnan(v)}
+        if values:
+            faults.append(f"{scope} metrics are NaN: {', '.join(values)}")
+    return faults
+
+
+def fit_guard(
+    bench: Workbench, method: ResolvedMethod, model: torch.nn.Module, start: Start, seed: int
+) -> tuple[NamedGuard, GuardContext]:
+    """The method's guard fitted on the vanilla model, before unlearning, on RNG streams
+    of its own: the unlearning run stays its unguarded twin's."""
+    assert method.guard is not None
+    benchmark = bench.inputs.benchmark
+    context = GuardContext(
+        model=model, encoder=start.evaluator.encoder, forget=benchmark.forget, retain=benchmark.retain, seed=seed
+    )
+    python_state = random.getstate()
+    with bench.board.task(f"fit guard {method.guard.info.name}", 1) as reporter, torch.random.fork_rng():
+        fitted = method.guard.info.fit(method.guard.params, context)
+        reporter.advance(1)
+    random.setstate(python_state)
+    if not isinstance(fitted, Guard):
+        raise RuntimeError(f"guard {method.guard.info.name!r}: fit returned no guard (refusal, refuses)")
+    return NamedGuard(method.guard.info.name, fitted), context
+
+
+def localize(
+    bench: Workbench, method: ResolvedMethod, model: torch.nn.Module, context: UnlearnContext, seed: int
+) -> tuple[Localization, LocalizerRecord]:
+    """The localizer's selection, applied to ``context`` (the tensors and rows training may update)."""
+    assert method.localizer is not None
+    plugins = bench.plugins
+    localization: Localization = plugins.call_on(
+        method.localizer.plugin,
+        "localize",
+        plugins.localizers,
+        localizer=LocalizerRun(method.localizer.info.name, method.localizer.params, seed),
+        model=model,
+        forget=bench.inputs.benchmark.forget,
+        retain=bench.inputs.retain(method.info.retain),
+        context=context,
+    )
+    context.trainable = set(localization.selected)
+    context.row_masks = dict(localization.row_masks)
+    record = LocalizerRecord.model_validate(
+        {
+            "name": method.localizer.info.name,
+            "params": method.localizer.params.model_dump(mode="json"),
+            "selected": localization.selected,
+            **localization.details,
+        }
+    )
+    return localization, record
+
+
+def run_method(
+    bench: Workbench, start: Start, method: ResolvedMethod, run_seed: int | None = None, label: str | None = None
+) -> MethodResult:
+    """Localise (if asked), unlearn and evaluate one method on ``start``'s model, in place;
+    in a process other than the main one of a multi-process run, only its status."""
+    assert start.metrics is not None or not bench.main, "the vanilla model is evaluated first"
+    spec, evaluator, model = bench.resolved.spec, start.evaluator, start.vanilla.bundle.model
+    label = label or method.label
+    seed = method_seed(bench.resolved, method, run_seed)
+    seed_everything(seed)
+    every = spec.eval.every_n_steps
+    curve = None
+    if every is not None and bench.main:  # the main process evaluates
+        assert start.metrics is not None
+        curve = CurveRecorder(evaluator, model, start.metrics, every)
+    context = UnlearnContext(
+        encoder=evaluator.encoder,
+        seed=seed,
+        domain=spec.data.domain,
+        mixed_precision=spec.model.mixed_precision,
+        board=bench.board,
+        label=label,
+        after_step=None if curve is None else curve.after_step,
+        warmup_steps=spec.efficiency.warmup_steps,
+    )
+    guard = guard_context = None
+    if method.guard is not None and bench.main:  # fitted on the vanilla model, before unlearning
+        guard, guard_context = fit_guard(bench, method, model, start, seed)
+    localization = localizer = None
+    if method.localizer is not None:
+        localization, localizer = localize(bench, method, model, context, seed)
+    report: TrainingReport = bench.plugins.call_on(
+        method.plugin,
+        "unlearn",
+        bench.plugins.methods,
+        method=MethodRun(method.info.name, method.label, method.params, seed),
+        model=model,
+        forget=bench.inputs.benchmark.forget,
+        retain=bench.inputs.retain(method.info.retain),
+        context=context,
+    )
+    if not bench.main:
+        return MethodResult("ok", method.info.name, localization=localization)
+    metrics = evaluator.metrics(label, model, guard)
+    guarded = None
+    if method.guard is not None and guard_context is not None:
+        guarded = guard_record(
+            method.guard.info.name, method.guard.params.model_dump(mode="json"), metrics, guard_context.details
+        )
+    steps = len(report.step_seconds)
+    points = None if curve is None else curve.finish(steps, None if guard is not None else metrics)
+    faults = numerical_faults(report.step_losses, metrics)
+    training = TrainingSummary.model_validate(
+        {
+            **report.summary(peak_flops(next(model.parameters()).device, spec.efficiency)),
+            "step_seconds": report.step_seconds,
+            "step_peak_mem_gb": report.step_peak_mem_gb,
+            "step_tokens": report.step_tokens,
+            "step_losses": report.step_losses,
+        }
+    )
+    return MethodResult(
+        status="nonfinite" if faults else "ok",
+        numerical_faults=faults,
+        method_name=method.info.name,
+        ablation_of=method.ablation_of,
+        method_seed=seed,
+        retain_data=method.info.retain,
+        params=method.params.model_dump(mode="json"),
+        localizer=localizer,
+        guard=guarded,
+        training=training,
+        metrics=metrics,
+        curve=points,
+        localization=localization,
+    )
