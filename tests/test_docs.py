@@ -1,6 +1,7 @@
 """Documentation kept in step with the code: every hook's signature in docs/plugins.md
-(as datasette's test_docs does), the project files a contributor looks for, and the
-version written in one place."""
+(as datasette's test_docs does); every command, option, spec file, make target and YAML
+spec example that README.md or a page under docs/ names; the site's navigation; the
+project files a contributor looks for, and the version written in one place."""
 
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ def test_project_files_exist():
         "CHANGELOG.md",
         "CONTRIBUTING.md",
         "docs/plugins.md",
+        "mkdocs.yml",
         "src/knowundo_bench/py.typed",
         ".pre-commit-config.yaml",
     ):
@@ -101,6 +103,13 @@ def test_every_python_example_in_the_plugin_guide_compiles():
         compile(block, "docs/plugins.md", "exec")
 
 
+def test_every_python_example_of_the_readme_and_docs_compiles():
+    examples = [(page, block) for page, block in page_blocks("python") if not block.startswith("def ")]
+    assert {page for page, _ in examples} >= {"docs/plugins.md", "docs/example-plugin.md"}
+    for page, block in examples:
+        compile(block, page, "exec")
+
+
 def test_the_method_examples_of_the_plugin_guide_run_with_the_test_kit(tmp_path):
     """register_methods' and unlearn's examples, put in one module, pass the guide's tests."""
     import types
@@ -117,36 +126,80 @@ def test_the_method_examples_of_the_plugin_guide_run_with_the_test_kit(tmp_path)
 
 
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
+# The front page and every page of the site, by path from the project root: what one names is checked
+# wherever it moves.
+PAGES = {"README.md": README, "CONTRIBUTING.md": (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")} | {
+    page.relative_to(ROOT).as_posix(): page.read_text(encoding="utf-8") for page in sorted(DOCS.rglob("*.md"))
+}
+BUILD_ONLY_KEYS = {"domain", "instances", "categories", "generator", "prompts", "questions_per_category"}
+
+
+def fenced_blocks(language: str, text: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.M | re.S)
 
 
 def readme_blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.M | re.S)
+    return fenced_blocks(language, README)
 
 
-def test_every_command_line_of_the_readme_names_real_commands_and_options():
+def page_blocks(language: str) -> list[tuple[str, str]]:
+    """(page, block) for every ``language`` block of the README and the docs."""
+    return [(page, block) for page, text in PAGES.items() for block in fenced_blocks(language, text)]
+
+
+def paragraph_before(text: str, block: str) -> str:
+    return text[: text.index(block)].rsplit("\n\n", 2)[-2]
+
+
+def command_lines(text: str) -> list[str]:
+    """Every knowundo-bench command line of a page: bash lines (continuations joined; a
+    ``.venv/bin/knowundo-bench`` or an ``accelerate launch ... -m knowundo_bench`` line read from
+    the command on) and inline code spans that start with ``knowundo-bench ``."""
+    lines = []
+    for block in fenced_blocks("bash", text):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip().removeprefix(".venv/bin/")
+            if " -m knowundo_bench " in line:
+                line = "knowundo-bench " + line.split(" -m knowundo_bench ", 1)[1]
+            if line.startswith("knowundo-bench"):
+                lines.append(line)
+    spans = re.findall(r"(?<!`)`(knowundo-bench [^`]+)`(?!`)", text)
+    return lines + [" ".join(span.split()) for span in spans]
+
+
+def test_every_command_line_of_the_readme_and_docs_names_real_commands_and_options():
     import typer.main
 
     from knowundo_bench.cli import app
 
     group = typer.main.get_command(app)
     top_options = {opt for param in group.params for opt in param.opts}
-    lines = [
+    listed = [
         line for block in readme_blocks("bash") for line in block.splitlines() if line.startswith("knowundo-bench")
     ]
-    assert len(lines) >= 6
-    for line in lines:
+    assert len(listed) >= 6
+    lines = [(page, line) for page, text in PAGES.items() for line in command_lines(text)]
+    assert len(lines) >= 30
+    named = set()
+    for page, line in lines:
         words = line.split("#")[0].replace("[", " ").replace("]", " ").split()[1:]
         while words and words[0] in top_options:
             words.pop(0)
+        if not words or words[0] == "COMMAND":  # `knowundo-bench --version`, `knowundo-bench --debug COMMAND ...`
+            continue
         command = group.commands.get(words[0])  # type: ignore[attr-defined]
-        assert command is not None, line
+        assert command is not None, (page, line)
+        named.add(words[0])
         options = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
         for word in words[1:]:
             if word.startswith("--"):
-                assert word.split("=")[0] in options, (line, word)
+                assert word.split("=")[0] in options, (page, line, word)
+    # the front page's list has every command, and the pages use them all
+    assert {line.split()[1] for line in listed} == set(group.commands) == named  # type: ignore[attr-defined]
 
 
-def test_the_readme_spec_examples_validate_and_say_what_they_need():
+def test_the_spec_examples_of_the_readme_and_docs_validate_and_say_what_they_need():
     import yaml
 
     from knowundo_bench.config.evaluation import EvalSpec
@@ -154,47 +207,176 @@ def test_the_readme_spec_examples_validate_and_say_what_they_need():
     from knowundo_bench.plugin.manager import get_plugins
     from knowundo_bench.run.resolution import parse_spec
 
-    [suite] = [block for block in readme_blocks("yaml") if block.startswith("name: my-suite")]
-    # saved in the project root, as the README says
+    examples = page_blocks("yaml")
+    [(page, suite)] = [(page, block) for page, block in examples if block.startswith("name: my-suite")]
+    # saved in the project root, as the page says
     resolved = parse_spec(yaml.safe_load(suite), get_plugins(), base=ROOT)
     assert resolved.spec.model.device == "cuda" and resolved.spec.model.source == "hf"
-    before = README[: README.index(suite)].rsplit("\n\n", 2)[-2]  # the paragraph before the block
+    before = paragraph_before(PAGES[page], suite)  # the paragraph before the block
     assert "needs the hub" in before and "GPU" in before  # what it needs is said where it is shown
-    [evaluation] = [block for block in readme_blocks("yaml") if block.startswith("eval:")]
+    [(_, evaluation)] = [(page, block) for page, block in examples if block.startswith("eval:")]
     EvalSpec.model_validate(anchor_paths(EvalSpec, yaml.safe_load(evaluation)["eval"], ROOT))
 
+    # The front page's spec is the quick start's, as it says.
+    [front] = readme_blocks("yaml")
+    quickstart = ROOT / "benchmark_specs" / "quickstart.yaml"
+    assert "`benchmark_specs/quickstart.yaml`" in paragraph_before(README, front)
+    assert yaml.safe_load(front) == yaml.safe_load(quickstart.read_text())
+    parse_spec(yaml.safe_load(front), get_plugins(), base=quickstart.parent)
 
-def test_the_specs_and_make_targets_the_readme_names_exist_and_load():
+    # Every other run-spec example, or part of one, validates; a GPU or the hub is said before it.
+    run_examples = [(page, block) for page, block in examples if not BUILD_ONLY_KEYS & set(yaml.safe_load(block))]
+    assert len(run_examples) >= 4
+    for page, block in run_examples:
+        raw = yaml.safe_load(block)
+        resolved = parse_spec(raw if "name" in raw else {"name": "docs-example", **raw}, get_plugins(), base=ROOT)
+        before = paragraph_before(PAGES[page], block)
+        if resolved.spec.model.device.startswith("cuda"):
+            assert "GPU" in before, (page, block)
+        if resolved.spec.model.source == "hf" or resolved.spec.data.source == "hub":
+            assert "hub" in before, (page, block)
+
+
+def test_the_specs_and_make_targets_the_readme_and_docs_name_exist_and_load():
     from knowundo_bench.plugin.manager import get_plugins
     from knowundo_bench.run.resolution import load_spec
 
-    specs = set(re.findall(r"benchmark_specs/([\w.-]+\.yaml)", README))
+    text = "\n".join(PAGES.values())
+    specs = set(re.findall(r"benchmark_specs/([\w.-]+\.yaml)", text))
     assert {"quickstart.yaml", "privacy-local.yaml", "general-offline.yaml"} <= specs
+    specs |= set(re.findall(r"`([\w-]+\.yaml)`", text))  # a shipped spec named without its folder
     from knowundo_bench.build.spec import load_build_spec
 
     assert "build-privacy.yaml" in specs
     for name in sorted(specs):
         loader = load_build_spec if name.startswith("build-") else load_spec
         loader(ROOT / "benchmark_specs" / name, get_plugins())  # paths found, every field valid
-    targets = set(re.findall(r"^([a-z]+):", (ROOT / "Makefile").read_text(), flags=re.M))
-    for target in set(re.findall(r"`make (\w+)`", README)):
+    targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), flags=re.M))
+    named = set(re.findall(r"`make ([\w-]+)`", text))
+    named |= {
+        line.split()[1] for _, block in page_blocks("bash") for line in block.splitlines() if line.startswith("make ")
+    }
+    assert {"run", "test", "setup", "bench"} <= named
+    for target in named:
         assert target in targets, target
 
 
-def test_the_readme_build_spec_example_validates(tmp_path, monkeypatch):
+def test_the_build_spec_examples_of_the_docs_validate(tmp_path, monkeypatch):
     import yaml
 
     from knowundo_bench.build.spec import parse_build_spec
     from knowundo_bench.plugin.manager import get_plugins
 
-    [example] = [block for block in readme_blocks("yaml") if block.startswith("name: my-customers")]
-    raw = yaml.safe_load(example)
+    examples = [block for _, block in page_blocks("yaml") if BUILD_ONLY_KEYS & set(yaml.safe_load(block))]
+    [example] = [block for block in examples if block.startswith("name: my-customers")]
     (tmp_path / "customers.csv").write_text("name,phone\nAda Quill,+1 555 0100\n")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    raw["prompts"] = {"privacy_qa": "{name}: {attributes} ({total} pairs)"}  # the example elides it
-    resolved = parse_build_spec(raw, get_plugins(), base=tmp_path)
-    assert [c.name for c in resolved.categories] == ["Name", "Phone"] and resolved.generator.name == "openai"
-    assert resolved.instances == ({"name": "Ada Quill", "phone": "+1 555 0100"},)
+    for block in examples:
+        raw = yaml.safe_load(block)
+        if raw.get("prompts", {}).get("privacy_qa") == "...":
+            raw["prompts"] = {"privacy_qa": "{name}: {attributes} ({total} pairs)"}  # the example elides it
+        resolved = parse_build_spec(raw, get_plugins(), base=tmp_path)
+        if block == example:
+            assert [c.name for c in resolved.categories] == ["Name", "Phone"] and resolved.generator.name == "openai"
+            assert resolved.instances == ({"name": "Ada Quill", "phone": "+1 555 0100"},)
+
+
+def builtin_plugins(kind: str, hook: str) -> dict[str, object]:
+    """Name -> info of every built-in plugin of a kind, from its modules in ``knowundo_bench.plugins``."""
+    import importlib
+    import pkgutil
+
+    package = importlib.import_module(f"knowundo_bench.plugins.{kind}")
+    infos: dict[str, object] = {}
+    for module in pkgutil.iter_modules(package.__path__):
+        register = getattr(importlib.import_module(f"{package.__name__}.{module.name}"), hook, None)
+        infos.update({info.name: info for info in register()} if register else {})
+    assert infos, kind
+    return infos
+
+
+def test_the_methods_page_covers_every_builtin_method_and_its_parameters():
+    from knowundo_bench.api import ForgetRetainParams, TrainingParams
+
+    page = (DOCS / "methods.md").read_text(encoding="utf-8")
+    shared = set(ForgetRetainParams.model_fields) - set(TrainingParams.model_fields)
+    assert shared and all(f"`{field}`" in page for field in shared)  # retain_batching, retain_ratio
+    assert all(re.search(rf"\b{field}\b", page) for field in TrainingParams.model_fields)
+    rows = {line.split("|")[1].strip().strip("`"): line for line in page.splitlines() if line.startswith("| `")}
+    methods = builtin_plugins("methods", "register_methods")
+    assert set(rows) == set(methods)
+    for name, info in methods.items():
+        own = set(info.params.model_fields) - set(ForgetRetainParams.model_fields)  # type: ignore[attr-defined]
+        inherited = "as `" in rows[name]  # "as `ga_gd`": same parameters as another row
+        assert inherited or all(f"`{field}`" in rows[name] for field in own), name
+    for name in [
+        *builtin_plugins("localizers", "register_localizers"),
+        *builtin_plugins("ood", "register_ood_sources"),
+    ]:
+        assert f"`{name}`" in page, name
+    text = "\n".join(PAGES.values())
+    for kind, hook in [
+        ("data", "register_data_sources"),
+        ("models", "register_model_sources"),
+        ("guards", "register_guards"),
+        ("executors", "register_executors"),
+        ("generators", "register_generators"),
+    ]:
+        for name in builtin_plugins(kind, hook):
+            assert f"`{name}`" in text, (kind, name)
+
+
+def test_the_example_plugin_page_shows_the_example_package():
+    page = (DOCS / "example-plugin.md").read_text(encoding="utf-8")
+    package = ROOT / "examples" / "knowundo-mismatch"
+    [module] = [block for block in fenced_blocks("python", page) if block.startswith("# knowundo_mismatch.py")]
+    assert module.split("\n", 1)[1].strip() in (package / "knowundo_mismatch.py").read_text()
+    [entry_point] = fenced_blocks("toml", page)
+    assert entry_point.split("\n", 1)[1].strip() in (package / "pyproject.toml").read_text()
+
+
+def nav_pages(nav: object) -> list[str]:
+    """The pages a mkdocs ``nav`` lists, in order."""
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, dict):
+        return [page for entry in nav.values() for page in nav_pages(entry)]
+    assert isinstance(nav, list), nav
+    return [page for entry in nav for page in nav_pages(entry)]
+
+
+def nav_mismatches(nav: object, pages: set[str]) -> tuple[set[str], set[str], list[str]]:
+    """(pages not in the nav, nav entries that are no page, pages listed twice)."""
+    listed = nav_pages(nav)
+    twice = sorted({page for page in listed if listed.count(page) > 1})
+    return pages - set(listed), set(listed) - pages, twice
+
+
+def test_every_page_is_in_the_site_nav_and_every_nav_entry_exists():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    assert config["site_name"] == "knowundo-bench" and config["theme"]["name"] == "material"
+    assert config["strict"] is True and config["docs_dir"] == "docs"
+    pages = {page.relative_to(DOCS).as_posix() for page in DOCS.rglob("*.md")}
+    assert {"index.md", "plugins.md", "fidelity.md", "results/index.md"} <= pages
+    assert nav_mismatches(config["nav"], pages) == (set(), set(), [])
+    # the check fails for a page left out, an entry without a page and a page listed twice
+    assert nav_mismatches(config["nav"], pages | {"new.md"}) == ({"new.md"}, set(), [])
+    assert nav_mismatches([*config["nav"], {"Gone": "gone.md"}], pages) == (set(), {"gone.md"}, [])
+    assert nav_mismatches([*config["nav"], "index.md"], pages) == (set(), set(), ["index.md"])
+
+
+def test_the_readme_is_a_short_front_page_that_links_the_docs():
+    assert len(README.splitlines()) <= 200
+    assert "make run" in README and "make test" in README
+    quick_start = readme_blocks("bash")[0]
+    assert [line.split("#")[0].strip() for line in quick_start.splitlines()] == ["make run", "make test"]
+    links = set(re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README))
+    for link in links:
+        assert (ROOT / link).is_file(), link
+    assert {page.relative_to(ROOT).as_posix() for page in DOCS.glob("*.md")} | {"docs/results/index.md"} <= links
+    assert any(link.endswith(".png") for link in links)  # a plot on the front page
 
 
 def test_the_generator_example_of_the_plugin_guide_builds_a_domain(tmp_path):
