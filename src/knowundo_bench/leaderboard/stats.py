@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy
-from scipy import stats as scipy_stats
 
 RESAMPLES = 2000
 LEVEL = 0.95
@@ -30,6 +29,16 @@ BOOTSTRAP_NOTE = (
     "paired test over seeds and val pairs: 95% Student-t interval (n-1 df) of the per-seed differences, "
     f"its variance widened by a {RESAMPLES}-resample val-pair bootstrap"
 )
+
+
+def quantile(df: float) -> float:
+    """The upper quantile of a two-sided 95% interval: Student-t with ``df`` degrees of
+    freedom (df >= 1), else the normal's. scipy.special's ``stdtrit``/``ndtri`` are what
+    ``scipy.stats.t.ppf``/``norm.ppf`` compute, imported on first use so that reading
+    records does not pay for scipy.stats (about a second)."""
+    from scipy.special import ndtri, stdtrit
+
+    return float(stdtrit(df, 0.5 + LEVEL / 2)) if df >= 1 else float(ndtri(0.5 + LEVEL / 2))
 
 
 def t_interval(values: Sequence[float | None]) -> tuple[float, tuple[float, float] | None]:
@@ -42,7 +51,7 @@ def t_interval(values: Sequence[float | None]) -> tuple[float, tuple[float, floa
     if len(finite) < 2 or not math.isfinite(mean):
         return mean, None
     sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
-    half = float(scipy_stats.t.ppf(0.5 + LEVEL / 2, len(finite) - 1)) * sd / math.sqrt(len(finite))
+    half = quantile(len(finite) - 1) * sd / math.sqrt(len(finite))
     return mean, (mean - half, mean + half)
 
 
@@ -100,8 +109,7 @@ def _interval(center: float, seed_values: numpy.ndarray, pair_variance: float, d
     """center ± q·sqrt(seed variance of the mean + pair variance); q is t(df) with two or
     more seeds, else the normal quantile (pairs only)."""
     seed_variance = float(numpy.var(seed_values, ddof=1)) / len(seed_values) if len(seed_values) > 1 else 0.0
-    quantile = scipy_stats.t.ppf(0.5 + LEVEL / 2, df) if df >= 1 else scipy_stats.norm.ppf(0.5 + LEVEL / 2)
-    half = float(quantile) * math.sqrt(seed_variance + pair_variance)
+    half = quantile(df) * math.sqrt(seed_variance + pair_variance)
     return center - half, center + half
 
 
@@ -155,7 +163,6 @@ def unpaired_difference(
         parts.append((float(values.mean()), seed_variance + pair_variance, len(values)))
     (mean_a, var_a, n_a), (mean_b, var_b, n_b) = parts
     df = min(n_a, n_b) - 1
-    quantile = scipy_stats.t.ppf(0.5 + LEVEL / 2, df) if df >= 1 else scipy_stats.norm.ppf(0.5 + LEVEL / 2)
-    half = float(quantile) * math.sqrt(var_a + var_b)
+    half = quantile(df) * math.sqrt(var_a + var_b)
     difference = mean_a - mean_b
     return difference, (difference - half, difference + half)
