@@ -116,7 +116,7 @@ def test_the_kinds_table_is_the_one_list_of_plugin_kinds():
     with pytest.raises(AttributeError, match="no attribute 'method'"):
         plugins.method  # noqa: B018 (a typo is an AttributeError, not an empty registry)
     result = CliRunner().invoke(app, ["methods"], env={"COLUMNS": "250"})
-    assert [kind.title for kind in KINDS if kind.title in result.output] == [kind.title for kind in KINDS]
+    assert [kind.heading for kind in KINDS if kind.heading in result.output] == [kind.heading for kind in KINDS]
 
 
 THIRD_PARTY = '''

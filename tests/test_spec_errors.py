@@ -143,3 +143,32 @@ def test_missing_general_task_file_fails_before_any_training(tmp_path):
     assert code == 2 and "\n" not in message
     assert "task arc_challenge needs arc_challenge_test.jsonl here" in message and str(tmp_path / "general") in message
     assert not (tmp_path / "out" / "vanilla.json").exists()
+
+
+DEVICE_NAMES = [
+    *("cpu", "cpu:0", "cpu:1", "mps", "mps:0", "mps:1", "cuda", "cuda:0", "cuda:7", "cuda:12", "cuda:2147483647"),
+    *("cuda:2147483648", "cuda:99999999999", "cuda:01", "cuda:00", "cuda:-1", "cuda:+1", "cuda:", "cuda:0:1"),
+    *("cuda: 1", "cuda:1.0", "cuda:1e1", "CUDA", "Cuda:0", " cuda", "cuda ", "cuda\n", "gpu", "meta", "xpu", "cuda:٣"),
+]
+
+
+@pytest.mark.parametrize("name", DEVICE_NAMES)
+def test_model_device_is_checked_as_torch_reads_it_without_importing_torch(name):
+    """The spec's check (a pattern: validating a spec loads no torch) takes exactly the cpu,
+    cuda and mps names torch.device takes, CUDA indices included."""
+    import torch
+    from pydantic import ValidationError
+
+    from knowundo_bench.config.spec import ModelSpec
+
+    try:
+        device = torch.device(name)
+        torch_takes = device.type in {"cpu", "cuda", "mps"} and not (device.type != "cuda" and device.index)
+    except (RuntimeError, ValueError):
+        torch_takes = False
+    try:
+        ModelSpec(device=name)
+        spec_takes = True
+    except ValidationError:
+        spec_takes = False
+    assert spec_takes == torch_takes

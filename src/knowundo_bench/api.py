@@ -113,7 +113,6 @@ __all__ = [
     "PendingUnit",
     "SuitePayload",
     "UnitResult",
-    "run_in_worker",  # noqa: F822 (loaded on first use by __getattr__: importing the API leaves the runner unloaded)
     # losses
     "answer_loss",
     "answer_log_likelihood",
@@ -172,8 +171,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """``run_in_worker``, the worker entry point, imported when first used (executors
-    receive it as ``suite.worker`` too), so that importing the API leaves the runner unloaded."""
+    """``run_in_worker``, the worker entry point of earlier versions, imported when first
+    used, so that importing the API (or ``*`` from it) leaves the runner unloaded; executors
+    receive it as ``suite.worker``."""
     if name == "run_in_worker":
         from knowundo_bench.run.worker import run_in_worker
 

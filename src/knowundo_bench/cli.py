@@ -147,6 +147,7 @@ def run(
     from knowundo_bench.core.progress import ProgressBoard, stderr_console
     from knowundo_bench.leaderboard import leaderboard_rows, render
     from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.records.layout import record_path
     from knowundo_bench.run.resolution import load_spec
     from knowundo_bench.run.reuse import output_directory
     from knowundo_bench.run.runner import Runner
@@ -176,7 +177,7 @@ def run(
         if runner is None:
             console.print(Text("interrupted before any unit ran"))
         else:
-            saved = sum((runner.output_dir / f"{unit.label}.json").is_file() for unit in runner.units)
+            saved = sum(record_path(runner.output_dir, unit.label).is_file() for unit in runner.units)
             console.print(
                 Text(
                     f"interrupted: {saved} of {len(runner.units)} units saved in {runner.output_dir}; "
@@ -248,7 +249,7 @@ def methods() -> None:
         plugins = get_plugins()
     console = Console()
     for kind in KINDS:
-        table = Table(title=kind.title, show_lines=False, title_justify="left")
+        table = Table(title=kind.heading, show_lines=False, title_justify="left")
         for column in ("name", "description", "parameters (defaults)", "origin"):
             table.add_column(column, overflow="fold")
         for name, (info, plugin) in plugins.registries[kind.attribute].entries.items():

@@ -26,10 +26,13 @@ import torch
 from knowundo_bench.core.progress import ProgressBoard
 from knowundo_bench.plugin.manager import Plugins, make_plugin_manager
 from knowundo_bench.records.schema import Metrics, ResultRecord
+from knowundo_bench.run.inputs import load_inputs
+from knowundo_bench.run.machine import Machine
 from knowundo_bench.run.resolution import parse_spec
 from knowundo_bench.run.runner import Runner
-from knowundo_bench.run.suite import RunOutcome
-from knowundo_bench.run.unit import run_method
+from knowundo_bench.run.suite import RunOutcome, UnitSuite
+from knowundo_bench.run.unit import Workbench, run_method
+from knowundo_bench.run.worker import run_in_worker
 
 __all__ = [
     "TINY_SPEC",
@@ -109,19 +112,20 @@ def unlearn_once(method: str | dict[str, Any], *plugins: object, workdir: Path) 
     resolved = parse_spec(spec, registered)
     (resolved_method,) = resolved.methods
     with ProgressBoard(console=None, enabled=False) as board:
-        suite = Runner(resolved, registered, workdir / "results", board).prepare()
-        start = suite.start(suite.units[0])
+        bench = Workbench(resolved, registered, load_inputs(resolved, registered, board), board)
+        machine = Machine(resolved, registered)
+        suite = UnitSuite.assemble(bench, workdir / "results", machine, run_in_worker, force=True)
+        start = suite.start(suite.units[0])  # measured and recorded afresh, whatever the folder holds
         assert start.metrics is not None
         model = start.vanilla.bundle.model
         before = {name: p.detach().clone() for name, p in model.named_parameters()}
         requires_grad = {name for name, p in model.named_parameters() if p.requires_grad}
-        result = run_method(suite.bench, start, resolved_method)
+        outcome = run_method(bench, start, resolved_method)
         after = {name: p.detach().clone() for name, p in model.named_parameters()}
-    record = ResultRecord(method=resolved_method.label, **result.record_fields())
-    localization = result.localization
+    localization = outcome.localization
     selected = set(localization.selected) if localization is not None else set(before)
     row_masks = {name: mask.cpu() for name, mask in localization.row_masks.items()} if localization else {}
-    return UnlearnTrial(record, start.metrics, before, after, selected & requires_grad, row_masks)
+    return UnlearnTrial(outcome.record, start.metrics, before, after, selected & requires_grad, row_masks)
 
 
 def assert_confined_updates(trial: UnlearnTrial, *, every_trainable: bool = False) -> None:

@@ -19,9 +19,10 @@ from knowundo_bench.config.params import TrainingParams
 from knowundo_bench.core.messages import yaml_kind
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-# What torch.device takes of cpu, cuda and mps, without importing torch (only CUDA has indices
-# other than 0); whether this machine has the device is checked when a run starts.
-DEVICE = re.compile(r"(?:cpu|mps)(?::0)?|cuda(?::(?:0|[1-9][0-9]*))?", re.ASCII)
+# What torch.device takes of cpu, cuda and mps, without importing torch: only CUDA has indices
+# other than 0, below 2**31. Whether this machine has the device is checked when a run starts.
+DEVICE = re.compile(r"(?:cpu|mps)(?::0)?|cuda(?::(?P<index>0|[1-9][0-9]{0,9}))?", re.ASCII)
+MAX_DEVICE_INDEX = 2**31 - 1
 
 
 def safe_name(value: str) -> str:
@@ -66,7 +67,8 @@ class ModelSpec(BaseModel):
     @field_validator("device")
     @classmethod
     def _device_is_a_device(cls, value: str) -> str:
-        if value != "auto" and not DEVICE.fullmatch(value):
+        match = DEVICE.fullmatch(value)
+        if value != "auto" and (match is None or int(match["index"] or 0) > MAX_DEVICE_INDEX):
             raise ValueError(f"{value!r} is not a device (auto, cpu, cuda, cuda:N or mps)")
         return value
 

@@ -2,9 +2,11 @@
 spec names it, and its built-in plugins.
 
 The plugin manager builds one registry per row, the ``methods`` command prints one table
-per row, :mod:`knowundo_bench.api` exports each row's ``Info`` type and the docs test
-checks each row's hook is documented. Adding a kind is a row here, its ``register_*``
-hookspec and ``Info`` type, and its plugins' folder.
+per row, :mod:`knowundo_bench.api` exports each row's ``Info`` type and the tests check
+each row's hook is a hookspec. Adding a kind is a row here; its ``register_*`` hookspec
+(with its section in docs/plugins.md); its ``Info`` type in
+:mod:`~knowundo_bench.plugin.registry` (and in that module's ``Info`` type variable),
+imported by :mod:`knowundo_bench.api`; and its plugins' folder.
 """
 
 from __future__ import annotations
@@ -35,12 +37,17 @@ class PluginKind:
     hook: str  # the ``register_*`` hook that offers it
     info: type[Any]  # the descriptor the hook returns a list of
     spec_field: str  # where a spec names one
-    title: str  # the ``methods`` command's heading
-    builtins: tuple[str, ...]  # built-in modules under plugins/<attribute's folder>/
-    folder: str  # plugins/<folder>/
+    title: str  # what the ``methods`` command calls them
+    builtins: tuple[str, ...]  # the built-in modules, in plugins/<folder>/
+    folder: str
 
     def builtin_modules(self) -> tuple[str, ...]:
         return tuple(f"{BUILTIN_PACKAGE}.{self.folder}.{name}" for name in self.builtins)
+
+    @property
+    def heading(self) -> str:
+        """The ``methods`` command's heading of this kind's table."""
+        return f"{self.title} ({self.spec_field})"
 
 
 KINDS: tuple[PluginKind, ...] = (
@@ -83,7 +90,7 @@ KINDS: tuple[PluginKind, ...] = (
         hook="register_guards",
         info=GuardInfo,
         spec_field="methods[].guard",
-        title="Guards (guard: in a method entry)",
+        title="Guards",
         folder="guards",
         builtins=("scope_classifier",),
     ),
@@ -103,7 +110,7 @@ KINDS: tuple[PluginKind, ...] = (
         hook="register_ood_sources",
         info=OodSourceInfo,
         spec_field="ood_retain.source",
-        title="OOD retain sources (ood_retain.source)",
+        title="OOD retain sources",
         folder="ood",
         builtins=("synthetic_text", "text_file", "general_qa", "hub_text"),
     ),
@@ -123,7 +130,7 @@ KINDS: tuple[PluginKind, ...] = (
         hook="register_executors",
         info=ExecutorInfo,
         spec_field="execution.executor",
-        title="Executors (execution.executor)",
+        title="Executors",
         folder="executors",
         builtins=("local", "ray"),
     ),
@@ -132,8 +139,8 @@ KINDS: tuple[PluginKind, ...] = (
         kind="generator",
         hook="register_generators",
         info=GeneratorInfo,
-        spec_field="generator.name (build spec)",
-        title="Generators (generator.name in a build spec)",
+        spec_field="generator.name in a build spec",
+        title="Generators",
         folder="generators",
         builtins=("template", "hf", "openai"),
     ),

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from knowundo_bench.core.messages import format_validation_error
 from knowundo_bench.records.atomic import atomic_write_text
+from knowundo_bench.records.layout import record_path
 from knowundo_bench.records.schema import RECORD_KIND, ResultRecord
 
 
@@ -48,7 +49,7 @@ def record_json(record: ResultRecord) -> str:
 def write_record(output_dir: Path, label: str, record: ResultRecord | dict[str, Any]) -> Path:
     """Write ``record`` (validated first when given as a dict) to ``output_dir/label.json``."""
     typed = record if isinstance(record, ResultRecord) else ResultRecord.model_validate(record)
-    path = output_dir / f"{label}.json"
+    path = record_path(output_dir, label)
     atomic_write_text(path, record_json(typed))
     return path
 

@@ -142,18 +142,21 @@ class Provenance:
                 ]
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
-    def record(self, unit: Unit, **fields: Any) -> ResultRecord:
-        """``unit``'s record: these fields, and who, what and when it ran."""
-        return ResultRecord(
-            run=self.resolved.spec.name,
-            method="vanilla" if unit.method is None else unit.method.label,
-            unit=unit.label,
-            order=unit.order,
-            seed=unit.run_seed,
-            identity=self.identity(unit),
-            spec=self.resolved.echo(),
-            versions=self.versions,
-            finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            overrides=list(self.resolved.overrides),
-            **fields,
+    def stamp(self, unit: Unit, record: ResultRecord, **fields: Any) -> ResultRecord:
+        """``record`` as ``unit``'s, with ``fields`` and who, what and when ran it."""
+        return ResultRecord.model_validate(
+            {
+                **dict(record),
+                "run": self.resolved.spec.name,
+                "method": "vanilla" if unit.method is None else unit.method.label,
+                "unit": unit.label,
+                "order": unit.order,
+                "seed": unit.run_seed,
+                "identity": self.identity(unit),
+                "spec": self.resolved.echo(),
+                "versions": self.versions,
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "overrides": list(self.resolved.overrides),
+                **fields,
+            }
         )

@@ -31,8 +31,13 @@ class RunInputs:
     out_of_distribution: list[RetainText]
 
     def retain(self, kind: RetainKind) -> list[QAPair] | list[RetainText]:
-        """What a method registered with ``retain=kind`` trains on as retain data."""
-        return self.in_distribution if kind == "in_distribution" else self.out_of_distribution
+        """What a method registered with ``retain=kind`` trains on as retain data (a
+        ``KeyError`` for another kind, before anything is fitted or trained)."""
+        kinds: dict[str, list[QAPair] | list[RetainText]] = {
+            "in_distribution": self.in_distribution,
+            "out_of_distribution": self.out_of_distribution,
+        }
+        return kinds[kind]
 
 
 def load_benchmark(resolved: ResolvedSpec, plugins: Plugins) -> Benchmark:

@@ -67,6 +67,12 @@ class ResolvedSpec:
     defaulted: tuple[str, ...] = ()  # sections the spec leaves out ("model", "data"): the embedded default runs
 
     @property
+    def runs_here(self) -> bool:
+        """Whether the units run in this process (the local executor, or none), so that
+        the device and the model are checked here."""
+        return self.executor is None or self.executor.info.in_process
+
+    @property
     def needs_ood_retain(self) -> bool:
         return any(m.info.retain == "out_of_distribution" for m in self.methods)
 

@@ -12,12 +12,11 @@ from knowundo_bench.core.progress import ProgressBoard
 from knowundo_bench.plugin.manager import Plugins
 from knowundo_bench.records.files import load_record
 from knowundo_bench.records.layout import record_path
-from knowundo_bench.run.identity import Provenance
 from knowundo_bench.run.inputs import load_inputs
 from knowundo_bench.run.machine import Machine, prepare_process
-from knowundo_bench.run.plan import plan_units
+from knowundo_bench.run.plan import plan_units, vanilla_units
 from knowundo_bench.run.resolution import ResolvedSpec
-from knowundo_bench.run.reuse import ReuseCheck, claim_directory, pending_units, unit_keys
+from knowundo_bench.run.reuse import claim_directory
 from knowundo_bench.run.suite import RunOutcome, UnitSuite
 from knowundo_bench.run.unit import Workbench
 from knowundo_bench.run.worker import run_in_worker
@@ -30,85 +29,70 @@ __all__ = ["RunOutcome", "Runner"]
 class Runner:
     """One run of a spec: its units (vanilla models, then each method at each seed), each
     from the same vanilla weights. :meth:`run` is :meth:`prepare` (every phase up to the
-    units left to run), then the spec's executor, then the targets checked."""
+    units left to run), then the spec's executor, then the vanilla targets checked."""
 
     def __init__(
         self, resolved: ResolvedSpec, plugins: Plugins, output_dir: Path, board: ProgressBoard, force: bool = False
     ) -> None:
-        self.resolved, self.plugins, self.output_dir, self.board, self.force = (
-            resolved,
-            plugins,
-            output_dir,
-            board,
-            force,
-        )
+        self.resolved = resolved
+        self.plugins = plugins
+        self.output_dir = output_dir
+        self.board = board
+        self.force = force
         self.units = plan_units(resolved)  # what an interrupted run counts as saved or not
-        self.outcome = RunOutcome(output_dir)  # filled as units finish (an interrupted run reports it)
 
     def run(self) -> RunOutcome:
         """The whole suite: what can be reused is, the rest goes to the spec's executor."""
         suite = self.prepare()
         executor = self.resolved.executor
         if suite.pending:
-            if executor is None or executor.info.in_process:
-                suite.machine.check()  # work to do here: the device and the model first (a finished run needs neither)
+            if self.resolved.runs_here:
+                suite.machine.check()  # work to do here: device and model first (a finished run needs neither)
             if executor is None:
                 suite.run_here([unit.label for unit in suite.pending])
             else:
                 self.plugins.call_executor(executor, suite=suite)
-        for unit in self.units:  # a vanilla model below its target, whoever trained it
-            record = load_record(record_path(self.output_dir, unit.label)) if unit.method is None else None
+        outcome = suite.outcome
+        for unit in vanilla_units(self.units):  # a vanilla model below its target, whoever trained it
+            record = load_record(record_path(self.output_dir, unit.label))
             if record is not None and record.vanilla is not None and record.vanilla.target_met is False:
-                self.outcome.target_missed.append(unit.label)
-        return self.outcome
+                outcome.target_missed.append(unit.label)
+        return outcome
 
     def prepare(self) -> UnitSuite:
         """Every phase before the units run: processes, device and model (a fresh run
         checks them before reading any data), inputs, the output directory, the units'
         keys and the records that can be reused."""
-        resolved, spec, board = self.resolved, self.resolved.spec, self.board
-        in_process = resolved.executor is None or resolved.executor.info.in_process
+        resolved, board = self.resolved, self.board
         self.start_processes()
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        prepare_process(spec.threads or max(1, (os.cpu_count() or 1) // local_processes))
+        prepare_process(resolved.spec.threads or max(1, (os.cpu_count() or 1) // local_processes))
         machine = Machine(resolved, self.plugins)
-        if in_process and (self.force or not any(self.output_dir.glob("*.json"))):
+        if resolved.runs_here and (self.force or not any(self.output_dir.glob("*.json"))):
             machine.check()  # a fresh run: an unavailable device or model fails before any data is read
         inputs = load_inputs(resolved, self.plugins, board)
         main = distributed.is_main()  # of a multi-process run: the one that evaluates and writes
         if main:
-            claim_directory(self.output_dir, spec.name, self.units, self.force, board)
-        provenance = Provenance.of(resolved, self.plugins, inputs.benchmark.fingerprint())
-        keys = unit_keys(provenance, self.units, inputs.benchmark)
-        done = ReuseCheck(self.output_dir, provenance, keys, board, self.force).reusable_units(self.units, clean=main)
+            claim_directory(self.output_dir, resolved.spec.name, self.units, self.force, board)
+        bench = Workbench(resolved, self.plugins, inputs, board, main)
+        suite = UnitSuite.assemble(bench, self.output_dir, machine, run_in_worker, force=self.force, clean=main)
         distributed.barrier()  # every process sees the same records
-        for label in done:
-            self.outcome.records[label] = record_path(self.output_dir, label)
-            self.outcome.reused.append(label)
-        if done:
-            board.log(f"reused finished results: {', '.join(done)} (--force recomputes)")
-        return UnitSuite(
-            bench=Workbench(resolved, self.plugins, inputs, board, main),
-            provenance=provenance,
-            units=self.units,
-            keys=keys,
-            done=done,
-            pending=pending_units(self.units, done, self.output_dir),
-            output_dir=self.output_dir,
-            outcome=self.outcome,
-            worker=run_in_worker,
-            machine=machine,
-        )
+        for label in suite.done:
+            suite.outcome.records[label] = record_path(self.output_dir, label)
+            suite.outcome.reused.append(label)
+        if suite.done:
+            board.log(f"reused finished results: {', '.join(suite.done)} (--force recomputes)")
+        return suite
 
     def start_processes(self) -> None:
         """The processes of a multi-process launch joined (one process: nothing to do)."""
         processes = distributed.world_size()
         if processes > 1:
             distributed.check_supported()
-            executor = self.resolved.executor
-            if executor is not None and not executor.info.in_process:
+            if not self.resolved.runs_here:
+                assert self.resolved.executor is not None
                 raise InputError(
-                    f"execution.executor: {executor.info.name!r} under a multi-process launch "
+                    f"execution.executor: {self.resolved.executor.info.name!r} under a multi-process launch "
                     "(each process would submit the whole suite); use the local executor"
                 )
         distributed.start()

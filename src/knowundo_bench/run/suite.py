@@ -20,14 +20,17 @@ from knowundo_bench.records.layout import record_path
 from knowundo_bench.records.schema import PromptRecord, ResultRecord
 from knowundo_bench.run.identity import Provenance
 from knowundo_bench.run.machine import Machine
-from knowundo_bench.run.plan import Unit, started_from, vanilla_units
-from knowundo_bench.run.unit import MethodResult, Start, Workbench, run_method
+from knowundo_bench.run.plan import Unit, plan_units, started_from, vanilla_units
+from knowundo_bench.run.reuse import ReuseCheck, pending_units, unit_keys
+from knowundo_bench.run.unit import Start, Workbench, run_method
 from knowundo_bench.run.vanilla import build_encoder, cache_root, prepare_vanilla, vanilla_record
 from knowundo_bench.train import distributed
 
 
 @dataclass
 class RunOutcome:
+    """What a run did, filled as its units finish (an interrupted run reports it)."""
+
     output_dir: Path
     records: dict[str, Path] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
@@ -52,6 +55,31 @@ class UnitSuite:
     worker: Callable[..., list[UnitResult]]  # what a worker process runs: worker(payload, labels, threads, *after)
     machine: Machine  # the device and model factory units run with here
 
+    @classmethod
+    def assemble(
+        cls,
+        bench: Workbench,
+        output_dir: Path,
+        machine: Machine,
+        worker: Callable[..., list[UnitResult]],
+        *,
+        force: bool = False,
+        clean: bool = True,
+        running: Sequence[str] = (),
+    ) -> UnitSuite:
+        """The suite of ``bench``'s run in ``output_dir``: its identity, each unit's key,
+        the records an earlier run finished (none with ``force``; never those of
+        ``running``, the units about to run here) and what is left to run. ``clean``
+        tidies what an interrupted run left; never in a worker, whose siblings may write."""
+        resolved, benchmark = bench.resolved, bench.inputs.benchmark
+        provenance = Provenance.of(resolved, bench.plugins, benchmark.fingerprint())
+        units = plan_units(resolved)
+        keys = unit_keys(provenance, units, benchmark)
+        reusable = ReuseCheck(output_dir, provenance, keys, bench.board, force).reusable_units(units, clean)
+        done = {label: record for label, record in reusable.items() if label not in running}
+        pending = pending_units(units, done, output_dir)
+        return cls(bench, provenance, units, keys, done, pending, output_dir, RunOutcome(output_dir), worker, machine)
+
     @property
     def board(self) -> ProgressBoard:
         """Where executors show progress and log."""
@@ -68,11 +96,11 @@ class UnitSuite:
             cache_dir=str(cache_root(resolved).absolute()),
         )
 
-    def write(self, unit: Unit, **fields: object) -> Path:
-        """``unit``'s record, written by the main process only (the path either way)."""
+    def write(self, unit: Unit, record: ResultRecord, **fields: object) -> Path:
+        """``record`` stamped as ``unit``'s, written by the main process only (the path either way)."""
         if not self.bench.main:
             return record_path(self.output_dir, unit.label)
-        return write_record(self.output_dir, unit.label, self.provenance.record(unit, **fields))
+        return write_record(self.output_dir, unit.label, self.provenance.stamp(unit, record, **fields))
 
     def run_here(self, labels: Sequence[str]) -> list[UnitResult]:
         """Run these units in this process: per vanilla model (trained or loaded once),
@@ -131,16 +159,15 @@ class UnitSuite:
         if not bench.main:
             return Start(vanilla, evaluator, None)
         metrics = evaluator.metrics(unit.label, vanilla.bundle.model)
+        prompt = PromptRecord(
+            format=encoder.prompt_format, chat_template=encoder.uses_chat_template, max_length=encoder.max_length
+        )
+        record = ResultRecord(method="vanilla", method_name="vanilla", status="ok", metrics=metrics, prompt=prompt)
         self.outcome.records[unit.label] = self.write(
             unit,
-            method_name="vanilla",
-            status="ok",
+            record,
             unit_key=self.keys[unit.label],
-            metrics=metrics,
             vanilla=vanilla_record(vanilla, resolved),
-            prompt=PromptRecord(
-                format=encoder.prompt_format, chat_template=encoder.uses_chat_template, max_length=encoder.max_length
-            ),
             wall_seconds=time.perf_counter() - started,
         )
         return Start(vanilla, evaluator, metrics)
@@ -151,28 +178,29 @@ class UnitSuite:
         board = self.bench.board
         started = time.perf_counter()
         try:
-            result = run_method(self.bench, start, unit.method, unit.run_seed, unit.label)
+            record = run_method(self.bench, start, unit.method, unit.run_seed, unit.label).record
         except Exception as error:  # one failing method must not lose the others
             if distributed.world_size() > 1:
                 raise  # the other processes may be inside a collective: stop them all (rerunning resumes)
             board.log(f"method {unit.label} failed: {type(error).__name__}: {error}", style="red")
-            result = MethodResult(
-                "failed",
-                unit.method.info.name,
+            record = ResultRecord(
+                method=unit.method.label,
+                method_name=unit.method.info.name,
+                status="failed",
                 error=f"{type(error).__name__}: {error}",
                 traceback=traceback.format_exc(),
             )
-        if result.status == "nonfinite":
-            board.log(f"method {unit.label}: {'; '.join(result.numerical_faults)}", style="yellow")
+        if record.status == "nonfinite":
+            board.log(f"method {unit.label}: {'; '.join(record.numerical_faults)}", style="yellow")
         seconds = time.perf_counter() - started
         self.outcome.records[unit.label] = self.write(
             unit,
-            **result.record_fields(),
+            record,
             unit_key=self.keys[unit.label],
             vanilla=vanilla_record(start.vanilla, self.bench.resolved),
             wall_seconds=seconds,
         )
-        outcome = UnitResult(unit.label, result.status, seconds, result.error)
+        outcome = UnitResult(unit.label, record.status, seconds, record.error)
         if outcome.status == "failed":
             self.outcome.failed.append(unit.label)
         return outcome
@@ -191,12 +219,8 @@ class UnitSuite:
         if written is not None and written.finished and written.unit_key == self.keys.get(label):
             self.finished(UnitResult(label, written.status, written.wall_seconds or 0.0))
             return
-        self.outcome.records[label] = self.write(
-            unit,
-            method_name="vanilla" if unit.method is None else unit.method.info.name,
-            status="failed",
-            error=error,
-            unit_key=self.keys.get(label),
-        )
+        method, name = ("vanilla", "vanilla") if unit.method is None else (unit.method.label, unit.method.info.name)
+        failed = ResultRecord(method=method, method_name=name, status="failed", error=error)
+        self.outcome.records[label] = self.write(unit, failed, unit_key=self.keys.get(label))
         if label not in self.outcome.failed:
             self.outcome.failed.append(label)

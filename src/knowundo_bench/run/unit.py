@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
@@ -17,29 +16,23 @@ from knowundo_bench.evaluate.guarding import Guard, GuardContext
 from knowundo_bench.evaluate.report import Evaluator, guard_record
 from knowundo_bench.evaluate.scopes import NamedGuard
 from knowundo_bench.plugin.manager import Plugins
-from knowundo_bench.records.schema import (
-    CurvePoint,
-    GuardRecord,
-    LocalizerRecord,
-    Metrics,
-    Status,
-    TrainingSummary,
-)
+from knowundo_bench.records.schema import LocalizerRecord, Metrics, ResultRecord, TrainingSummary
 from knowundo_bench.run.identity import method_seed
 from knowundo_bench.run.inputs import RunInputs
 from knowundo_bench.run.resolution import ResolvedMethod, ResolvedSpec
 from knowundo_bench.run.vanilla import VanillaModel
 from knowundo_bench.train.context import UnlearnContext
 from knowundo_bench.train.efficiency import peak_flops
-from knowundo_bench.train.hook_types import Localization, LocalizerRun, MethodRun, TrainingReport
+from knowundo_bench.train.hook_types import Localization, LocalizerRun, MethodRun, RetainSet, TrainingReport
 from knowundo_bench.train.loop import seed_everything
 
 
 @dataclass(frozen=True)
 class Start:
     """The vanilla model a group of units starts from, the evaluator bound to its
-    encoders, and its metrics (the curves' step 0; None on a process other than the main
-    one of a multi-process run, which does not evaluate)."""
+    encoders, and its metrics (the curves' step 0): measured, or read from the record an
+    earlier run left; None on a process other than the main one of a multi-process run,
+    which does not evaluate and has no record to read them from."""
 
     vanilla: VanillaModel
     evaluator: Evaluator
@@ -59,28 +52,12 @@ class Workbench:
 
 
 @dataclass(frozen=True)
-class MethodResult:
-    """The fields of a method unit's record (see :class:`~knowundo_bench.records.schema.ResultRecord`),
-    and the localisation it trained under (the test kit checks updates against it)."""
+class MethodOutcome:
+    """A method unit's record, before the run's identity is stamped on it, and the
+    localisation it trained under (the test kit checks updates against it)."""
 
-    status: Status
-    method_name: str
-    numerical_faults: list[str] = field(default_factory=list)
-    ablation_of: str | None = None
-    method_seed: int | None = None
-    retain_data: str | None = None
-    params: dict[str, Any] | None = None
-    localizer: LocalizerRecord | None = None
-    guard: GuardRecord | None = None
-    training: TrainingSummary | None = None
-    metrics: Metrics | None = None
-    curve: list[CurvePoint] | None = None
-    error: str | None = None
-    traceback: str | None = None
+    record: ResultRecord
     localization: Localization | None = None
-
-    def record_fields(self) -> dict[str, Any]:
-        return {item.name: getattr(self, item.name) for item in fields(self) if item.name != "localization"}
 
 
 def numerical_faults(losses: list[float], metrics: Metrics) -> list[str]:
@@ -100,15 +77,17 @@ def numerical_faults(losses: list[float], metrics: Metrics) -> list[str]:
     return faults
 
 
-def fit_guard(
-    bench: Workbench, method: ResolvedMethod, model: torch.nn.Module, start: Start, seed: int
-) -> tuple[NamedGuard, GuardContext]:
+def fit_guard(bench: Workbench, method: ResolvedMethod, start: Start, seed: int) -> tuple[NamedGuard, GuardContext]:
     """The method's guard fitted on the vanilla model, before unlearning, on RNG streams
     of its own: the unlearning run stays its unguarded twin's."""
     assert method.guard is not None
     benchmark = bench.inputs.benchmark
     context = GuardContext(
-        model=model, encoder=start.evaluator.encoder, forget=benchmark.forget, retain=benchmark.retain, seed=seed
+        model=start.vanilla.bundle.model,
+        encoder=start.evaluator.encoder,
+        forget=benchmark.forget,
+        retain=benchmark.retain,
+        seed=seed,
     )
     python_state = random.getstate()
     with bench.board.task(f"fit guard {method.guard.info.name}", 1) as reporter, torch.random.fork_rng():
@@ -121,7 +100,12 @@ def fit_guard(
 
 
 def localize(
-    bench: Workbench, method: ResolvedMethod, model: torch.nn.Module, context: UnlearnContext, seed: int
+    bench: Workbench,
+    method: ResolvedMethod,
+    model: torch.nn.Module,
+    retain: RetainSet,
+    context: UnlearnContext,
+    seed: int,
 ) -> tuple[Localization, LocalizerRecord]:
     """The localizer's selection, applied to ``context`` (the tensors and rows training may update)."""
     assert method.localizer is not None
@@ -133,7 +117,7 @@ def localize(
         localizer=LocalizerRun(method.localizer.info.name, method.localizer.params, seed),
         model=model,
         forget=bench.inputs.benchmark.forget,
-        retain=bench.inputs.retain(method.info.retain),
+        retain=retain,
         context=context,
     )
     context.trainable = set(localization.selected)
@@ -151,7 +135,7 @@ def localize(
 
 def run_method(
     bench: Workbench, start: Start, method: ResolvedMethod, run_seed: int | None = None, label: str | None = None
-) -> MethodResult:
+) -> MethodOutcome:
     """Localise (if asked), unlearn and evaluate one method on ``start``'s model, in place;
     in a process other than the main one of a multi-process run, only its status."""
     assert start.metrics is not None or not bench.main, "the vanilla model is evaluated first"
@@ -174,12 +158,13 @@ def run_method(
         after_step=None if curve is None else curve.after_step,
         warmup_steps=spec.efficiency.warmup_steps,
     )
+    retain = bench.inputs.retain(method.info.retain)
     guard = guard_context = None
     if method.guard is not None and bench.main:  # fitted on the vanilla model, before unlearning
-        guard, guard_context = fit_guard(bench, method, model, start, seed)
+        guard, guard_context = fit_guard(bench, method, start, seed)
     localization = localizer = None
     if method.localizer is not None:
-        localization, localizer = localize(bench, method, model, context, seed)
+        localization, localizer = localize(bench, method, model, retain, context, seed)
     report: TrainingReport = bench.plugins.call_on(
         method.plugin,
         "unlearn",
@@ -187,11 +172,11 @@ def run_method(
         method=MethodRun(method.info.name, method.label, method.params, seed),
         model=model,
         forget=bench.inputs.benchmark.forget,
-        retain=bench.inputs.retain(method.info.retain),
+        retain=retain,
         context=context,
     )
     if not bench.main:
-        return MethodResult("ok", method.info.name, localization=localization)
+        return MethodOutcome(ResultRecord(method=method.label, method_name=method.info.name), localization)
     metrics = evaluator.metrics(label, model, guard)
     guarded = None
     if method.guard is not None and guard_context is not None:
@@ -210,7 +195,8 @@ def run_method(
             "step_losses": report.step_losses,
         }
     )
-    return MethodResult(
+    record = ResultRecord(
+        method=method.label,
         status="nonfinite" if faults else "ok",
         numerical_faults=faults,
         method_name=method.info.name,
@@ -223,5 +209,5 @@ def run_method(
         training=training,
         metrics=metrics,
         curve=points,
-        localization=localization,
     )
+    return MethodOutcome(record, localization)

@@ -10,13 +10,10 @@ from pathlib import Path
 from knowundo_bench.core.progress import ProgressBoard
 from knowundo_bench.plugin.execution import SuitePayload, UnitResult
 from knowundo_bench.plugin.manager import get_plugins
-from knowundo_bench.run.identity import Provenance
 from knowundo_bench.run.inputs import load_inputs
 from knowundo_bench.run.machine import Machine, prepare_process
-from knowundo_bench.run.plan import plan_units
 from knowundo_bench.run.resolution import parse_spec
-from knowundo_bench.run.reuse import ReuseCheck, unit_keys
-from knowundo_bench.run.suite import RunOutcome, UnitSuite
+from knowundo_bench.run.suite import UnitSuite
 from knowundo_bench.run.unit import Workbench
 from knowundo_bench.train import distributed
 
@@ -32,22 +29,8 @@ def run_in_worker(payload: SuitePayload, labels: Sequence[str], threads: int, *a
     with ProgressBoard(enabled=False) as board:
         prepare_process(resolved.spec.threads or threads)
         machine = Machine(resolved, plugins)
-        machine.device  # noqa: B018 (checked first, as the driver would)
+        machine.device  # noqa: B018 (a worker without the device fails before reading any data)
         inputs = load_inputs(resolved, plugins, board)
-        provenance = Provenance.of(resolved, plugins, inputs.benchmark.fingerprint())
-        units = plan_units(resolved)
-        keys = unit_keys(provenance, units, inputs.benchmark)
-        reusable = ReuseCheck(output_dir, provenance, keys, board).reusable_units(units, clean=False)
-        suite = UnitSuite(
-            bench=Workbench(resolved, plugins, inputs, board, distributed.is_main()),
-            provenance=provenance,
-            units=units,
-            keys=keys,
-            done={label: record for label, record in reusable.items() if label not in labels},
-            pending=[],
-            output_dir=output_dir,
-            outcome=RunOutcome(output_dir),
-            worker=run_in_worker,
-            machine=machine,
-        )
+        bench = Workbench(resolved, plugins, inputs, board, distributed.is_main())
+        suite = UnitSuite.assemble(bench, output_dir, machine, run_in_worker, clean=False, running=labels)
         return suite.run_here(labels)
