@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -214,9 +215,10 @@ def build(spec: Path, output: Path):
 
 
 def one_line_error(result, *fragments: str) -> str:
-    """The build failed with exit 2 and exactly one line on stderr, naming ``fragments``."""
+    """The build failed with exit 2 and exactly one line on stderr besides the log's
+    (timestamped: where the key goes), naming ``fragments``."""
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not re.match(r"\[\d\d:\d\d:\d\d\] ", line)]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
     for fragment in fragments:

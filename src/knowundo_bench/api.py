@@ -41,6 +41,7 @@ from knowundo_bench.config.paths import HubIdOrPath, reads_as_path
 from knowundo_bench.core.errors import InputError, describe
 from knowundo_bench.core.hub import require_hub, require_model
 from knowundo_bench.core.messages import format_validation_error
+from knowundo_bench.core.permissions import Granted, check_key_variable, check_remote_code
 from knowundo_bench.core.progress import NO_PROGRESS, Reporter
 from knowundo_bench.evaluate.guarding import REFUSAL, Guard, GuardContext, GuardRequest
 from knowundo_bench.modeling.bundles import LoraSpec, ModelBundle, ModelFactory, attach_lora, load_lora
@@ -159,6 +160,10 @@ __all__ = [
     "reads_as_path",
     "require_model",
     "require_hub",
+    # what only the command line may allow (--trust-remote-code, --allow-key-env)
+    "Granted",
+    "check_remote_code",
+    "check_key_variable",
     # errors, progress, files
     "InputError",
     "describe",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -87,6 +88,21 @@ def fail(error: InputError) -> None:
 
 
 @contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set the given variables (those not None) for a block, then restore them."""
+    before = {name: os.environ.get(name) for name, value in values.items() if value is not None}
+    os.environ.update({name: value for name, value in values.items() if value is not None})
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
 def reported() -> Iterator[None]:
     """Every failure is one line on stderr: bad input exits 2, anything else (a bug) 1 and
     asks for --debug; with --debug the traceback comes first. Ctrl-C passes through."""
@@ -122,8 +138,16 @@ def run(
     ] = None,
     address: Annotated[
         str | None,
-        typer.Option("--address", metavar="ADDR", help="an existing Ray cluster: auto or ray://host:10001"),
+        typer.Option(
+            "--address",
+            metavar="ADDR",
+            help="an existing Ray cluster: auto or ray://host:10001 (sets RAY_ADDRESS; never from a spec)",
+        ),
     ] = None,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option("--trust-remote-code", help="let a spec's trust_remote_code run code from a model's repository"),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     force: Annotated[
         bool,
@@ -144,6 +168,7 @@ def run(
     """
     from dataclasses import replace
 
+    from knowundo_bench.core.permissions import Granted, check_remote_code
     from knowundo_bench.core.progress import ProgressBoard, stderr_console
     from knowundo_bench.leaderboard import leaderboard_rows, render
     from knowundo_bench.plugin.manager import get_plugins
@@ -161,15 +186,17 @@ def run(
             plugins = get_plugins()
             # where the units run is not part of the run's identity: applied like --set, not kept as one
             placement = [f"execution.executor={executor}"] if executor else []
-            placement += [f"execution.address={address}"] if address else []
             resolved = replace(
                 load_spec(spec, plugins, [*(overrides or ()), *placement]), overrides=tuple(overrides or ())
             )
+            granted = Granted(trust_remote_code=trust_remote_code)
+            for field, params in resolved.plugin_params():
+                check_remote_code(params, field, granted)
             if log_samples:
                 evaluation = resolved.spec.eval.model_copy(update={"log_samples": True})
                 resolved = replace(resolved, spec=resolved.spec.model_copy(update={"eval": evaluation}))
             directory = output_directory(resolved, output)
-            with ProgressBoard(console, enabled=progress) as board:
+            with ProgressBoard(console, enabled=progress) as board, environment(RAY_ADDRESS=address):
                 runner = Runner(resolved, plugins, directory, board, force=force)
                 outcome = runner.run()
             table = render(leaderboard_rows(outcome.output_dir), "md") if main else ""
@@ -206,6 +233,19 @@ def run(
 def build(
     spec: Annotated[Path, typer.Argument(metavar="BUILD", help="build spec (YAML)", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="folder to write the domain into", show_default=False)],
+    allow_key_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-key-env",
+            metavar="NAME",
+            help="let the generator send this variable's value as its key, though its name does not look like "
+            "an API key's (…_API_KEY, …_KEY, …_TOKEN); repeatable",
+        ),
+    ] = None,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option("--trust-remote-code", help="let a spec's trust_remote_code run code from a model's repository"),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Build a benchmark domain: generate question-answer pairs per category with the
@@ -217,15 +257,17 @@ def build(
     """
     from knowundo_bench.build.pipeline import run_build
     from knowundo_bench.build.spec import load_build_spec
+    from knowundo_bench.core.permissions import Granted
     from knowundo_bench.core.progress import ProgressBoard, stderr_console
     from knowundo_bench.plugin.manager import get_plugins
 
     console = stderr_console()
+    granted = Granted(trust_remote_code=trust_remote_code, key_envs=frozenset(allow_key_env or ()))
     try:
         with reported():
             resolved = load_build_spec(spec, get_plugins())
             with ProgressBoard(console, enabled=progress) as board:
-                card = run_build(resolved, output, board)
+                card = run_build(resolved, output, board, granted=granted)
     except KeyboardInterrupt:
         console.print(Text(f"interrupted: rerun the same command to resume (state in {output / '.build'})"))
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -249,7 +291,7 @@ def methods() -> None:
         plugins = get_plugins()
     console = Console()
     for kind in KINDS:
-        table = Table(title=kind.heading, show_lines=False, title_justify="left")
+        table = Table(title=Text(kind.heading), show_lines=False, title_justify="left")
         for column in ("name", "description", "parameters (defaults)", "origin"):
             table.add_column(column, overflow="fold")
         for name, (info, plugin) in plugins.registries[kind.attribute].entries.items():
@@ -262,7 +304,7 @@ def methods() -> None:
                 extra += f" [default localizer: {info.default_localizer}]"
             if isinstance(info, MethodInfo) and info.retain == "out_of_distribution":
                 extra += " [retain data: ood_retain]"
-            table.add_row(name, Text(info.description + extra), Text(fields or "–"), plugins.origin(plugin))
+            table.add_row(Text(name), Text(info.description + extra), Text(fields or "–"), Text(plugins.origin(plugin)))
         console.print(table)
 
 
@@ -271,12 +313,17 @@ class View(str, Enum):
     efficiency = "efficiency"
 
 
+def warn_skipped(what: str) -> None:
+    """``warning: skipped WHAT`` on stderr: a damaged record or sample line left out."""
+    sys.stderr.write(f"warning: skipped {what}\n")
+
+
 def warn_skipped_records(results_dir: Path) -> None:
-    """Say on stderr which result files were left out because they break the schema."""
+    """Say on stderr which result files were left out: damaged, or breaking the schema."""
     from knowundo_bench.records.files import schema_problems
 
     for problem in schema_problems(results_dir):
-        sys.stderr.write(f"warning: skipped {problem}\n")
+        warn_skipped(problem)
 
 
 Directories = Annotated[
@@ -348,7 +395,14 @@ def samples(
     from knowundo_bench.leaderboard.samples import sample_table
 
     with reported():
-        table = sample_table(results_dir, method, scope=scope, limit=limit, prefix=prefix)
+        table = sample_table(
+            results_dir,
+            method,
+            scope=scope,
+            limit=limit,
+            prefix=prefix,
+            warn=warn_skipped,
+        )
     Console(width=200).print(table)
 
 

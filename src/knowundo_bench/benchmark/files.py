@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from knowundo_bench.benchmark.pairs import SCOPES, SPLITS, QAPair, Scope, Split
 from knowundo_bench.core.errors import InputError
 from knowundo_bench.core.messages import format_validation_error
+from knowundo_bench.core.untrusted import read_regular_file
 
 
 class RawRecord(BaseModel):
@@ -54,7 +55,10 @@ def records_to_pairs(records: Iterable[RawRecord], scope: Scope, split: Split) -
 
 # A person's name or a book's title: two to four capitalised words, allowing O'Connor, Jean-Luc, "de la", "of the".
 _CONNECTORS = "de|da|van|von|der|del|la|le|du|bin|al|of|the"
-_NAME = re.compile(rf"\b([A-Z][\w'\-]+(?:\s+(?:(?:{_CONNECTORS})\s+)*[A-Z][\w'\-]+){{1,3}})")
+# A word is at most 64 characters, taken whole (possessive), so that matching is linear in the
+# text: unbounded, "A-A-A-..." made every start scan to its end (quadratic).
+_WORD = r"[A-Z][\w'\-]{1,63}+(?![\w'\-])"
+_NAME = re.compile(rf"\b({_WORD}(?:\s++(?:(?:{_CONNECTORS})\s++)*{_WORD}){{1,3}})")
 _NOT_NAME_START = {
     "Who",
     "What",
@@ -136,9 +140,11 @@ def read_local_domain(directory: Path) -> list[QAPair]:
         for split in SPLITS:
             path = directory / f"{scope}_{split}.json"
             try:
-                payload = path.read_bytes()
+                payload = read_regular_file(path)
             except OSError as error:
                 raise InputError(f"cannot read file ({error.strerror})", source=str(path)) from None
+            except ValueError as error:
+                raise InputError(f"cannot read file ({error})", source=str(path)) from None
             pairs += records_to_pairs(parse_raw_records(payload, str(path)), scope, split)
     return pairs
 
@@ -149,11 +155,13 @@ Record = TypeVar("Record", bound=BaseModel)
 def read_json_lines(path: Path, model: type[Record]) -> list[Record]:
     """Validate every line of a JSON Lines file; errors name the file, line and field."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_regular_file(path).decode("utf-8")
     except OSError as error:
         raise InputError(f"cannot read file ({error.strerror})", source=str(path)) from None
     except UnicodeDecodeError as error:
         raise InputError(f"not UTF-8 text (byte {error.start})", source=str(path)) from None
+    except ValueError as error:
+        raise InputError(f"cannot read file ({error})", source=str(path)) from None
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

@@ -8,7 +8,8 @@ answer the same way, whichever model (or template) wrote it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -16,6 +17,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from knowundo_bench.benchmark.pairs import Scope
+from knowundo_bench.core.permissions import Granted
 
 Recipe = Literal["joint", "queries", "facts"]
 
@@ -88,13 +90,20 @@ class GenerationRequest:
         return "\x00".join((*(text for turn in self.demonstrations for text in turn), self.prompt))
 
 
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
 @dataclass(frozen=True)
 class GeneratorContext:
-    """What ``GeneratorInfo.create`` receives: the build's seed and a folder the generator
-    may keep files in (converted weights)."""
+    """What ``GeneratorInfo.create`` receives: the build's seed, a folder the generator
+    may keep files in (converted weights), where to log (the build's log), and what the
+    command line granted beyond the spec (``--allow-key-env``, ``--trust-remote-code``)."""
 
     seed: int
     cache_dir: Path
+    log: Callable[[str], None] = _to_stderr
+    granted: Granted = field(default_factory=Granted)
 
 
 class Generator(Protocol):

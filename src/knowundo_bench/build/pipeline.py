@@ -36,6 +36,7 @@ from knowundo_bench.core.errors import InputError
 from knowundo_bench.core.progress import ProgressBoard, Reporter
 from knowundo_bench.records.atomic import atomic_write_text
 from knowundo_bench.core.cache import cache_home
+from knowundo_bench.core.permissions import Granted
 
 BUILD_FORMAT = 1
 STATE = ".build"  # the output folder's working state: cached answers, finished instances
@@ -271,7 +272,13 @@ def finish(build: ResolvedBuild, yields: list[tuple[str, InstanceYield]]) -> tup
     return outcome, split
 
 
-def run_build(build: ResolvedBuild, output: Path, board: ProgressBoard, generator: Generator | None = None) -> Datacard:
+def run_build(
+    build: ResolvedBuild,
+    output: Path,
+    board: ProgressBoard,
+    generator: Generator | None = None,
+    granted: Granted | None = None,
+) -> Datacard:
     """Build the domain into ``output`` (resuming an earlier build there) and return its datacard."""
     check_output_folder(output)
     state = output / STATE
@@ -281,7 +288,8 @@ def run_build(build: ResolvedBuild, output: Path, board: ProgressBoard, generato
         raise InputError(f"cannot create {state} ({error.strerror})", source="--output") from None
     if generator is None:
         cache_dir = cache_home()  # shared: converted weights
-        generator = build.generator.create(build.generator_params, GeneratorContext(build.spec.seed, cache_dir))
+        context = GeneratorContext(build.spec.seed, cache_dir, log=board.log, granted=granted or Granted())
+        generator = build.generator.create(build.generator_params, context)
     settings = dict(generator.settings)
     cache = ResponseCache(state / "responses", {"generator": build.generator.name, **settings})
     yields: dict[str, InstanceYield] = {}

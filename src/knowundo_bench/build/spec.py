@@ -29,6 +29,7 @@ from knowundo_bench.plugin.registry import GeneratorInfo
 from knowundo_bench.config.params import Params
 from knowundo_bench.config.reading import check_values, field_hint, read_yaml_file
 from knowundo_bench.config.spec import safe_name
+from knowundo_bench.core.untrusted import parse_json, read_regular_file
 
 Domain = Literal["privacy", "copyright"]
 _ATTRIBUTE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -200,20 +201,23 @@ def read_instances(path: Path) -> tuple[Attributes, ...]:
     """Instances from a CSV file (a header row of attribute names) or JSON Lines (one
     mapping per line); errors name the file and line."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")  # a spreadsheet's byte-order mark is not a column name
+        text = read_regular_file(path).decode("utf-8-sig")  # a spreadsheet's byte-order mark is not a column name
     except OSError as error:
         raise InputError(f"cannot read file ({error.strerror})", source=str(path)) from None
     except UnicodeDecodeError as error:
         raise InputError(f"not UTF-8 text (byte {error.start})", source=str(path)) from None
+    except ValueError as error:
+        raise InputError(f"cannot read file ({error})", source=str(path)) from None
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() in {".jsonl", ".ndjson"}:
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"invalid JSON ({error.msg})", source=f"{path}:{number}") from None
+                row = parse_json(line)
+            except ValueError as error:  # malformed, a number of over 4,300 digits, nested too deeply
+                reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error).split(":")[0]
+                raise InputError(f"invalid JSON ({reason})", source=f"{path}:{number}") from None
             if not isinstance(row, dict):
                 raise InputError("expected a mapping of attributes", source=f"{path}:{number}")
             rows.append(row)

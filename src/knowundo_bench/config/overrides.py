@@ -13,6 +13,7 @@ import yaml
 
 from knowundo_bench.core.errors import InputError
 from knowundo_bench.core.messages import yaml_kind
+from knowundo_bench.core.untrusted import load_yaml
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -21,7 +22,7 @@ def override_value(text: str) -> Any:
     """``--set``'s VALUE read as YAML (``3``, ``true``, ``[0, 1]``, ``{name: ga}``), with
     ``1e-4`` a number, as a reader expects (YAML 1.1 would read it as text)."""
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = load_yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         return text
     if isinstance(value, str) and _NUMBER.match(text.strip()):  # unquoted only: "1e3" in quotes stays text

@@ -17,21 +17,25 @@ from pydantic import BaseModel, ValidationError
 from knowundo_bench.config.spec import Spec
 from knowundo_bench.core.errors import InputError
 from knowundo_bench.core.messages import first_error
+from knowundo_bench.core.untrusted import load_yaml, read_regular_file
 
 
 def read_yaml_file(path: Path, what: str = "spec") -> Any:
-    """A YAML file parsed; a missing, unreadable, non-UTF-8 or malformed file is one
+    """A YAML file parsed; a missing, unreadable, non-UTF-8 or malformed file, one that is
+    not a regular file or too large, and YAML with aliases or nested too deep are one
     ``InputError`` line naming it (``what`` says what the file is: "spec", "build spec")."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_regular_file(path).decode("utf-8")
     except FileNotFoundError:
         raise InputError(f"{what} file not found", source=str(path)) from None
     except OSError as error:
         raise InputError(f"cannot read {what} ({error.strerror})", source=str(path)) from None
     except UnicodeDecodeError as error:
         raise InputError(f"not UTF-8 text (byte {error.start})", source=str(path)) from None
+    except ValueError as error:
+        raise InputError(f"cannot read {what} ({error})", source=str(path)) from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

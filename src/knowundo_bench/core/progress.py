@@ -68,12 +68,12 @@ class ProgressBoard:
         self.console = console or Console(quiet=True)
         self.enabled = enabled
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),  # labels and names as written
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
+            TextColumn("{task.fields[status]}", markup=False),
             console=self.console,
             disable=not enabled or not self.console.is_terminal,
         )

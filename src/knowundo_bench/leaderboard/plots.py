@@ -249,20 +249,24 @@ def plot_results(
     def target(stem: str) -> Path:
         return output_dir / f"{stem}.{image_format}"
 
-    written = {
-        target("success"): plot_success(rows, target("success"), f"{name}: scope success per method", dpi),
-        target("training_loss"): plot_training_loss(
-            records, target("training_loss"), f"{name}: training loss per step", dpi
-        ),
-    }
-    if any(r.curve for r in records):
-        written[target("curves")] = plot_curves(
-            records, target("curves"), f"{name}: scope metrics during unlearning", dpi
-        )
-    if any(r.metrics and r.metrics.prompt_prefixes for r in records):
-        written[target("prompt_prefixes")] = plot_prompt_prefixes(
-            rows, target("prompt_prefixes"), f"{name}: success with and without a system prompt", dpi
-        )
-    if any(row.get("general_avg") is not None for row in rows):
-        written[target("general_tasks")] = plot_general(rows, target("general_tasks"), f"{name}: general tasks", dpi)
+    plt = _pyplot()
+    with plt.rc_context({"text.parse_math": False}):  # run and method names are text: "$" is never mathtext
+        written = {
+            target("success"): plot_success(rows, target("success"), f"{name}: scope success per method", dpi),
+            target("training_loss"): plot_training_loss(
+                records, target("training_loss"), f"{name}: training loss per step", dpi
+            ),
+        }
+        if any(r.curve for r in records):
+            written[target("curves")] = plot_curves(
+                records, target("curves"), f"{name}: scope metrics during unlearning", dpi
+            )
+        if any(r.metrics and r.metrics.prompt_prefixes for r in records):
+            written[target("prompt_prefixes")] = plot_prompt_prefixes(
+                rows, target("prompt_prefixes"), f"{name}: success with and without a system prompt", dpi
+            )
+        if any(row.get("general_avg") is not None for row in rows):
+            written[target("general_tasks")] = plot_general(
+                rows, target("general_tasks"), f"{name}: general tasks", dpi
+            )
     return written

@@ -4,24 +4,38 @@ success disagree."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from rich.markup import escape
+from pydantic import ValidationError
 from rich.table import Table
+from rich.text import Text
 
-from knowundo_bench.core.errors import InputError
+from knowundo_bench.core.errors import InputError, one_line
+from knowundo_bench.core.messages import format_validation_error
+from knowundo_bench.core.untrusted import parse_json, read_regular_file
 from knowundo_bench.records.files import load_record
 from knowundo_bench.records.layout import SAMPLES_DIR
-from knowundo_bench.records.schema import number
+from knowundo_bench.records.schema import SampleLine, SampleReading
 
 
-def read_samples(path: Path) -> list[dict[str, Any]]:
+def read_samples(path: Path, warn: Callable[[str], None]) -> list[SampleLine]:
+    """The lines of a samples file; a damaged line is skipped with a warning naming it."""
     try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"unreadable samples file ({error})", source=str(path)) from None
+        text = read_regular_file(path).decode("utf-8")
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"unreadable samples file ({one_line(str(error))})", source=str(path)) from None
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            lines.append(SampleLine.model_validate(parse_json(line)))
+        except ValidationError as error:
+            warn(f"{path}:{number}: {format_validation_error(error)}")
+        except ValueError as error:
+            warn(f"{path}:{number}: not JSON ({one_line(str(error)).split(':')[0]})")
+    return lines
 
 
 def sample_files(results_dir: Path, method: str) -> tuple[Path, Path]:
@@ -46,36 +60,48 @@ def sample_files(results_dir: Path, method: str) -> tuple[Path, Path]:
 
 
 def sample_table(
-    results_dir: Path, method: str, *, scope: str | None = None, limit: int = 10, prefix: str | None = None
+    results_dir: Path,
+    method: str,
+    *,
+    scope: str | None = None,
+    limit: int = 10,
+    prefix: str | None = None,
+    warn: Callable[[str], None] = lambda line: None,
 ) -> Table:
     """Question, reference, the vanilla model's and the method's generations, with each
-    one's token accuracy and answer NLL."""
+    one's token accuracy and answer NLL; every text as written (never read as markup).
+    ``warn`` hears of each damaged line skipped."""
     if scope not in (None, "unlearn", "retention"):
         raise InputError(f"--scope: {scope!r} is not 'unlearn' or 'retention'")
     unit_path, vanilla_path = sample_files(results_dir, method)
-    unit, vanilla = read_samples(unit_path), read_samples(vanilla_path)
-    by_question = {(row["scope"], row["index"]): row for row in vanilla}
-    rows = [row for row in unit if scope is None or row["scope"] == scope][:limit]
+    unit, vanilla = read_samples(unit_path, warn), read_samples(vanilla_path, warn)
+    by_question = {(row.scope, row.index): row for row in vanilla}
+    rows = [row for row in unit if scope is None or row.scope == scope][:limit]
 
-    def reading(row: dict[str, Any]) -> dict[str, Any]:
+    def reading(row: SampleLine) -> SampleReading:
         if prefix is None:
-            return row["plain"]
-        if prefix not in row["prefixes"]:
-            raise InputError(f"--prefix: no readings under {prefix!r} (have: {', '.join(row['prefixes']) or 'none'})")
-        return row["prefixes"][prefix]
+            return row.plain
+        if prefix not in row.prefixes:
+            raise InputError(f"--prefix: no readings under {prefix!r} (have: {', '.join(row.prefixes) or 'none'})")
+        return row.prefixes[prefix]
 
-    table = Table(title=f"{unit_path.stem} vs {vanilla_path.stem}" + (f" (prefix {prefix})" if prefix else ""))
+    title = f"{unit_path.stem} vs {vanilla_path.stem}" + (f" (prefix {prefix})" if prefix else "")
+    table = Table(title=Text(title))
     for column in ("scope", "question", "reference", vanilla_path.stem, unit_path.stem):
-        table.add_column(column, overflow="fold")
+        table.add_column(Text(column), overflow="fold")
     for row in rows:
-        before = reading(by_question.get((row["scope"], row["index"]), row))
+        before = reading(by_question.get((row.scope, row.index), row))
         after = reading(row)
-        table.add_row(row["scope"], row["question"], row["reference"], describe(before), describe(after))
+        table.add_row(Text(row.scope), Text(row.question), Text(row.reference), describe(before), describe(after))
     return table
 
 
-def describe(reading: dict[str, Any]) -> str:
-    generation = reading.get("generation")
+def _reading(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def describe(reading: SampleReading) -> Text:
+    generation = reading.generation
     text = "(not generated)" if generation is None else generation or "(empty)"
-    accuracy, nll = number(reading.get("token_accuracy")), number(reading.get("answer_nll"))
-    return f"{escape(text)}\n[dim]acc {accuracy:.0f}% · nll {nll:.2f}[/dim]"
+    accuracy, nll = _reading(reading.token_accuracy, ".0f"), _reading(reading.answer_nll, ".2f")
+    return Text(text) + Text(f"\nacc {accuracy}% · nll {nll}", style="dim")

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import math
 import platform
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from knowundo_bench.core.errors import one_line
 from knowundo_bench.core.messages import format_validation_error
+from knowundo_bench.core.untrusted import parse_json, read_regular_file
 from knowundo_bench.records.atomic import atomic_write_text
 from knowundo_bench.records.layout import record_path
 from knowundo_bench.records.schema import RECORD_KIND, ResultRecord
@@ -54,37 +57,65 @@ def write_record(output_dir: Path, label: str, record: ResultRecord | dict[str, 
     return path
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path`` as stored, or None if the file is not a knowundo-bench
-    result."""
+@dataclass(frozen=True)
+class RecordFile:
+    """What a ``.json`` file in a results directory holds: a knowundo-bench result (``data``),
+    or a ``problem`` that makes it unreadable (not a regular file, too large, not UTF-8, not
+    JSON, nested too deeply), or neither (another tool's JSON file, left alone)."""
+
+    data: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+def inspect_record(path: Path) -> RecordFile:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+        text = read_regular_file(path).decode("utf-8")
+    except OSError as error:
+        return RecordFile(problem=f"cannot read it ({error.strerror or error})")
+    except UnicodeDecodeError as error:
+        return RecordFile(problem=f"not UTF-8 text (byte {error.start})")
+    except ValueError as error:
+        return RecordFile(problem=str(error))
+    try:
+        data = parse_json(text)
+    except ValueError as error:
+        return RecordFile(problem=f"not JSON ({one_line(str(error)).split(':')[0]})")
     if not isinstance(data, dict) or data.get("kind") != RECORD_KIND:
-        return None
-    return data
+        return RecordFile()
+    return RecordFile(data=data)
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path`` as stored, or None if the file is not a readable
+    knowundo-bench result."""
+    return inspect_record(path).data
 
 
 def parse_record(data: dict[str, Any]) -> ResultRecord | None:
     try:
         return ResultRecord.model_validate(data)
-    except ValidationError:
+    except (ValidationError, RecursionError):
         return None
 
 
 def schema_problems(directory: Path) -> list[str]:
-    """One line per result file in ``directory`` that the typed record rejects (the
-    leaderboard and the plots skip it): the file name and the first invalid field."""
+    """One line per ``.json`` file in ``directory`` that the leaderboard, the plots and a
+    resumed run skip: a result the typed record rejects (the first invalid field), or a
+    file that cannot be read as one (why)."""
     problems = []
     for path in sorted(directory.glob("*.json")):
-        data = read_record(path)
-        if data is None:
+        found = inspect_record(path)
+        if found.problem is not None:
+            problems.append(f"{path.name}: {found.problem}")
+            continue
+        if found.data is None:
             continue
         try:
-            ResultRecord.model_validate(data)
+            ResultRecord.model_validate(found.data)
         except ValidationError as error:
             problems.append(f"{path.name}: {format_validation_error(error)}")
+        except RecursionError:
+            problems.append(f"{path.name}: nested too deeply")
     return problems
 
 

@@ -25,12 +25,19 @@ FINISHED: tuple[Status, ...] = ("ok", "nonfinite")  # statuses a rerun keeps; "f
 
 
 def number(value: Any) -> float | None:
-    """A metric value read back from JSON: float, non-finite strings restored, or None."""
+    """A metric value read back from JSON: float, non-finite strings restored, or None; a
+    list, a mapping or a number beyond a float is a validation error (someone else's
+    damaged record is skipped, not a crash)."""
     if value is None:
         return None
     if isinstance(value, str):
         return _NON_FINITE.get(value)
-    return float(value)
+    if not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError("a number too large for a float") from None
 
 
 Number = Annotated[float | None, BeforeValidator(number)]
@@ -150,6 +157,26 @@ class RunIdentity(RecordPart):
     method_plugin: str | None = None  # "distribution version" of the plugin providing the method
     localizer_plugin: str | None = None
     git_commit: str | None = None  # of the harness checkout, "+dirty" with local changes
+
+
+class SampleReading(RecordPart):
+    """One val question's readings under one prompt: greedy generation (None when not
+    generated), teacher-forced token accuracy (0-100) and mean answer NLL."""
+
+    generation: str | None = None
+    token_accuracy: Number = None
+    answer_nll: Number = None
+
+
+class SampleLine(RecordPart):
+    """One line of ``samples/<unit>.jsonl`` (``run --log-samples``)."""
+
+    scope: Literal["unlearn", "retention"]
+    index: int
+    question: str
+    reference: str
+    plain: SampleReading
+    prefixes: dict[str, SampleReading] = Field(default_factory=dict)
 
 
 class PromptRecord(RecordPart):

@@ -79,6 +79,19 @@ class ResolvedSpec:
     def echo(self) -> dict[str, Any]:
         return self.spec.model_dump(mode="json")
 
+    def plugin_params(self) -> list[tuple[str, Params]]:
+        """Every plugin's validated parameters, each with the spec field it came from."""
+        found: list[tuple[str, Params]] = [
+            ("data", self.data_params),
+            ("model", self.model_params),
+            ("ood_retain", self.ood_params),
+        ]
+        for method in self.methods:
+            found.append((f"methods[{method.label}]", method.params))
+            found += [(f"methods[{method.label}].localizer", method.localizer.params)] if method.localizer else []
+            found += [(f"methods[{method.label}].guard", method.guard.params)] if method.guard else []
+        return found + ([("execution", self.executor.params)] if self.executor else [])
+
 
 def _resolve_localizer(
     raw: str | dict[str, Any] | None, default: str | None, plugins: Plugins, where: str

@@ -8,9 +8,12 @@ earlier records of the same method). A worker killed mid-unit is retried by Ray
 (``max_retries``); a unit that keeps failing gets a ``failed`` record and the others
 finish. Ctrl-C cancels the tasks; finished records stay.
 
-Without ``address`` a local Ray is started, bound to 127.0.0.1 with no dashboard; with
-``address`` (``auto``, ``ray://host:10001``) the harness connects to an existing
-cluster and never starts a head. The output and cache directories must be on a
+Without a cluster address a local Ray is started, bound to 127.0.0.1 with no dashboard;
+with one (``auto``, ``ray://host:10001``) the harness connects to that cluster and never
+starts a head. The address comes from the command line (``--address``) or ``RAY_ADDRESS``,
+never from a spec: a shared spec must not send a run to, and unpickle results from, a
+cluster its author chose. Workers receive an allow-list of variables (the harness's, the
+hub's, proxies without their credentials, CA bundles), never secrets. The output and cache directories must be on a
 filesystem every node sees (``KNOWUNDO_BENCH_CACHE`` may point there): checked at
 start-up on every node.
 """
@@ -20,12 +23,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from knowundo_bench.api import (
     ExecutorInfo,
@@ -39,32 +43,60 @@ from knowundo_bench.api import (
     hookimpl,
 )
 
-# Environment the workers need as the driver has it (auto-started workers inherit it anyway):
-# the harness's and the hub's settings, and the proxies the hub is reached through.
-FORWARDED_ENV = ("KNOWUNDO_BENCH_", "HF_", "TRANSFORMERS_")
-FORWARDED_PROXIES = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"}
+# Environment the workers need as the driver has it (auto-started workers inherit it anyway),
+# by name: the harness's own settings, the hub's (never its token), the proxies the hub is
+# reached through and the CA bundles that trust them.
+FORWARDED_PREFIX = "KNOWUNDO_BENCH_"
+FORWARDED_NAMES = {
+    *("HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"),
+    *("HF_HUB_DISABLE_TELEMETRY", "HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT", "HF_XET_CACHE"),
+    *("TRANSFORMERS_OFFLINE", "TRANSFORMERS_CACHE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"),
+    "CURL_CA_BUNDLE",
+}
+FORWARDED_PROXIES = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}  # either case
 RUNNING = ".running"  # in the output directory: one marker per unit a worker is running
 
 
 class RayParams(Params):
-    address: str | None = Field(None, description="existing cluster (auto, ray://host:10001); none: a local Ray")
+    address: str | None = Field(
+        None, description="never in a spec: the cluster comes from --address or RAY_ADDRESS (none: a local Ray)"
+    )
     num_cpus: float = Field(1, gt=0, description="CPUs per unit (also its torch threads)")
     num_gpus: float = Field(0, ge=0, description="GPUs per unit")
     memory_gb: float | None = Field(None, gt=0, description="memory per unit (GB), for Ray's scheduler")
     max_retries: int = Field(2, ge=0, description="retries of a unit whose worker died")
     local_cpus: int | None = Field(None, ge=1, description="CPUs of an auto-started local Ray (default: all)")
 
+    @field_validator("address")
+    @classmethod
+    def _not_from_a_spec(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                "a cluster address comes from the command line (--address) or RAY_ADDRESS, never from a spec "
+                "(a shared spec could send the run to, and take results from, any cluster)"
+            )
+        return value
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@`` (a proxy's credentials stay on the driver)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
 
 def _forwarded_env() -> dict[str, str]:
-    """The variables workers need, without secrets: a runtime_env is readable through Ray's
-    state API on a shared cluster, so tokens (HF_TOKEN) must reach workers another way
-    (the workers' own environment, or the hub's token file)."""
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if (key.startswith(FORWARDED_ENV) or key.upper() in FORWARDED_PROXIES)
-        and not any(secret in key.upper() for secret in ("TOKEN", "KEY", "SECRET"))
-    }
+    """The variables workers need, by name (never a token, a key or a secret: a
+    runtime_env is readable through Ray's state API on a shared cluster, so tokens such as
+    HF_TOKEN reach workers another way: their own environment, or the hub's token file)."""
+    forwarded = {}
+    for key, value in os.environ.items():
+        if key.upper() in FORWARDED_PROXIES:
+            forwarded[key] = without_userinfo(value) if key.upper() != "NO_PROXY" else value
+        elif key in FORWARDED_NAMES or key.startswith(FORWARDED_PREFIX):
+            forwarded[key] = value
+    return forwarded
 
 
 def run_marked(
@@ -91,8 +123,8 @@ def running_units(output_dir: Path, labels: set[str]) -> int:
 
 
 def start(params: RayParams) -> bool:
-    """Connect to ``params.address``, or start a local Ray on 127.0.0.1; returns whether
-    this call started Ray (and so must shut it down)."""
+    """Connect to the cluster ``RAY_ADDRESS`` names (``--address`` sets it), or start a
+    local Ray on 127.0.0.1; returns whether this call started Ray (and so must shut it down)."""
     import ray
 
     if ray.is_initialized():
@@ -102,9 +134,10 @@ def start(params: RayParams) -> bool:
         "log_to_driver": False,
         "configure_logging": False,
     }
-    if params.address is None:
+    address = os.environ.get("RAY_ADDRESS", "").strip() or None
+    if address is None:
         ray.init(
-            address="local",  # never an existing cluster found through RAY_ADDRESS: that takes `address`
+            address="local",
             num_cpus=params.local_cpus or os.cpu_count(),
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
@@ -112,9 +145,9 @@ def start(params: RayParams) -> bool:
         )
     else:
         try:
-            ray.init(address=params.address, **common)
+            ray.init(address=address, **common)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            message = f"execution.address: cannot connect to Ray at {params.address!r}: {describe(error)}"
+            message = f"--address (RAY_ADDRESS): cannot connect to Ray at {address!r}: {describe(error)}"
             raise InputError(message) from error
     return True
 

@@ -24,6 +24,7 @@ from knowundo_bench.api import (
     HubIdOrPath,
     InputError,
     Params,
+    check_remote_code,
     hookimpl,
 )
 from knowundo_bench.plugins.models.gguf import converted_folder, locate_gguf
@@ -55,6 +56,7 @@ class HFGenerator:
     def __init__(self, params: HFGeneratorParams, context: GeneratorContext) -> None:
         import torch
 
+        check_remote_code(params, "generator", context.granted)  # before anything loads
         self.params = params
         self.seed = context.seed
         try:  # the device first: seconds before a model loads, not after

@@ -6,7 +6,12 @@ Ollama): each prompt is one user message (after a demonstration's turns, with
 The standard library's HTTP client suffices, so the plugin needs no SDK.
 
 The key is read from the environment variable that ``api_key_env`` names, never from
-the spec, and is not part of ``settings`` (the datacard and the cache key). A busy
+the spec, and is not part of ``settings`` (the datacard and the cache key). A shared spec
+cannot send it where the user did not mean: the variable must look like an API key's
+(or be allowed with ``--allow-key-env``), plain ``http://`` is for this machine only, the
+host the key goes to is logged before the first request, and a redirect is never
+followed (it would take the key, and the prompts, elsewhere). Answers are read up to a
+size cap within an overall deadline, so a slow-drip or endless server times out. A busy
 or flaky endpoint (HTTP 429, 5xx, a dropped connection, a timeout) is retried with
 exponential backoff; one that cannot work at all (unreachable after the retries, a
 refused key, an unknown model) stops the build with one line naming the field to fix.
@@ -17,7 +22,9 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import ipaddress
 import json
+import math
 import os
 import re
 import ssl
@@ -39,10 +46,15 @@ from knowundo_bench.api import (
     InputError,
     Params,
     __version__,
+    check_key_variable,
     hookimpl,
 )
 
 MAX_WAIT = 60.0  # seconds: the longest pause between tries, whatever Retry-After asks
+MAX_ANSWER_BYTES = 8 * 2**20  # a chat completion of max_tokens tokens is far smaller
+MAX_ERROR_BYTES = 64 * 2**10  # of an error's body, only its message is read
+CHUNK = 64 * 2**10
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 RETRY_STATUSES = frozenset({408, 429})  # and every 5xx: the server is busy or failing, not refusing
 # A 4xx about one prompt, not the set-up: its answer is empty (dropped and counted).
 PROMPT_STATUSES = frozenset({400, 413, 422})
@@ -65,10 +77,12 @@ class OpenAIParams(Params):
     )
     temperature: float = Field(0.7, ge=0, le=2, description="sampling temperature")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
-    max_tokens: int = Field(1024, ge=1, description="longest answer, in tokens")
+    max_tokens: int = Field(1024, ge=1, le=131_072, description="longest answer, in tokens")
     seed: int | None = Field(None, description="asks the endpoint for reproducible sampling (where it supports it)")
-    timeout: float = Field(60, gt=0, description="seconds to wait for one answer")
-    max_retries: int = Field(5, ge=0, description="tries after the first on HTTP 429/5xx, a lost connection, a timeout")
+    timeout: float = Field(60, gt=0, le=3600, description="seconds to wait for one whole answer")
+    max_retries: int = Field(
+        5, ge=0, le=20, description="tries after the first on HTTP 429/5xx, a lost connection, a timeout"
+    )
     backoff: float = Field(
         1.0, ge=0, description="seconds before the first retry, doubled each retry (a Retry-After header wins)"
     )
@@ -95,6 +109,11 @@ class OpenAIParams(Params):
                 "must not hold credentials or a query (user:key@host, ?api-key=...): base_url is written "
                 "to the datacard; put the key in the environment variable api_key_env names"
             )
+        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+            raise ValueError(
+                "plain http:// reaches only this machine (localhost, 127.0.0.1, ::1): the key and the prompts "
+                "would cross the network unencrypted; use https://, or an SSH tunnel to a local port"
+            )
         return value.strip().rstrip("/")
 
     @field_validator("api_key_env")
@@ -104,6 +123,50 @@ class OpenAIParams(Params):
         if value is not None and not _VARIABLE.match(value):
             raise ValueError("names an environment variable (letters, digits, _), not the key itself")
         return value
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine (a loopback address, or localhost by name)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are answers, never followed: urllib would resend the key to the new host
+    (and turn the POST into a GET)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)  # and the environment's proxies, as urlopen
+
+
+def read_capped(response: Any, limit: int, deadline: float) -> bytes:
+    """At most ``limit`` bytes of ``response`` before ``deadline`` (time.monotonic()); a
+    larger or slower answer is an error (each read still waits at most the socket's
+    timeout, so an answer ends by the deadline plus one timeout)."""
+    chunks: list[bytes] = []
+    size = 0
+    read = getattr(response, "read1", response.read)  # what has arrived, not a full chunk's wait
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the answer did not end in time")
+        chunk = read(CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise AnswerTooLarge(f"an answer larger than {limit // 2**20} MiB")
+        chunks.append(chunk)
+
+
+class AnswerTooLarge(ValueError):
+    """An answer past :data:`MAX_ANSWER_BYTES`."""
 
 
 class Unusable(InputError):
@@ -116,20 +179,23 @@ class _Stopped(Exception):
 
 def retry_delay(retry: int, backoff: float, retry_after: str | None = None) -> float:
     """Seconds before retry number ``retry`` (0 for the first): the server's Retry-After
-    (seconds or an HTTP date) when it sends one, else ``backoff`` doubled per retry;
-    never more than :data:`MAX_WAIT`."""
+    (seconds or an HTTP date) when it sends a usable one (finite, not negative), else
+    ``backoff`` doubled per retry; never more than :data:`MAX_WAIT`."""
     delay = backoff * 2 ** min(retry, 32)  # 2**32 s is past any cap, and a float still
+    asked: float | None = None
     if retry_after:
         text = retry_after.strip()
         try:
-            delay = float(text)
+            asked = float(text)
         except ValueError:
             try:
                 when = email.utils.parsedate_to_datetime(text)
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):
                 pass
             else:
-                delay = when.timestamp() - time.time()
+                asked = max(when.timestamp() - time.time(), 0.0)  # a date already past: now
+    if asked is not None and math.isfinite(asked) and asked >= 0:
+        delay = asked
     return float(min(max(delay, 0.0), MAX_WAIT))
 
 
@@ -225,16 +291,21 @@ class OpenAIGenerator:
             if stop.is_set():
                 raise _Stopped
             retry_after: str | None = None
+            deadline = time.monotonic() + self.params.timeout
             try:
-                with urllib.request.urlopen(request, timeout=self.params.timeout) as response:
-                    return answer_text(response.read())
+                with _OPENER.open(request, timeout=self.params.timeout) as response:
+                    return answer_text(read_capped(response, MAX_ANSWER_BYTES, deadline))
+            except AnswerTooLarge as error:
+                raise Unusable(f"generator.base_url: {self.params.base_url} sent {error}") from None
             except urllib.error.HTTPError as error:
                 try:
-                    message = _server_message(error.read())
-                except (OSError, http.client.HTTPException):
+                    message = _server_message(read_capped(error, MAX_ERROR_BYTES, deadline))
+                except (OSError, ValueError, http.client.HTTPException):
                     message = ""
                 finally:
                     error.close()
+                if 300 <= error.code < 400:
+                    raise self._redirected(error) from None
                 if error.code in PROMPT_STATUSES and PROMPT_REFUSAL.search(message):
                     return ""  # this prompt only (too long, filtered): dropped and counted, the build goes on
                 if error.code not in RETRY_STATUSES and error.code < 500:
@@ -249,6 +320,14 @@ class OpenAIGenerator:
             if attempt + 1 < tries and stop.wait(retry_delay(attempt, self.params.backoff, retry_after)):
                 raise _Stopped
         raise failure
+
+    def _redirected(self, error: urllib.error.HTTPError) -> Unusable:
+        location = error.headers.get("Location", "") if error.headers is not None else ""
+        host = urllib.parse.urlsplit(location).hostname or "(no Location)"
+        return Unusable(
+            f"generator.base_url: {self.params.base_url} answered HTTP {error.code}, a redirect to {host}; "
+            "redirects are never followed (the key would go with it): set base_url to where it points"
+        )
 
     def _refused(self, status: int, message: str) -> Unusable:
         """A 4xx that retrying will not change: say which field to fix."""
@@ -292,6 +371,7 @@ def create(params: OpenAIParams, context: GeneratorContext) -> OpenAIGenerator:
     """The generator, once its key is known to be there (before any request is sent)."""
     key = None
     if params.api_key_env is not None:
+        check_key_variable(params.api_key_env, "generator.api_key_env", context.granted)
         key = os.environ.get(params.api_key_env, "").strip()
         if not key:
             raise InputError(
@@ -303,6 +383,8 @@ def create(params: OpenAIParams, context: GeneratorContext) -> OpenAIGenerator:
                 f"generator.api_key_env: the value of {params.api_key_env} is not a key (it holds spaces, "
                 "line breaks or non-ASCII characters)"
             )
+        parts = urllib.parse.urlsplit(params.base_url)
+        context.log(f"generator openai: the key in ${params.api_key_env} goes to {parts.hostname} ({parts.scheme})")
     return OpenAIGenerator(params, key)
 
 
