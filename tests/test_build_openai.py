@@ -251,7 +251,7 @@ def test_an_openai_build_has_the_shape_and_counts_of_a_template_build_and_never_
     assert build(write_build(tmp_path, openai(stub)), out).exit_code == 0
     assert build(write_build(tmp_path, {"name": "template"}, "template.yaml"), reference).exit_code == 0
 
-    assert {p.name for p in out.iterdir()} == {*SPLIT_FILES, "datacard.json", "DATACARD.md", ".build"}
+    assert {p.name for p in out.iterdir()} == {*SPLIT_FILES, "datacard.json", "DATACARD.md", ".build", ".lock"}
     ours, theirs = card(out), card(reference)
     assert ours["counts"] == theirs["counts"] and ours["category_counts"] == theirs["category_counts"]
     assert sum(ours["counts"]["unlearn"].values()) == len(AUTHORS) * 3 * PAIRS

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from knowundo_bench import __version__
-from knowundo_bench.core.errors import InputError, describe
+from knowundo_bench.core.errors import InputError, WriteError, describe
 
 HELP = """Benchmark harness for knowledge unlearning in LLMs (KnowUnDo).
 
@@ -110,6 +110,11 @@ def reported() -> Iterator[None]:
         yield
     except InputError as error:
         fail(error)
+    except WriteError as error:  # disk full, no permission: the path and the system's reason
+        if _debug:
+            sys.stderr.write("".join(traceback.format_exception(error)))
+        say_error(str(error))
+        raise typer.Exit(EXIT_BAD_INPUT if error.unwritable else EXIT_FAILED) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as error:
@@ -166,29 +171,37 @@ def run(
     The leaderboard table goes to stdout, logs and progress to stderr. Rerunning the
     same command resumes: finished units are reused.
     """
+    from contextlib import ExitStack
     from dataclasses import replace
 
-    from knowundo_bench.core.permissions import Granted, check_remote_code
-    from knowundo_bench.core.progress import ProgressBoard, stderr_console
-    from knowundo_bench.leaderboard import leaderboard_rows, render
-    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.config.reading import planned_output
+    from knowundo_bench.core.progress import stderr_console
     from knowundo_bench.records.layout import record_path
-    from knowundo_bench.run.resolution import load_spec
-    from knowundo_bench.run.reuse import output_directory
-    from knowundo_bench.run.runner import Runner
-    from knowundo_bench.train import distributed
+    from knowundo_bench.records.lock import locked
 
-    main = distributed.is_main()  # of an accelerate launch: the one process that logs and prints
+    # of an accelerate launch: the one process that logs, prints and holds the folder's lock
+    main = int(os.environ.get("RANK", "0")) == 0
     console = stderr_console() if main else Console(quiet=True)
-    runner: Runner | None = None
+    runner = None
     try:
-        with reported():
+        with reported(), ExitStack() as held:
+            placement = [f"execution.executor={executor}"] if executor else []
+            every = [*(overrides or ()), *placement]
+            early = planned_output(spec, every, output) if main else None
+            if early is not None:  # before torch and the plugins load: a second run stops at once
+                held.enter_context(locked(early, "run"))
+
+            from knowundo_bench.core.permissions import Granted, check_remote_code
+            from knowundo_bench.core.progress import ProgressBoard
+            from knowundo_bench.leaderboard import leaderboard_rows, render
+            from knowundo_bench.plugin.manager import get_plugins
+            from knowundo_bench.run.resolution import load_spec
+            from knowundo_bench.run.reuse import output_directory
+            from knowundo_bench.run.runner import Runner
+
             plugins = get_plugins()
             # where the units run is not part of the run's identity: applied like --set, not kept as one
-            placement = [f"execution.executor={executor}"] if executor else []
-            resolved = replace(
-                load_spec(spec, plugins, [*(overrides or ()), *placement]), overrides=tuple(overrides or ())
-            )
+            resolved = replace(load_spec(spec, plugins, every), overrides=tuple(overrides or ()))
             granted = Granted(trust_remote_code=trust_remote_code)
             for field, params in resolved.plugin_params():
                 check_remote_code(params, field, granted)
@@ -196,6 +209,8 @@ def run(
                 evaluation = resolved.spec.eval.model_copy(update={"log_samples": True})
                 resolved = replace(resolved, spec=resolved.spec.model_copy(update={"eval": evaluation}))
             directory = output_directory(resolved, output)
+            if main and (early is None or early.resolve() != directory.resolve()):
+                held.enter_context(locked(directory, "run"))
             with ProgressBoard(console, enabled=progress) as board, environment(RAY_ADDRESS=address):
                 runner = Runner(resolved, plugins, directory, board, force=force)
                 outcome = runner.run()
@@ -255,16 +270,26 @@ def build(
     Load the result with data: {source: local, path: OUTPUT}. Rerunning the same
     command resumes: finished instances and every generator answer are reused.
     """
+    from contextlib import ExitStack
+
     from knowundo_bench.build.pipeline import run_build
     from knowundo_bench.build.spec import load_build_spec
     from knowundo_bench.core.permissions import Granted
     from knowundo_bench.core.progress import ProgressBoard, stderr_console
     from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.records.lock import locked
 
     console = stderr_console()
     granted = Granted(trust_remote_code=trust_remote_code, key_envs=frozenset(allow_key_env or ()))
     try:
-        with reported():
+        with reported(), ExitStack() as held:
+            if output.exists() and not output.is_dir():
+                raise InputError(f"{output} is a file, not a folder", source="--output")
+            try:
+                output.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InputError(f"cannot create {output} ({error.strerror})", source="--output") from None
+            held.enter_context(locked(output, "build"))
             resolved = load_build_spec(spec, get_plugins())
             with ProgressBoard(console, enabled=progress) as board:
                 card = run_build(resolved, output, board, granted=granted)

@@ -35,6 +35,7 @@ from knowundo_bench.benchmark.pairs import SCOPES, SPLITS
 from knowundo_bench.core.errors import InputError
 from knowundo_bench.core.progress import ProgressBoard, Reporter
 from knowundo_bench.records.atomic import atomic_write_text
+from knowundo_bench.records.lock import LOCK_FILE
 from knowundo_bench.core.cache import cache_home
 from knowundo_bench.core.permissions import Granted
 
@@ -180,7 +181,8 @@ def check_output_folder(output: Path) -> None:
     someone's other files."""
     if output.exists() and not output.is_dir():
         raise InputError(f"{output} is a file, not a folder", source="--output")
-    if output.is_dir() and any(output.iterdir()) and not (output / STATE).is_dir():
+    others = [entry for entry in output.iterdir() if entry.name != LOCK_FILE] if output.is_dir() else []
+    if others and not (output / STATE).is_dir():
         raise InputError(f"folder {output} holds other files; give a new or empty folder", source="--output")
 
 

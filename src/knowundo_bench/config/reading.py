@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from knowundo_bench.config.spec import Spec
+from knowundo_bench.config.spec import SAFE_NAME, Spec
 from knowundo_bench.core.errors import InputError
 from knowundo_bench.core.messages import first_error
 from knowundo_bench.core.untrusted import load_yaml, read_regular_file
@@ -153,3 +153,28 @@ def check_values(raw: dict[str, Any], source: str, overrides: typing.Sequence[st
     if bad is not None:
         message = f"{'.'.join(map(str, bad)) or 'spec'}: must not contain a NUL character"
         raise InputError(blame_override(message, overrides), source=source)
+
+
+def planned_output(path: Path, overrides: typing.Sequence[str], output: Path | None) -> Path | None:
+    """Where a run of the spec file ``path`` writes, as the run decides it (``--output``,
+    else ``output_dir``, else ``results/NAME``), read without plugins or torch so that the
+    folder can be locked before anything loads; None when the spec does not say it
+    validly (validating the spec then says why)."""
+    if output is not None:
+        return output
+    from knowundo_bench.config.overrides import apply_overrides
+    from knowundo_bench.config.paths import anchor_paths
+
+    raw = read_yaml_file(path)
+    try:
+        raw = anchor_paths(Spec, raw, path.absolute().parent)
+        if overrides:
+            raw = anchor_paths(Spec, apply_overrides(raw, overrides), Path.cwd())
+    except (InputError, TypeError, ValueError, AttributeError):
+        return None
+    folder, name = (raw.get("output_dir"), raw.get("name")) if isinstance(raw, dict) else (None, None)
+    if isinstance(folder, str) and folder:
+        return Path(folder)
+    if isinstance(name, str) and SAFE_NAME.match(name) and ".." not in name:
+        return Path("results") / name
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,6 +10,31 @@ from contextlib import contextmanager
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace (newlines included) as one space."""
     return " ".join(text.split())
+
+
+class WriteError(Exception):
+    """A file or folder could not be written (disk full, no permission, a read-only
+    filesystem): one line naming it and the system's reason. ``unwritable``: the target
+    cannot be written at all (bad input, exit 2) rather than failing now (exit 1)."""
+
+    UNWRITABLE = frozenset(
+        {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
+    )
+
+    def __init__(self, path: str, reason: str, code: int | None = None) -> None:
+        super().__init__(path, reason, code)  # picklable: a Ray worker's error reaches the driver
+        self.path, self.reason, self.code = path, reason, code
+
+    @classmethod
+    def of(cls, path: object, error: OSError) -> WriteError:
+        return cls(str(path), error.strerror or str(error), error.errno)
+
+    @property
+    def unwritable(self) -> bool:
+        return self.code in self.UNWRITABLE
+
+    def __str__(self) -> str:
+        return one_line(f"cannot write {self.path} ({self.reason})")
 
 
 class InputError(Exception):

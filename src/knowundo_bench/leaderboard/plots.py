@@ -22,6 +22,7 @@ from typing import Any
 from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, leaderboard_rows, load_records, prefix_keys
 from knowundo_bench.leaderboard.stats import geometric_interval, t_interval
 from knowundo_bench.records.atomic import atomic_write_bytes
+from knowundo_bench.records.lock import locked
 from knowundo_bench.records.schema import ResultRecord
 
 SUCCESS_BARS = (
@@ -242,7 +243,18 @@ def plot_results(
     records = [record for directory in directories for record in load_records(directory)]
     rows = leaderboard_rows(directories)
     output_dir = output_dir or directories[0] / "plots"
-    output_dir.mkdir(parents=True, exist_ok=True)
+    with locked(output_dir, "plot"):  # one command writes a folder at a time
+        return _plot_all(records, rows, directories, output_dir, image_format, dpi)
+
+
+def _plot_all(
+    records: list[ResultRecord],
+    rows: list[dict[str, Any]],
+    directories: list[Path],
+    output_dir: Path,
+    image_format: str,
+    dpi: int,
+) -> dict[Path, int]:
     runs = list(dict.fromkeys(r.run or directories[0].name for r in records))
     name = " vs ".join(str(run) for run in runs)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from knowundo_bench.core.errors import InputError
 from knowundo_bench.core.progress import ProgressBoard
 from knowundo_bench.plugin.execution import PendingUnit
 from knowundo_bench.records.atomic import remove_stale_temporaries
-from knowundo_bench.records.files import load_record, write_record
+from knowundo_bench.records.files import inspect_record, load_record, write_record
 from knowundo_bench.records.layout import SUPERSEDED_DIR, record_path, samples_path
+from knowundo_bench.records.lock import taken_at
 from knowundo_bench.records.schema import ResultRecord
 from knowundo_bench.run.identity import Provenance
 from knowundo_bench.run.plan import Unit
@@ -27,9 +29,9 @@ def output_directory(resolved: ResolvedSpec, override: Path | None) -> Path:
     directory = override or resolved.spec.output_dir or Path("results") / resolved.spec.name
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-test-{os.getpid()}"  # one per process (several may start together)
-        probe.write_text("")
-        probe.unlink(missing_ok=True)
+        descriptor, probe = tempfile.mkstemp(prefix=".write-test-", dir=directory)  # a new file, never a link
+        os.close(descriptor)
+        os.unlink(probe)
     except OSError as error:
         raise InputError(f"output directory not writable ({error.strerror})", source=str(directory)) from None
     return directory
@@ -39,7 +41,19 @@ def claim_directory(directory: Path, spec_name: str, units: list[Unit], force: b
     """An output directory holds one spec's records: another spec's make this run fail
     (one line), unless ``force``, which removes them. Records of this spec's units
     that the spec no longer has (a method removed, seeds changed) move to
-    ``superseded/``, so that the leaderboard shows only this run's units."""
+    ``superseded/``, so that the leaderboard shows only this run's units. A file a unit
+    would write over that is not a knowundo-bench record is never replaced: one line."""
+    for unit in units:
+        path = record_path(directory, unit.label)
+        if path.exists() or path.is_symlink():
+            found = inspect_record(path)
+            if found.data is None:
+                why = f" ({found.problem})" if found.problem else ""
+                raise InputError(
+                    f"{path.name} is not a knowundo-bench record{why} and unit {unit.label} would replace it; "
+                    "move it away or use another --output",
+                    source=str(directory),
+                )
     others = {}
     planned = {unit.label for unit in units}
     stale = []
@@ -98,7 +112,8 @@ class ReuseCheck:
         """The records a previous run finished with these units' keys (``clean``: first
         remove what an interrupted run left half-written, and rewrite a record whose
         position in the spec changed; never in a worker, whose siblings may be writing)."""
-        for leftover in remove_stale_temporaries(self.directory, "*.json") if clean else []:
+        cleaned = remove_stale_temporaries(self.directory, "*.json", taken_at(self.directory)) if clean else []
+        for leftover in cleaned:
             self.board.log(f"removed a half-written file from an interrupted run: {leftover.name}")
         done = {}
         for unit in units:

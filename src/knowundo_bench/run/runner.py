@@ -10,7 +10,7 @@ from pathlib import Path
 from knowundo_bench.core.errors import InputError
 from knowundo_bench.core.progress import ProgressBoard
 from knowundo_bench.plugin.manager import Plugins
-from knowundo_bench.records.files import load_record
+from knowundo_bench.records.files import load_record, schema_problems
 from knowundo_bench.records.layout import record_path
 from knowundo_bench.run.inputs import load_inputs
 from knowundo_bench.run.machine import Machine, prepare_process
@@ -74,6 +74,8 @@ class Runner:
         main = distributed.is_main()  # of a multi-process run: the one that evaluates and writes
         if main:
             claim_directory(self.output_dir, resolved.spec.name, self.units, self.force, board)
+            for problem in schema_problems(self.output_dir):  # damaged records: recomputed, not fatal
+                board.log(f"warning: skipped {problem}", style="yellow")
         bench = Workbench(resolved, self.plugins, inputs, board, main)
         suite = UnitSuite.assemble(bench, self.output_dir, machine, run_in_worker, force=self.force, clean=main)
         distributed.barrier()  # every process sees the same records
