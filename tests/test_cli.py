@@ -302,7 +302,7 @@ def test_ctrl_c_saves_finished_units_and_says_how_to_resume(tmp_path, point):
     assert "Traceback" not in interrupted.stderr
     records = sorted(p.name for p in out.glob("*.json"))
     assert len(records) == int(saved.group(1)) and 1 <= len(records) < 3
-    assert not [p for p in out.rglob(".*") if p.name != ".write-test"]  # no half-written file
+    assert not [p for p in out.rglob(".*") if p.name != ".lock"]  # no half-written file
     del env["KNOWUNDO_BENCH_FAULT"]
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
