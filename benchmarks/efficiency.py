@@ -6,6 +6,10 @@ prints one ``name=value`` line per figure:
 
 1. memflex_vs_ga_gd_step_ratio  MemFlex's optimizer step / GA+GD's, same model, batches
                                 and objective; MemFlex trains only its selected tensors
+   memflex_step_bound           the least that ratio can be, from the matmul FLOPs MemFlex
+                                still does (``train.efficiency.memflex_step_bound``: the
+                                whole forward, the input gradients above its lowest
+                                selected tensor, the weight gradients of its selection)
 2. harness_vs_bare_loop_ratio   the harness's training loop / a bare PyTorch loop with
                                 the same loss, optimizer, schedule and clipping
 3. batched_eval_speedup         per-example evaluation (batch size 1, as the official
@@ -56,6 +60,7 @@ from knowundo_bench.plugins.localizers.memflex import MemFlexLocalizerParams  # 
 from knowundo_bench.plugins.methods.ga_gd import weighted_objective  # noqa: E402
 from knowundo_bench.plugins.models.tiny import train_tokenizer  # noqa: E402
 from knowundo_bench.train.context import UnlearnContext
+from knowundo_bench.train.efficiency import localised_matmuls, memflex_step_bound
 from knowundo_bench.train.hook_types import LocalizerRun
 from knowundo_bench.train.loop import _lr_lambda, make_mixed_batches, mixed_dataset, train, warmup_steps_for
 
@@ -254,11 +259,20 @@ def main() -> int:
     assert math.isclose(single["retention"]["success"], batched["retention"]["success"], abs_tol=1e-6)
 
     selected = sum(p.numel() for n, p in model.named_parameters() if n in trainable)
+    part = next(iter(batches[0].values()))  # one forward shows where back-propagation stops
+    inputs = {name: part[name] for name in ("input_ids", "attention_mask")}
+    weights, input_grad = localised_matmuls(model, inputs, trainable)
+    bound = memflex_step_bound(weights, trainable, input_grad)
+    upper_weights, upper_input_grad = localised_matmuls(model, inputs, upper_half)
+    upper_bound = memflex_step_bound(upper_weights, upper_half, upper_input_grad)
+    selected_flops = sum(n for name, n in weights.items() if name in trainable) / sum(weights.values())
     total = sum(p.numel() for p in model.parameters())
     print(
         f"# {args.layers}-layer Llama, hidden {args.hidden}, {total / 1e6:.1f}M parameters; MemFlex selected "
-        f"{len(trainable)} tensors ({100 * selected / total:.0f}% of parameters); {len(batches)} batches of "
-        f"{batch_size}; {torch.get_num_threads()} threads; medians of {args.rounds} alternating rounds"
+        f"{len(trainable)} tensors ({100 * selected / total:.0f}% of parameters, {100 * selected_flops:.0f}% of "
+        f"the weight matmuls' FLOPs; input gradients in {len(input_grad)} of {len(weights)} matmuls); "
+        f"{len(batches)} batches of {batch_size}; {torch.get_num_threads()} threads; medians of {args.rounds} "
+        "alternating rounds"
     )
     print(
         f"# ga_gd {ga_gd:.4f}s memflex {memflex:.4f}s harness {harness:.4f}s bare {bare:.4f}s; "
@@ -272,7 +286,7 @@ def main() -> int:
     lowest = min(int(n.split(".layers.")[1].split(".")[0]) for n in trainable if ".layers." in n)
     print(
         f"# MemFlex's lowest selected layer: {lowest} (back-propagation must reach it); what-if, training only "
-        f"the upper half of the layers + lm_head: step ratio {upper / ga_gd_again:.3f}"
+        f"the upper half of the layers + lm_head: step ratio {upper / ga_gd_again:.3f} (bound {upper_bound:.3f})"
     )
     print(
         f"# official recipe, {len(recipe_batches)} micro-batches of 1, 16 to a step: harness stacked "
@@ -282,6 +296,7 @@ def main() -> int:
         f"max |step loss - Trainer's|: stacked {loss_gaps['stacked']:.1e}, one by one {loss_gaps['one_by_one']:.1e}"
     )
     print(f"memflex_vs_ga_gd_step_ratio={memflex / ga_gd:.3f}")
+    print(f"memflex_step_bound={bound:.3f}")
     print(f"harness_vs_bare_loop_ratio={harness / bare:.3f}")
     print(f"batched_eval_speedup={single_seconds / batched_seconds:.2f}")
     print(f"localize_vs_epoch_ratio={localize_seconds / epoch_seconds:.2f}")

@@ -107,3 +107,48 @@ def plugin_site(folder: Path, module: str, source: str, distribution: str, versi
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
     (dist / "entry_points.txt").write_text(f"[knowundo_bench]\n{entry} = {module}\n")
     return folder
+
+
+def sentencepiece_tokenizer(corpus: list[str], vocab_size: int = 500):
+    """A LLaMA-style tokenizer built offline with ``tokenizers``: ``<unk>``, ``<s>``,
+    ``</s>`` (ids 0-2), the 256 byte pieces ``<0x00>``..``<0xFF>`` (ids 3-258), then BPE
+    pieces trained on ``corpus``; Metaspace pre-tokenizer (``▁``, dummy prefix on the
+    first word), byte fallback, BOS added and no EOS, no pad token. As in LLaMA's
+    vocabulary, a character the corpus lacks (a newline, unless the corpus has one) is
+    encoded by its byte pieces; pieces never span a ``▁`` (SentencePiece's
+    ``split_by_whitespace``). A corpus holding ``question + "\\n\\n"`` learns pieces such
+    as ``?\\n\\n`` that merge the question's end with the raw format's separator."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials + [f"<0x{byte:02X}>" for byte in range(256)],
+        show_progress=False,
+    )
+    training = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    training.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
+    training.train_from_iterator(corpus, trainer=trainer)
+    trained = json.loads(training.to_str())["model"]
+    # Rebuilt so that only <unk>, <s>, </s> are added (special) tokens; the byte pieces
+    # are ordinary vocabulary entries, as in LLaMA's tokenizer.json.
+    model = models.BPE(
+        vocab=trained["vocab"],
+        merges=[tuple(m.split(" ") if isinstance(m, str) else m) for m in trained["merges"]],  # "a b" before 0.20
+        unk_token="<unk>",
+        byte_fallback=True,
+        fuse_unk=True,
+    )
+    tokenizer = Tokenizer(model)
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    tokenizer.add_special_tokens(specials)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")

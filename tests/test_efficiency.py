@@ -16,7 +16,7 @@ from knowundo_bench.cli import app
 from knowundo_bench.config.spec import EfficiencySpec
 from knowundo_bench.records.files import write_record
 from knowundo_bench.records.memory import CPU_RSS_NOISE_FLOOR_GB
-from knowundo_bench.train.efficiency import StepMeter, peak_flops
+from knowundo_bench.train.efficiency import StepMeter, localised_matmuls, memflex_step_bound, peak_flops
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-step peak reset needs /proc")
@@ -35,6 +35,90 @@ def test_cpu_meter_sees_memory_allocated_inside_the_step_only():
     assert 0.2 <= meter.peaks_gb[0] <= 0.4, meter.peaks_gb
     assert meter.peaks_gb[1] < 0.05, meter.peaks_gb
     del held
+
+
+def test_memflex_step_bound_counts_forward_input_and_selected_weight_gradients():
+    weights = {"a": 100, "b": 300, "head": 600}  # F = 1000: GA+GD's step is 3F = 3000
+    assert memflex_step_bound(weights, {"b"}) == pytest.approx((1000 + 1000 + 300) / 3000)  # (2 + s) / 3
+    assert memflex_step_bound(weights, {"b", "norm", "embed"}) == memflex_step_bound(weights, {"b"})  # no matmuls
+    assert memflex_step_bound(weights, set(weights)) == 1.0
+    # nothing below "b" trains: no input gradient for "a" (and none computed below it)
+    assert memflex_step_bound(weights, {"b", "head"}, input_grad={"b", "head"}) == pytest.approx(
+        (1000 + 900 + 900) / 3000
+    )
+    assert memflex_step_bound(weights, {"head"}, input_grad=set()) == pytest.approx((1000 + 600) / 3000)
+    with pytest.raises(ValueError, match="not weight matmuls"):
+        memflex_step_bound(weights, {"b"}, input_grad={"norm"})
+    with pytest.raises(ValueError, match="no weight matmuls"):
+        memflex_step_bound({}, set())
+
+
+def _two_layer_llama():
+    from helpers import tiny_llama
+
+    return tiny_llama(50, hidden_size=16, num_hidden_layers=2, attn_implementation="eager")
+
+
+def _inputs():
+    torch.manual_seed(0)
+    return {"input_ids": torch.randint(3, 50, (2, 7)), "attention_mask": torch.ones(2, 7, dtype=torch.long)}
+
+
+def test_localised_matmuls_see_where_back_propagation_stops():
+    model = _two_layer_llama()
+    model.model.norm.weight.requires_grad_(False)  # frozen by the caller: stays so
+    weights, everything = localised_matmuls(model, _inputs(), {n for n, _ in model.named_parameters()})
+    linears = {n for n, p in model.named_parameters() if p.dim() == 2 and "embed_tokens" not in n}
+    assert set(weights) == linears and everything == linears
+    assert weights["lm_head.weight"] == 50 * 16 and weights["model.layers.1.mlp.up_proj.weight"] == 32 * 16
+    top = {n for n in linears if ".layers.1." in n} | {"lm_head.weight"}
+    assert localised_matmuls(model, _inputs(), top)[1] == top - {
+        f"model.layers.1.self_attn.{x}_proj.weight" for x in "qkv"
+    }  # their input is layer 0's output, which nothing below needs a gradient for
+    # v_proj in layer 0: q and k beside it get no input gradient; everything after it does
+    beside = {f"model.layers.0.self_attn.{x}_proj.weight" for x in "qkv"}
+    assert localised_matmuls(model, _inputs(), {"model.layers.0.self_attn.v_proj.weight"})[1] == linears - beside
+    # layer 0's input norm trains: the gradient must reach layer 0's first matmuls
+    assert localised_matmuls(model, _inputs(), {"model.layers.0.input_layernorm.weight"})[1] == linears
+    assert [n for n, p in model.named_parameters() if not p.requires_grad] == ["model.norm.weight"]
+
+
+@pytest.mark.parametrize(
+    "selected",
+    [
+        {"lm_head.weight"},
+        {"model.layers.1.mlp.up_proj.weight", "model.layers.1.self_attn.v_proj.weight", "lm_head.weight"},
+        {"model.layers.0.self_attn.v_proj.weight", "model.layers.1.mlp.down_proj.weight"},
+        {"model.layers.0.input_layernorm.weight", "model.layers.1.self_attn.o_proj.weight", "model.norm.weight"},
+        {"model.embed_tokens.weight"},
+    ],
+)
+def test_memflex_step_bound_is_torchs_count_of_matmul_flops(selected):
+    """The bound against torch's FLOP counter over one forward and backward: its weight
+    matmuls (``mm``; eager attention's weightless products are ``bmm``), with only
+    ``selected`` requiring a gradient, over the same with everything training."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _two_layer_llama()
+    inputs = _inputs()
+
+    def matmul_flops(trainable: set[str]) -> int:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name in trainable)
+        with FlopCounterMode(display=False) as counter:
+            model(**inputs, labels=inputs["input_ids"]).loss.backward()
+        model.zero_grad(set_to_none=True)
+        return sum(
+            flops
+            for op, flops in counter.get_flop_counts()["Global"].items()
+            if "mm" in str(op) and "bmm" not in str(op)
+        )
+
+    counted = matmul_flops(selected) / matmul_flops({n for n, _ in model.named_parameters()})
+    for p in model.parameters():
+        p.requires_grad_(True)
+    weights, input_grad = localised_matmuls(model, inputs, selected)
+    assert memflex_step_bound(weights, selected, input_grad) == pytest.approx(counted, rel=1e-12)
 
 
 def test_peak_flops_from_spec_or_none_on_cpu():

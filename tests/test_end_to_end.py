@@ -148,11 +148,16 @@ def test_paper_privacy_tiny_shows_the_papers_pattern(tmp_path, privacy_dir):
     assert rows["vanilla"]["retention_success"] >= 95 and rows["vanilla"]["unlearn_success"] <= 5
     assert retention["ga"] < 20 and retention["random_labels"] < 20
     assert min(unlearn, key=unlearn.get) == "adversarial"
-    for method in ("ga_gd", "ga_kl", "memflex"):
+    for method in ("ga_gd", "memflex"):
         assert retention[method] > retention["ga"] + 20, method
+    for method in ("ga_gd", "ga_kl", "memflex"):
         assert unlearn[method] >= 50, method
-    for ood, in_distribution in (("ga_gd_ood", "ga_gd"), ("ga_kl_ood", "ga_kl")):
-        assert retention[ood] < 20 and retention[ood] < retention[in_distribution] - 20, ood
+    # Table 2: GA+GD keeps far more than GA+KL (66.02 vs 2.30). With the official KL over
+    # padded rows (docs/fidelity.md row 8) the KL term is diluted by the padding; over the
+    # real tokens only, GA+KL kept as much as GA+GD (51.4 vs 56.1 here).
+    assert retention["ga_kl"] < retention["ga_gd"] - 20
+    assert retention["ga_gd_ood"] < 20 and retention["ga_gd_ood"] < retention["ga_gd"] - 20
+    assert retention["ga_kl_ood"] < 20
     assert rows["random_labels"]["unlearn_ppl"] > 100  # random labels destroy the distribution
     assert rows["adversarial"]["unlearn_ppl"] < 100  # adversarial samples mimic it (section 4.2)
 

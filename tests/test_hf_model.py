@@ -3,6 +3,7 @@ run offline on a tiny LLaMA and tokenizer saved to a local folder."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import time
 import warnings
@@ -270,3 +271,48 @@ def test_relative_model_folders_read_from_the_spec_folder_and_hub_ids_stay(base_
     assert reads_as_path("models/tiny", tmp_path)  # exists beside the spec: a folder, not a hub id
     with pytest.raises(ValidationError, match="does not exist"):
         HFModelParams(name_or_path="./no/such/folder")
+
+
+@pytest.mark.parametrize(("lora_dtype", "expected"), [("base", torch.bfloat16), ("float32", torch.float32)])
+def test_lora_dtype_sets_the_adapter_and_optimizer_state_precision(
+    base_dir, tmp_path, monkeypatch, lora_dtype, expected
+):
+    """``lora.dtype: base`` keeps the adapters (and so AdamW's moments) in the base
+    model's bf16, as the official run's peft 0.10 does; float32 is peft 0.21's autocast.
+    Fails if the choice is not passed to peft on create or on load."""
+    from knowundo_bench.benchmark.encoding import PromptEncoder
+    from knowundo_bench.benchmark.pairs import QAPair
+    from knowundo_bench.config.params import TrainingParams
+    from knowundo_bench.train.loop import make_epoch_batches, train
+    from knowundo_bench.train.losses import WeightedNLL
+
+    lora = LoraSpec(r=2, alpha=4, dtype=lora_dtype)
+    factory = HFModelFactory(HFModelParams(name_or_path=str(base_dir), dtype="bfloat16", lora=lora))
+    bundle = factory.create([], 0)
+    factory.save(bundle, tmp_path / "vanilla")
+    for model in (bundle.model, factory.load(tmp_path / "vanilla").model):
+        adapters = {n: p.dtype for n, p in model.named_parameters() if "lora_" in n}
+        assert adapters and set(adapters.values()) == {expected}, adapters
+        assert {p.dtype for n, p in model.named_parameters() if "lora_" not in n} == {torch.bfloat16}
+    optimizers: list[torch.optim.Optimizer] = []
+    adamw = torch.optim.AdamW
+
+    def recording(*args, **kwargs):
+        optimizers.append(adamw(*args, **kwargs))
+        return optimizers[-1]
+
+    monkeypatch.setattr(torch.optim, "AdamW", recording)
+    encoder = PromptEncoder(bundle.tokenizer, 64, prompt_format="raw")
+    pair = QAPair(question="Who is Hiro Tanaka?", answer="A writer.", scope="retention", split="train")
+    examples = encoder.encode_all([pair])
+    params = TrainingParams(epochs=1, lr=1e-3, batch_size=1, grad_accum=1)
+    train(
+        bundle.model,
+        objective=WeightedNLL({"forget": 1.0}),
+        params=params,
+        epoch_batches=lambda epoch: make_epoch_batches(encoder, examples, None, 1, random.Random(0)),
+        seed=0,
+    )
+    [optimizer] = optimizers
+    moments = [s[key] for s in optimizer.state.values() for key in ("exp_avg", "exp_avg_sq")]
+    assert moments and {m.dtype for m in moments} == {expected}

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from helpers import TINY_SPEC, error_lines, one_epoch
 from knowundo_bench.cli import app
+from knowundo_bench.core.errors import InputError
 from knowundo_bench.leaderboard import leaderboard_rows
 from knowundo_bench.leaderboard.stats import PairScores, paired_difference, t_interval
 from knowundo_bench.records.files import load_record
@@ -271,6 +272,35 @@ def test_units_follow_seeds_method_overrides_and_per_seed_vanilla():
         ("ga", 7, 7),
         ("ga_gd@5", 5, 5),
     ]
+
+    def starts(methods: list[dict], **overrides) -> list[tuple[str, str]]:
+        spec = {**TINY_SPEC, "seed": 7, "methods": methods, **overrides}
+        return [(u.label, u.start) for u in plan_units(parse_spec(spec, plugins))]
+
+    # a method's own vanilla settings: its own vanilla unit (per seed too), shared by equal settings
+    own = [
+        {"name": "ga"},
+        {"name": "ga_gd", "seeds": [5], "vanilla": {"epochs": 9}},
+        {"name": "npo", "vanilla": {"epochs": 9}},
+    ]
+    assert starts(own) == [
+        ("vanilla", "vanilla"),
+        ("vanilla-ga_gd", "vanilla-ga_gd"),
+        ("ga", "vanilla"),
+        ("ga_gd@5", "vanilla-ga_gd"),
+        ("npo", "vanilla-ga_gd"),
+    ]
+    assert starts(own, vanilla={"per_seed": True}) == [
+        ("vanilla@5", "vanilla@5"),
+        ("vanilla@7", "vanilla@7"),
+        ("vanilla-ga_gd@5", "vanilla-ga_gd@5"),
+        ("vanilla-ga_gd@7", "vanilla-ga_gd@7"),
+        ("ga", "vanilla@7"),
+        ("ga_gd@5", "vanilla-ga_gd@5"),
+        ("npo", "vanilla-ga_gd@7"),
+    ]
+    with pytest.raises(InputError, match="'vanilla-ga' names ga's own vanilla model"):
+        starts([{"name": "ga", "vanilla": {"epochs": 9}}, {"name": "npo", "label": "vanilla-ga"}])
 
 
 def test_records_name_the_harness_commit_when_run_from_a_checkout():

@@ -258,6 +258,45 @@ def test_trainable_subset_leaves_others_bit_identical(encoder):
     assert report.trainable_parameters == sum(after[n].numel() for n in SELECTED)
 
 
+def test_frozen_tensors_get_no_gradient_and_trained_ones_match_a_full_backward(encoder, monkeypatch):
+    """With a selection, autograd computes and keeps gradients for the selected tensors
+    only (no weight gradients or buffers for the others; AdamW holds the selected only),
+    and their update is bit-identical to a step whose backward ran through every tensor."""
+    batches = make_epoch_batches(encoder, [example(10 + i) for i in range(2)], None, 2, random.Random(0))
+    model, reference = tiny_llama(), tiny_llama()
+    accumulated: list[str] = []
+    for name, p in model.named_parameters():
+        p.register_post_accumulate_grad_hook(lambda p, name=name: accumulated.append(name))
+    optimized: list[torch.nn.Parameter] = []
+
+    class SpyAdamW(torch.optim.AdamW):
+        def __init__(self, groups, **kwargs):
+            super().__init__(groups, **kwargs)
+            optimized.extend(p for g in self.param_groups for p in g["params"])
+
+    monkeypatch.setattr(torch.optim, "AdamW", SpyAdamW)
+    train(
+        model,
+        objective=forget_objective,
+        params=params(),
+        epoch_batches=fixed_batches(batches),
+        seed=0,
+        trainable=set(SELECTED),
+    )
+    assert sorted(accumulated) == sorted(SELECTED)
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(by_id[id(p)] for p in optimized) == sorted(SELECTED)
+    assert all(p.grad is None for p in model.parameters())
+    monkeypatch.undo()
+    # the reference: everything requires grad, the optimizer steps the selected tensors only
+    forget_objective(reference, batches[0]).backward()
+    chosen = [p for n, p in reference.named_parameters() if n in SELECTED]
+    torch.nn.utils.clip_grad_norm_(chosen, 1.0)
+    torch.optim.AdamW(chosen, lr=1e-2, weight_decay=0.0).step()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters(), strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_trainable_none_trains_all_but_pre_frozen(encoder):
     """trainable=None updates every trainable tensor; one frozen beforehand stays frozen and unchanged."""
     model = tiny_llama()

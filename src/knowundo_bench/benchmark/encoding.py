@@ -81,6 +81,15 @@ class PromptEncoder:
             self.tokenizer, self.max_length, system_prompt=system_prompt, prompt_format=self.prompt_format
         )
 
+    def with_max_length(self, max_length: int) -> PromptEncoder:
+        """An encoder of the same tokenizer, prefix and format that keeps ``max_length``
+        tokens (the official vanilla fine-tuning and localisation keep 500)."""
+        if max_length == self.max_length:
+            return self
+        return PromptEncoder(
+            self.tokenizer, max_length, system_prompt=self.system_prompt, prompt_format=self.prompt_format
+        )
+
     def _raw_question(self, question: str) -> str:
         if not self.system_prompt:
             return question
@@ -90,13 +99,13 @@ class PromptEncoder:
     def _raw_ids(self, question: str, answer: str) -> tuple[list[int], int]:
         """``question\\n\\nanswer`` tokenised as one text with the tokenizer's own special
         tokens (BOS for LLaMA, none for Qwen or SmolLM2), as the official ``tokenize``;
-        the prompt is the question's own tokens (the official ``pre_len``), so
-        ``\\n\\n`` is labelled."""
+        the prompt is the question's own length in tokens (the official ``pre_len``),
+        so ``\\n\\n`` is labelled. Where the question's last piece merges with the
+        separator (``?\\n\\n`` as one piece), the official code still masks the first
+        ``pre_len`` positions of the one-string tokenisation, and so does this."""
         question = self._raw_question(question)
         prompt = self.tokenizer(question)["input_ids"]
         full = self.tokenizer(question + RAW_SEPARATOR + answer)["input_ids"]
-        if full[: len(prompt)] != prompt:  # a merge across the boundary: tokenise the parts apart
-            full = prompt + self.tokenizer(RAW_SEPARATOR + answer, add_special_tokens=False)["input_ids"]
         return full, len(prompt)
 
     def prompt_ids(self, question: str) -> list[int]:

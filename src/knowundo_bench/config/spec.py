@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from knowundo_bench.config.evaluation import EvalSpec
 from knowundo_bench.config.params import TrainingParams
@@ -93,6 +93,25 @@ class VanillaSpec(TrainingParams):
         True, description="a vanilla model that misses target_accuracy fails the run (exit 3); false: warn only"
     )
     per_seed: bool = Field(False, description="one vanilla model per seed of `seeds` (default: one, from `seed`)")
+    max_length: int | None = Field(
+        None, ge=8, description="tokens kept per pair when fine-tuning (default: model.max_length; official: 500)"
+    )
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change the trained weights (the cache key's part): an unset
+        ``max_length`` is left out, so keys from before it existed still match."""
+        settings = self.model_dump(mode="json", exclude=VANILLA_NOT_IN_KEY)
+        if settings["max_length"] is None:
+            del settings["max_length"]
+        return settings
+
+    def merged(self, changes: dict[str, Any]) -> VanillaSpec:
+        """These settings with ``changes`` applied (a method's own ``vanilla``)."""
+        return VanillaSpec.model_validate({**self.model_dump(exclude_unset=True), **changes})
+
+
+# vanilla settings that do not change the trained weights
+VANILLA_NOT_IN_KEY = {"require_target", "per_seed"}
 
 
 class MethodSpec(BaseModel):
@@ -122,6 +141,11 @@ class MethodSpec(BaseModel):
     )
     ablate_localization: bool = Field(
         False, description="also run the same objective on all parameters, as its own leaderboard row"
+    )
+    vanilla: dict[str, Any] | None = Field(
+        None,
+        description="fields of the spec's `vanilla` this method's starting model changes (the official MemFlex "
+        "starts from another adapter than the baselines); methods with the same settings share one model",
     )
 
     @field_validator("label")
@@ -194,6 +218,25 @@ class Spec(BaseModel):
     @classmethod
     def _seeds_unique(cls, value: list[int] | None) -> list[int] | None:
         return _unique_seeds(value)
+
+    @model_validator(mode="after")
+    def _method_vanillas(self) -> Spec:
+        for index, method in enumerate(self.methods):
+            if method.vanilla is None:
+                continue
+            if "per_seed" in method.vanilla:
+                raise ValueError(f"methods.{index}.vanilla.per_seed: set per_seed in the spec's vanilla section")
+            try:
+                self.vanilla.merged(method.vanilla)
+            except ValidationError as error:
+                problem = error.errors()[0]
+                where = ".".join(str(part) for part in problem["loc"])
+                raise ValueError(f"methods.{index}.vanilla.{where}: {problem['msg']}") from None
+        return self
+
+    def vanilla_of(self, method: MethodSpec) -> VanillaSpec:
+        """The vanilla settings ``method`` starts from: the spec's, changed by its own."""
+        return self.vanilla if not method.vanilla else self.vanilla.merged(method.vanilla)
 
     @model_validator(mode="after")
     def _labels_unique(self) -> Spec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import torch
 
 from knowundo_bench.benchmark.encoding import Encoded, PromptEncoder, batched, device_batches
 from knowundo_bench.benchmark.pairs import Benchmark, QAPair
-from knowundo_bench.config.evaluation import EvalSpec
+from knowundo_bench.config.evaluation import MAX_NEW_TOKENS, EvalSpec
 from knowundo_bench.core.faults import fault_point
 from knowundo_bench.core.progress import Reporter
 from knowundo_bench.evaluate.guarding import Guard, check_decisions, requests_of
@@ -178,7 +179,8 @@ def score_split(
     predictions: list[str] = []
     if spec.rouge or generate:
         answered = [e for i, e in enumerate(scoring) if not (refused and refused[i])]
-        generated = iter(greedy_answers(model, encoder, answered, spec.batch_size, spec.max_new_tokens, reporter))
+        budget = spec.max_new_tokens or answer_budget(encoder, pairs)  # evaluate_scopes sets the domain's
+        generated = iter(greedy_answers(model, encoder, answered, spec.batch_size, budget, reporter))
         refusal = guard.guard.refusal if guard is not None else ""
         predictions = [refusal if refused and refused[i] else next(generated) for i in range(len(scoring))]
     if spec.rouge:
@@ -203,6 +205,22 @@ def evaluate(
     return scope_metrics(*evaluate_scopes(model, encoder, benchmark, spec, reporter))
 
 
+def answer_budget(encoder: PromptEncoder, pairs: Sequence[QAPair]) -> int:
+    """Greedy tokens for ROUGE-L when the spec sets none: the longest reference answer
+    of ``pairs`` (a domain's val splits) in this tokenizer's tokens, plus a tenth (at
+    least 8), so that no answer is cut short (64 cut the longest privacy answers)."""
+    longest = max((len(encoder.answer_ids(pair.answer)) for pair in pairs), default=0)
+    return min(longest + max(8, math.ceil(longest / 10)), MAX_NEW_TOKENS)
+
+
+def with_answer_budget(spec: EvalSpec, encoder: PromptEncoder, benchmark: Benchmark) -> EvalSpec:
+    """``spec`` with ``max_new_tokens`` set (:func:`answer_budget` when it is not)."""
+    if spec.max_new_tokens is not None:
+        return spec
+    budget = answer_budget(encoder, benchmark.unlearn_val + benchmark.retention_val)
+    return spec.model_copy(update={"max_new_tokens": budget})
+
+
 def evaluate_scopes(
     model,
     encoder: PromptEncoder,
@@ -213,6 +231,7 @@ def evaluate_scopes(
     guard: NamedGuard | None = None,
 ) -> tuple[ScopeScores, ScopeScores]:
     """Raw scores of the Unlearn and Retention Scopes' val splits (behind ``guard``, if any)."""
+    spec = with_answer_budget(spec, encoder, benchmark)
     with train_mode(model, False):
         unlearn = score_split(model, encoder, benchmark.unlearn_val, spec, reporter, generate, guard)
         retention = score_split(model, encoder, benchmark.retention_val, spec, reporter, generate, guard)

@@ -100,7 +100,7 @@ def record_row(record: ResultRecord) -> dict[str, Any]:
         seed=record.seed,
         model=identity.model if identity else None,
         data=f"{identity.data_source}:{identity.data_hash}" if identity else None,
-        target_met=record.vanilla.target_met if record.vanilla and record.method == "vanilla" else None,
+        target_met=record.vanilla.target_met if record.vanilla and record.method_name == "vanilla" else None,
     )
     return row
 
@@ -163,7 +163,9 @@ def aggregate(group: list[ResultRecord]) -> dict[str, Any]:
 def mark_best(rows: list[dict[str, Any]], groups: list[list[ResultRecord]]) -> None:
     """Set ``avg_success_not_below_best`` on each method row of one run: True for the
     best Avg Success and for rows whose paired difference from it is not significant."""
-    methods = [(row, group) for row, group in zip(rows, groups, strict=True) if row["method"] != "vanilla"]
+    methods = [
+        (row, group) for row, group in zip(rows, groups, strict=True) if group[0].method_name != "vanilla"
+    ]  # vanilla models (one per vanilla setting) are not candidates
     scored = [
         (row, group)
         for row, group in methods
@@ -228,7 +230,7 @@ def method_differences(first: Path, second: Path) -> list[dict[str, Any]]:
     interval from :func:`stats.unpaired_difference` (the runs' seeds are separate trainings)."""
     runs = [{group[0].method: group for group in method_groups(load_records(d))} for d in (first, second)]
     differences = []
-    for method in [m for m in runs[0] if m in runs[1] and m != "vanilla"]:
+    for method in [m for m in runs[0] if m in runs[1] and runs[0][m][0].method_name != "vanilla"]:
         a, b = (pair_scores([r for r in run[method] if r.status in FINISHED]) for run in runs)
         result = None if a is None or b is None else unpaired_difference(b, a)
         differences.append(

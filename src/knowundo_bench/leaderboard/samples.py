@@ -50,10 +50,10 @@ def sample_files(results_dir: Path, method: str) -> tuple[Path, Path]:
         known = sorted(path.stem for path in folder.glob("*.jsonl"))
         raise InputError(f"no samples of {method!r} (have: {', '.join(known) or 'none'})", source=str(folder))
     record = load_record(results_dir / f"{unit.stem}.json")
-    vanilla_seed = record.vanilla.seed if record and record.vanilla else None
-    vanilla = next(
-        (p for p in (folder / f"vanilla@{vanilla_seed}.jsonl", folder / "vanilla.jsonl") if p.is_file()), None
-    )
+    started = record.vanilla if record and record.vanilla else None
+    names = [started.unit] if started and started.unit else []  # records before 0.3 name only the seed
+    names += [f"vanilla@{started.seed if started else None}", "vanilla"]
+    vanilla = next((p for p in (folder / f"{name}.jsonl" for name in names) if p.is_file()), None)
     if vanilla is None:
         raise InputError("no vanilla samples beside the method's", source=str(folder))
     return unit, vanilla

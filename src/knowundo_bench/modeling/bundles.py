@@ -48,6 +48,16 @@ class LoraSpec(BaseModel):
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    dtype: Literal["float32", "base"] = Field(
+        "float32",
+        description="float32: adapter weights (and their optimizer states) in float32, as peft >= 0.12; "
+        "base: in the base model's dtype, as the official run's peft 0.10 (bf16 with a bf16 base)",
+    )
+
+    @property
+    def autocast(self) -> bool:
+        """peft's ``autocast_adapter_dtype``: float16/bfloat16 adapters cast up to float32."""
+        return self.dtype == "float32"
 
 
 def attach_lora(model: PreTrainedModel, lora: LoraSpec) -> PeftModel:
@@ -60,10 +70,11 @@ def attach_lora(model: PreTrainedModel, lora: LoraSpec) -> PeftModel:
         target_modules=lora.target_modules,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    return get_peft_model(model, config, autocast_adapter_dtype=lora.autocast)
 
 
-def load_lora(model: PreTrainedModel, directory: Path) -> PeftModel:
+def load_lora(model: PreTrainedModel, directory: Path, lora: LoraSpec | None = None) -> PeftModel:
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(directory), is_trainable=True)
+    autocast = lora.autocast if lora is not None else True
+    return PeftModel.from_pretrained(model, str(directory), is_trainable=True, autocast_adapter_dtype=autocast)

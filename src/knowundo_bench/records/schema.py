@@ -139,6 +139,7 @@ class VanillaRecord(RecordPart):
     reused: bool = False
     training: dict[str, Any] | None = None
     seed: int | None = None
+    unit: str | None = None  # the vanilla unit's label ("vanilla", "vanilla@3", "vanilla-memflex")
     target_accuracy: float | None = None
     accuracy: float | None = None  # final teacher-forced accuracy on every pair
     target_met: bool | None = None
@@ -183,6 +184,7 @@ class PromptRecord(RecordPart):
     format: str
     chat_template: bool = False
     max_length: int | None = None
+    max_new_tokens: int | None = None  # the greedy budget of ROUGE-L's generations
 
 
 class ResultRecord(RecordPart):

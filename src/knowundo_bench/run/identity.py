@@ -148,7 +148,7 @@ class Provenance:
             {
                 **dict(record),
                 "run": self.resolved.spec.name,
-                "method": "vanilla" if unit.method is None else unit.method.label,
+                "method": unit.row if unit.method is None else unit.method.label,
                 "unit": unit.label,
                 "order": unit.order,
                 "seed": unit.run_seed,

@@ -1,11 +1,17 @@
-"""The plan of a run: its units, each with its own record. Vanilla units first (one, or
-one per seed with ``vanilla.per_seed``), then each method once per seed in spec order."""
+"""The plan of a run: its units, each with its own record. Vanilla units first (one per
+vanilla setting, or one per setting and seed with ``vanilla.per_seed``), then each method
+once per seed in spec order."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
+from knowundo_bench.config.spec import VanillaSpec
+from knowundo_bench.core.errors import InputError
 from knowundo_bench.run.resolution import ResolvedMethod, ResolvedSpec
+
+VANILLA = "vanilla"
 
 
 @dataclass(frozen=True)
@@ -17,24 +23,66 @@ class Unit:
     run_seed: int  # the seed this unit runs with (its method seed derives from it and the label)
     vanilla_seed: int  # the seed of the vanilla model it starts from
     method: ResolvedMethod | None = None  # None: the vanilla model itself
+    start: str = VANILLA  # the label of the vanilla unit it starts from (its own, for a vanilla unit)
+    vanilla: VanillaSpec | None = None  # that model's settings (None: the spec's `vanilla`)
+
+    @property
+    def row(self) -> str:
+        """A vanilla unit's leaderboard row: ``vanilla``, or ``vanilla-<method>`` for a
+        method's own vanilla settings."""
+        return self.start.partition("@")[0]
+
+
+def vanilla_rows(resolved: ResolvedSpec) -> dict[str, tuple[str, VanillaSpec]]:
+    """Each method label's vanilla row and settings: ``vanilla`` for the spec's
+    settings; a method whose own ``vanilla`` changes them starts from ``vanilla-<label>``,
+    shared with every later method of the same settings."""
+    spec = resolved.spec
+    by_settings = {json.dumps(spec.vanilla.identity(), sort_keys=True): VANILLA}
+    labels = {method.label for method in resolved.methods}
+    rows = {}
+    for method in resolved.methods:
+        settings = method.vanilla or spec.vanilla
+        key = json.dumps(settings.identity(), sort_keys=True)
+        if key not in by_settings:
+            row = f"{VANILLA}-{method.ablation_of or method.label}"
+            if row in labels:
+                raise InputError(f"method label {row!r} names {method.label}'s own vanilla model; rename the method")
+            by_settings[key] = row
+        rows[method.label] = (by_settings[key], settings)
+    return rows
 
 
 def plan_units(resolved: ResolvedSpec) -> list[Unit]:
-    """Vanilla units first (one, or one per seed with ``vanilla.per_seed``), then each
-    method once per seed in spec order."""
+    """Vanilla units first (per vanilla setting: one, or one per seed with
+    ``vanilla.per_seed``), then each method once per seed in spec order."""
     spec = resolved.spec
     all_seeds = sorted({s for m in resolved.methods for s in (m.seeds or (spec.seed,))} | set(spec.seeds or ()))
     per_seed = spec.vanilla.per_seed and bool(all_seeds)
-    units = (
-        [Unit(f"vanilla@{s}", 0, s, s) for s in all_seeds] if per_seed else [Unit("vanilla", 0, spec.seed, spec.seed)]
-    )
+    rows = vanilla_rows(resolved)
+    methods: list[Unit] = []
     for order, method in enumerate(resolved.methods, start=1):
+        row, settings = rows[method.label]
+        vanilla = None if row == VANILLA else settings
         if method.seeds is None:
-            units.append(Unit(method.label, order, spec.seed, spec.seed, method))
+            start = f"{row}@{spec.seed}" if per_seed else row
+            methods.append(Unit(method.label, order, spec.seed, spec.seed, method, start, vanilla))
             continue
         for seed in method.seeds:
-            units.append(Unit(f"{method.label}@{seed}", order, seed, seed if per_seed else spec.seed, method))
-    return units
+            start = f"{row}@{seed}" if per_seed else row
+            methods.append(
+                Unit(f"{method.label}@{seed}", order, seed, seed if per_seed else spec.seed, method, start, vanilla)
+            )
+    # the spec's vanilla model always (it is the table's reference row); a method's own only where used
+    starts = [f"{VANILLA}@{s}" for s in all_seeds] if per_seed else [VANILLA]
+    starts += sorted({unit.start for unit in methods} - set(starts), key=[u.start for u in methods].index)
+    by_start = {unit.start: unit for unit in methods}
+    vanillas = []
+    for start in starts:
+        first = by_start.get(start)
+        seed = int(start.partition("@")[2]) if per_seed else spec.seed
+        vanillas.append(Unit(start, 0, seed, seed, start=start, vanilla=first.vanilla if first else None))
+    return vanillas + methods
 
 
 def vanilla_units(units: list[Unit]) -> list[Unit]:
@@ -43,4 +91,4 @@ def vanilla_units(units: list[Unit]) -> list[Unit]:
 
 def started_from(units: list[Unit], vanilla: Unit) -> list[Unit]:
     """The method units that start from ``vanilla``'s model, in spec order."""
-    return [unit for unit in units if unit.method is not None and unit.vanilla_seed == vanilla.run_seed]
+    return [unit for unit in units if unit.method is not None and unit.start == vanilla.label]

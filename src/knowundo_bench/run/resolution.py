@@ -24,6 +24,7 @@ from knowundo_bench.config.spec import (
     ModelSpec,
     OodRetainSpec,
     Spec,
+    VanillaSpec,
     ablation_label,
 )
 from knowundo_bench.core.errors import InputError
@@ -50,6 +51,7 @@ class ResolvedMethod:
     seeds: tuple[int, ...] | None = None  # None: one run from the spec's `seed`, recorded as `<label>.json`
     guard: ResolvedPlugin[GuardInfo] | None = None
     seed_label: str | None = None  # what the method's seed derives from (default: its label)
+    vanilla: VanillaSpec | None = None  # its own vanilla settings (None: the spec's)
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,19 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
         seed_label = method.label or method.name
         seeds = method.seeds or spec.seeds
         run_seeds = None if seeds is None else tuple(seeds)
+        vanilla = None if method.vanilla is None else spec.vanilla_of(method)
         methods.append(
-            ResolvedMethod(label, info, plugin, params, localizer, seeds=run_seeds, guard=guard, seed_label=seed_label)
+            ResolvedMethod(
+                label,
+                info,
+                plugin,
+                params,
+                localizer,
+                seeds=run_seeds,
+                guard=guard,
+                seed_label=seed_label,
+                vanilla=vanilla,
+            )
         )
         if method.ablate_localization:
             if localizer is None:
@@ -141,6 +154,7 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
                     seeds=run_seeds,
                     guard=guard,
                     seed_label=seed_label,
+                    vanilla=vanilla,
                 )
             )
     ood_info = plugins.ood_sources.get(spec.ood_retain.source, "ood_retain.source")

@@ -94,7 +94,8 @@ def unit_keys(provenance: Provenance, units: list[Unit], benchmark: Benchmark) -
     """Each unit's key, from its vanilla model's cache key and its own inputs."""
     resolved = provenance.resolved
     return {
-        unit.label: provenance.unit_key(vanilla_key(resolved, benchmark, unit.vanilla_seed), unit) for unit in units
+        unit.label: provenance.unit_key(vanilla_key(resolved, benchmark, unit.vanilla_seed, unit.vanilla), unit)
+        for unit in units
     }
 
 
@@ -173,11 +174,10 @@ def pending_units(units: list[Unit], done: dict[str, ResultRecord], directory: P
     """The units without a reusable record, vanilla units first, each method's with
     its expected cost (median wall seconds of earlier records of the same method)."""
     costs = earlier_costs(directory)
-    vanilla_of = {unit.run_seed: unit.label for unit in units if unit.method is None}
     return [
         PendingUnit(
             label=unit.label,
-            vanilla=unit.label if unit.method is None else vanilla_of[unit.vanilla_seed],
+            vanilla=unit.start,
             method=None if unit.method is None else unit.method.info.name,
             expected_seconds=costs.get(unit.label if unit.method is None else unit.method.label),
         )

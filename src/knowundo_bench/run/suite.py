@@ -13,6 +13,7 @@ from pathlib import Path
 
 from knowundo_bench.core.progress import ProgressBoard
 from knowundo_bench.evaluate.report import Evaluator
+from knowundo_bench.evaluate.scopes import with_answer_budget
 from knowundo_bench.modeling.devices import ModelSnapshot
 from knowundo_bench.plugin.execution import PendingUnit, SuitePayload, UnitResult
 from knowundo_bench.records.files import load_record, write_record
@@ -131,17 +132,20 @@ class UnitSuite:
         device, factory = self.machine.device, self.machine.factory
         started = time.perf_counter()
         benchmark = bench.inputs.benchmark
-        vanilla = prepare_vanilla(resolved, factory, benchmark, device, board, unit.vanilla_seed)
+        vanilla = prepare_vanilla(resolved, factory, benchmark, device, board, unit.vanilla_seed, unit.vanilla)
         self.outcome.vanilla_reused = vanilla.reused
         board.log(f"vanilla model {'reused from cache' if vanilla.reused else 'trained and cached'}: {vanilla.path}")
         if vanilla.target_met is False:
             board.log(
                 f"{unit.label} model missed its target accuracy: {vanilla.accuracy:.2f}% < "
-                f"{resolved.spec.vanilla.target_accuracy}% (raise vanilla.epochs or lr; results below start from it)",
+                f"{(unit.vanilla or resolved.spec.vanilla).target_accuracy}% "
+                "(raise vanilla.epochs or lr; results below start from it)",
                 style="yellow",
             )
         encoder = build_encoder(resolved, vanilla.bundle.tokenizer)
-        eval_spec = resolved.spec.eval
+        eval_spec = with_answer_budget(resolved.spec.eval, encoder, benchmark)
+        if resolved.spec.eval.max_new_tokens is None and eval_spec.rouge:
+            board.log(f"ROUGE-L: up to {eval_spec.max_new_tokens} new tokens (the longest val answer + a tenth)")
         evaluator = Evaluator(
             spec=eval_spec,
             benchmark=benchmark,
@@ -160,14 +164,17 @@ class UnitSuite:
             return Start(vanilla, evaluator, None)
         metrics = evaluator.metrics(unit.label, vanilla.bundle.model)
         prompt = PromptRecord(
-            format=encoder.prompt_format, chat_template=encoder.uses_chat_template, max_length=encoder.max_length
+            format=encoder.prompt_format,
+            chat_template=encoder.uses_chat_template,
+            max_length=encoder.max_length,
+            max_new_tokens=evaluator.spec.max_new_tokens,
         )
-        record = ResultRecord(method="vanilla", method_name="vanilla", status="ok", metrics=metrics, prompt=prompt)
+        record = ResultRecord(method=unit.row, method_name="vanilla", status="ok", metrics=metrics, prompt=prompt)
         self.outcome.records[unit.label] = self.write(
             unit,
             record,
             unit_key=self.keys[unit.label],
-            vanilla=vanilla_record(vanilla, resolved),
+            vanilla=vanilla_record(vanilla, resolved, unit.vanilla, unit.start),
             wall_seconds=time.perf_counter() - started,
         )
         return Start(vanilla, evaluator, metrics)
@@ -197,7 +204,7 @@ class UnitSuite:
             unit,
             record,
             unit_key=self.keys[unit.label],
-            vanilla=vanilla_record(start.vanilla, self.bench.resolved),
+            vanilla=vanilla_record(start.vanilla, self.bench.resolved, unit.vanilla, unit.start),
             wall_seconds=seconds,
         )
         outcome = UnitResult(unit.label, record.status, seconds, record.error)
@@ -219,7 +226,7 @@ class UnitSuite:
         if written is not None and written.finished and written.unit_key == self.keys.get(label):
             self.finished(UnitResult(label, written.status, written.wall_seconds or 0.0))
             return
-        method, name = ("vanilla", "vanilla") if unit.method is None else (unit.method.label, unit.method.info.name)
+        method, name = (unit.row, "vanilla") if unit.method is None else (unit.method.label, unit.method.info.name)
         failed = ResultRecord(method=method, method_name=name, status="failed", error=error)
         self.outcome.records[label] = self.write(unit, failed, unit_key=self.keys.get(label))
         if label not in self.outcome.failed:

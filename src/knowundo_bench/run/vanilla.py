@@ -16,6 +16,7 @@ from typing import Any
 from knowundo_bench import __version__
 from knowundo_bench.benchmark.encoding import PromptEncoder
 from knowundo_bench.benchmark.pairs import Benchmark
+from knowundo_bench.config.spec import VanillaSpec
 from knowundo_bench.core.cache import cache_home
 from knowundo_bench.core.errors import InputError, reported_as_input
 from knowundo_bench.core.progress import NO_PROGRESS, ProgressBoard
@@ -43,13 +44,16 @@ class VanillaModel:
     target_met: bool | None = None  # None: the spec sets no target_accuracy
 
 
-def check_target(model: VanillaModel, benchmark: Benchmark, resolved: ResolvedSpec) -> VanillaModel:
+def check_target(
+    model: VanillaModel, benchmark: Benchmark, resolved: ResolvedSpec, settings: VanillaSpec | None = None
+) -> VanillaModel:
     """The vanilla model's final teacher-forced accuracy against ``vanilla.target_accuracy``
     (checked on the model as loaded, so a cached model is judged the same way)."""
-    target = resolved.spec.vanilla.target_accuracy
+    settings = settings or resolved.spec.vanilla
+    target = settings.target_accuracy
     if target is None:
         return model
-    encoder = build_encoder(resolved, model.bundle.tokenizer)
+    encoder = fine_tuning_encoder(resolved, model.bundle.tokenizer, settings)
     scoring = encoder.encode_all(benchmark.pairs, with_eos=False)
     model.bundle.model.eval()
     accuracy, _, _ = teacher_forced(model.bundle.model, encoder, scoring, resolved.spec.eval.batch_size)
@@ -57,16 +61,19 @@ def check_target(model: VanillaModel, benchmark: Benchmark, resolved: ResolvedSp
     return model
 
 
-def vanilla_record(model: VanillaModel, resolved: ResolvedSpec) -> VanillaRecord:
+def vanilla_record(
+    model: VanillaModel, resolved: ResolvedSpec, settings: VanillaSpec | None = None, unit: str | None = None
+) -> VanillaRecord:
     """Where the vanilla model came from and whether it met its target, for every record
-    of a unit that starts from it."""
+    of a unit that starts from it (``unit``: the vanilla unit's label)."""
     return VanillaRecord(
         key=model.key,
         path=str(model.path),
         reused=model.reused,
         training=model.training,
         seed=model.seed,
-        target_accuracy=resolved.spec.vanilla.target_accuracy,
+        unit=unit,
+        target_accuracy=(settings or resolved.spec.vanilla).target_accuracy,
         accuracy=model.accuracy,
         target_met=model.target_met,
     )
@@ -79,17 +86,17 @@ def cache_root(resolved: ResolvedSpec) -> Path:
     return cache_home()
 
 
-# vanilla settings that do not change the trained weights
-NOT_IN_KEY = {"require_target", "per_seed"}
-
-
-def vanilla_key(resolved: ResolvedSpec, benchmark: Benchmark, seed: int | None = None) -> str:
+def vanilla_key(
+    resolved: ResolvedSpec, benchmark: Benchmark, seed: int | None = None, settings: VanillaSpec | None = None
+) -> str:
+    """The cache key of the vanilla model trained with ``settings`` (default: the spec's
+    ``vanilla``): methods whose settings agree share one model."""
     spec = resolved.spec
     identity = {
         "format": CACHE_FORMAT,
         "data": benchmark.fingerprint(),
         "model": spec.model.model_dump(mode="json", exclude={"device"}),
-        "vanilla": spec.vanilla.model_dump(mode="json", exclude=NOT_IN_KEY),
+        "vanilla": (settings or spec.vanilla).identity(),
         "seed": spec.seed if seed is None else seed,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
@@ -110,6 +117,13 @@ def build_encoder(resolved: ResolvedSpec, tokenizer) -> PromptEncoder:
         raise InputError(f"model.prompt_format: {error}") from None
 
 
+def fine_tuning_encoder(resolved: ResolvedSpec, tokenizer, settings: VanillaSpec) -> PromptEncoder:
+    """The spec's encoder at the fine-tuning length (``vanilla.max_length``: the official
+    pretraining keeps 500 tokens, unlearning 256)."""
+    encoder = build_encoder(resolved, tokenizer)
+    return encoder if settings.max_length is None else encoder.with_max_length(settings.max_length)
+
+
 def fit_vanilla(
     bundle: ModelBundle,
     benchmark: Benchmark,
@@ -117,12 +131,13 @@ def fit_vanilla(
     device: Any,
     board: ProgressBoard | None,
     seed: int | None = None,
+    settings: VanillaSpec | None = None,
 ) -> dict[str, Any]:
     spec = resolved.spec
     seed = spec.seed if seed is None else seed
-    params = spec.vanilla
+    params = settings or spec.vanilla
     bundle.model.to(device)
-    encoder = build_encoder(resolved, bundle.tokenizer)
+    encoder = fine_tuning_encoder(resolved, bundle.tokenizer, params)
     examples = encoder.encode_all(benchmark.pairs)  # with EOS in every format, as the official pretraining
     scoring = encoder.encode_all(benchmark.pairs, with_eos=False)
     accuracy_log: list[tuple[int, float]] = []
@@ -173,11 +188,13 @@ def prepare_vanilla(
     device: Any,
     board: ProgressBoard | None = None,
     seed: int | None = None,
+    settings: VanillaSpec | None = None,
 ) -> VanillaModel:
-    """Load the cached vanilla model for this spec, data and seed (default: the spec's),
-    or train and cache it; then check it against the target accuracy."""
+    """Load the cached vanilla model for this spec, data, seed (default: the spec's) and
+    vanilla settings (default: the spec's), or train and cache it; then check it against
+    the target accuracy."""
     seed = resolved.spec.seed if seed is None else seed
-    key = vanilla_key(resolved, benchmark, seed)
+    key = vanilla_key(resolved, benchmark, seed, settings)
     root = cache_root(resolved)
     path = root / "vanilla" / key
     loading = reported_as_input(f"model ({resolved.spec.model.source}): cannot load the model or its tokenizer")
@@ -187,10 +204,10 @@ def prepare_vanilla(
         bundle.model.to(device)
         meta = json.loads((path / "vanilla.json").read_text())
         model = VanillaModel(bundle, key, path, reused=True, training=meta.get("training"), seed=seed)
-        return check_target(model, benchmark, resolved)
+        return check_target(model, benchmark, resolved, settings)
     with loading:
         bundle = factory.create(corpus(benchmark), seed)
-    training = fit_vanilla(bundle, benchmark, resolved, device, board, seed)
+    training = fit_vanilla(bundle, benchmark, resolved, device, board, seed, settings)
     if is_main():  # the other processes of a multi-process run hold the same weights
         with atomic_directory(path) as staging:
             factory.save(bundle, staging)
@@ -198,5 +215,5 @@ def prepare_vanilla(
             (staging / "vanilla.json").write_text(json.dumps(meta, indent=2))
     barrier()
     return check_target(
-        VanillaModel(bundle, key, path, reused=False, training=training, seed=seed), benchmark, resolved
+        VanillaModel(bundle, key, path, reused=False, training=training, seed=seed), benchmark, resolved, settings
     )

@@ -12,6 +12,10 @@ The first ``warmup_steps`` steps (allocator and kernel warm-up) are kept apart.
 Model FLOP utilisation counts 6·N FLOPs per token when every parameter trains and 4·N
 when some are frozen (LoRA, localisation: no weight gradients for frozen weights), N the
 model's parameter count, against the card's dense bf16 peak (spec or lookup by name).
+
+:func:`memflex_step_bound` is the step-time ratio that training only some tensors should
+reach against training them all, from the weight matmuls' FLOPs it still has to do
+(:func:`localised_matmuls` reads them off a model).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +155,86 @@ def step_summary(
         "mfu": mfu,
         "processes": processes,
     }
+
+
+def memflex_step_bound(
+    weights: Mapping[str, int], selected: Collection[str], input_grad: Collection[str] | None = None
+) -> float:
+    """MemFlex's step as a fraction of GA+GD's, counting the weight matmuls' FLOPs only.
+
+    ``weights``: every weight matmul of the model (each ``nn.Linear``, the ``lm_head``
+    included) by its parameter's name, with the parameter's size ``n``; ``selected``: the
+    tensors MemFlex trains (names that are not matmul weights, such as norms or the input
+    embedding, add no matmul work); ``input_grad``: the matmuls whose input gradient the
+    localised step still computes, ``None`` for all of them.
+
+    A matmul with an ``n``-parameter weight costs ``2n`` FLOPs per token forward, ``2n``
+    backward for its input gradient and ``2n`` for its weight gradient; in a dense LM every
+    weight, the ``lm_head`` too, sees every token, so parameter counts weigh FLOPs. Let
+    ``F`` be the sum of ``n`` over the matmuls (the forward's work). A GA+GD step trains
+    everything, the input embedding included, so every matmul's input needs a gradient:
+    ``F + F + F = 3F``. MemFlex's step still runs the whole forward (``F``), computes the
+    weight gradient of the selected matmuls only (``W = sum of n selected``), and the input
+    gradient of a matmul only where a trainable tensor lies below its input, so that
+    autograd must carry the gradient further down (``I = sum of n over input_grad``;
+    below the lowest trainable tensor autograd does no work at all)::
+
+        bound = (F + I + W) / 3F        # = (2 + s) / 3 when I = F, s = W / F
+
+    The input embedding is a lookup: no matmul forward, and its weight gradient a scatter,
+    so it counts for nothing here, selected or not (it only moves where back-propagation
+    has to reach). Left out is the work that is not weight matmuls: attention's score and
+    mixing products and per-element work (norms, activations, the loss, AdamW). Where
+    back-propagation reaches the first layer (a selected tensor at or below layer 0's
+    first matmul, as in ``benchmarks/efficiency.py``), MemFlex does all of the attention and norm backward too,
+    so leaving it out only lowers the bound; but it saves AdamW's work and the embedding
+    gradient for every frozen tensor, and where back-propagation stops higher up it saves
+    the backward of the layers below as well: a measured step can then be a little under
+    this figure. It is a FLOP model, not a guarantee: on a small model per-operation
+    overhead can move a step either way.
+    """
+    forward = sum(weights.values())
+    if forward <= 0:
+        raise ValueError("no weight matmuls to count")
+    unknown = set(input_grad or ()) - set(weights)
+    if unknown:
+        raise ValueError(f"input_grad names tensors that are not weight matmuls: {sorted(unknown)[:3]}")
+    weight_grads = sum(n for name, n in weights.items() if name in selected)
+    input_grads = forward if input_grad is None else sum(weights[name] for name in set(input_grad))
+    return (forward + input_grads + weight_grads) / (3 * forward)
+
+
+def localised_matmuls(
+    model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], trainable: Collection[str]
+) -> tuple[dict[str, int], set[str]]:
+    """:func:`memflex_step_bound`'s ``weights`` and ``input_grad`` for ``model`` trained
+    on ``trainable`` only: every ``nn.Linear``'s weight name and size, and the names of
+    those whose input requires a gradient, as autograd sees it in one forward pass of
+    ``inputs`` with every other parameter frozen (the flags are restored afterwards)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    linears = [
+        (names[id(m.weight)], m) for m in model.modules() if isinstance(m, torch.nn.Linear) and id(m.weight) in names
+    ]
+    weights = {name: module.weight.numel() for name, module in linears}
+    needs: set[str] = set()
+
+    def record(name: str):
+        def hook(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+            if args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
+                needs.add(name)
+
+        return hook
+
+    hooks = [module.register_forward_pre_hook(record(name)) for name, module in linears]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for name, p in model.named_parameters():
+            p.requires_grad_(p.requires_grad and name in trainable)
+        with torch.enable_grad():
+            model(**inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    return weights, needs

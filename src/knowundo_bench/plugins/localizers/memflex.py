@@ -71,6 +71,9 @@ class MemFlexLocalizerParams(Params):
     sigma_percentile: float | None = Field(None, ge=0, le=100, description="sigma as a percentile of magnitudes")
     n_passes: int = Field(5, ge=1, description="corrupted copies per example (paper: N = 5; official: 3)")
     batch_size: int = Field(16, ge=1, description="corrupted copies per forward pass")
+    max_length: int | None = Field(
+        None, ge=8, description="tokens kept per example (default: model.max_length; official: 500)"
+    )
 
     @model_validator(mode="after")
     def _one_sigma(self) -> MemFlexLocalizerParams:
@@ -204,7 +207,7 @@ def scope_gradients(
     model is unchanged. ``gradients`` defaults to :func:`average_gradients`."""
     gradients = gradients or average_gradients
     p = localizer.params
-    encoder = context.encoder
+    encoder = context.encoder if p.max_length is None else context.encoder.with_max_length(p.max_length)
     names = [n for n, param in model.named_parameters() if param.requires_grad]
     generator = torch.Generator().manual_seed(localizer.seed)
     allowed = allowed_tokens(encoder.tokenizer)

@@ -82,7 +82,7 @@ class HFModelFactory:
             model, tokenizer = self._base(directory)
             return ModelBundle(model, tokenizer)
         model, tokenizer = self._base(self.params.name_or_path)
-        return ModelBundle(load_lora(model, directory), tokenizer)
+        return ModelBundle(load_lora(model, directory, self.params.lora), tokenizer)
 
 
 @hookimpl
