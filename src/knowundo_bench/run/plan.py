@@ -22,9 +22,9 @@ class Unit:
     order: int  # leaderboard position of its row (vanilla 0, methods in spec order)
     run_seed: int  # the seed this unit runs with (its method seed derives from it and the label)
     vanilla_seed: int  # the seed of the vanilla model it starts from
+    vanilla: VanillaSpec  # that model's settings (the spec's `vanilla` or the method's own)
     method: ResolvedMethod | None = None  # None: the vanilla model itself
     start: str = VANILLA  # the label of the vanilla unit it starts from (its own, for a vanilla unit)
-    vanilla: VanillaSpec | None = None  # that model's settings (None: the spec's `vanilla`)
 
     @property
     def row(self) -> str:
@@ -63,15 +63,14 @@ def plan_units(resolved: ResolvedSpec) -> list[Unit]:
     methods: list[Unit] = []
     for order, method in enumerate(resolved.methods, start=1):
         row, settings = rows[method.label]
-        vanilla = None if row == VANILLA else settings
         if method.seeds is None:
             start = f"{row}@{spec.seed}" if per_seed else row
-            methods.append(Unit(method.label, order, spec.seed, spec.seed, method, start, vanilla))
+            methods.append(Unit(method.label, order, spec.seed, spec.seed, settings, method, start))
             continue
         for seed in method.seeds:
             start = f"{row}@{seed}" if per_seed else row
             methods.append(
-                Unit(f"{method.label}@{seed}", order, seed, seed if per_seed else spec.seed, method, start, vanilla)
+                Unit(f"{method.label}@{seed}", order, seed, seed if per_seed else spec.seed, settings, method, start)
             )
     # the spec's vanilla model always (it is the table's reference row); a method's own only where used
     starts = [f"{VANILLA}@{s}" for s in all_seeds] if per_seed else [VANILLA]
@@ -81,7 +80,7 @@ def plan_units(resolved: ResolvedSpec) -> list[Unit]:
     for start in starts:
         first = by_start.get(start)
         seed = int(start.partition("@")[2]) if per_seed else spec.seed
-        vanillas.append(Unit(start, 0, seed, seed, start=start, vanilla=first.vanilla if first else None))
+        vanillas.append(Unit(start, 0, seed, seed, first.vanilla if first else spec.vanilla, start=start))
     return vanillas + methods
 
 

@@ -94,7 +94,7 @@ def unit_keys(provenance: Provenance, units: list[Unit], benchmark: Benchmark) -
     """Each unit's key, from its vanilla model's cache key and its own inputs."""
     resolved = provenance.resolved
     return {
-        unit.label: provenance.unit_key(vanilla_key(resolved, benchmark, unit.vanilla_seed, unit.vanilla), unit)
+        unit.label: provenance.unit_key(vanilla_key(resolved, benchmark, unit.vanilla, unit.vanilla_seed), unit)
         for unit in units
     }
 

@@ -138,7 +138,7 @@ class UnitSuite:
         if vanilla.target_met is False:
             board.log(
                 f"{unit.label} model missed its target accuracy: {vanilla.accuracy:.2f}% < "
-                f"{(unit.vanilla or resolved.spec.vanilla).target_accuracy}% "
+                f"{unit.vanilla.target_accuracy}% "
                 "(raise vanilla.epochs or lr; results below start from it)",
                 style="yellow",
             )
@@ -174,7 +174,7 @@ class UnitSuite:
             unit,
             record,
             unit_key=self.keys[unit.label],
-            vanilla=vanilla_record(vanilla, resolved, unit.vanilla, unit.start),
+            vanilla=vanilla_record(vanilla, unit.vanilla, unit.start),
             wall_seconds=time.perf_counter() - started,
         )
         return Start(vanilla, evaluator, metrics)
@@ -204,7 +204,7 @@ class UnitSuite:
             unit,
             record,
             unit_key=self.keys[unit.label],
-            vanilla=vanilla_record(start.vanilla, self.bench.resolved, unit.vanilla, unit.start),
+            vanilla=vanilla_record(start.vanilla, unit.vanilla, unit.start),
             wall_seconds=seconds,
         )
         outcome = UnitResult(unit.label, record.status, seconds, record.error)

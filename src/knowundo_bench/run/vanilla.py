@@ -45,11 +45,10 @@ class VanillaModel:
 
 
 def check_target(
-    model: VanillaModel, benchmark: Benchmark, resolved: ResolvedSpec, settings: VanillaSpec | None = None
+    model: VanillaModel, benchmark: Benchmark, resolved: ResolvedSpec, settings: VanillaSpec
 ) -> VanillaModel:
     """The vanilla model's final teacher-forced accuracy against ``vanilla.target_accuracy``
     (checked on the model as loaded, so a cached model is judged the same way)."""
-    settings = settings or resolved.spec.vanilla
     target = settings.target_accuracy
     if target is None:
         return model
@@ -61,9 +60,7 @@ def check_target(
     return model
 
 
-def vanilla_record(
-    model: VanillaModel, resolved: ResolvedSpec, settings: VanillaSpec | None = None, unit: str | None = None
-) -> VanillaRecord:
+def vanilla_record(model: VanillaModel, settings: VanillaSpec, unit: str | None = None) -> VanillaRecord:
     """Where the vanilla model came from and whether it met its target, for every record
     of a unit that starts from it (``unit``: the vanilla unit's label)."""
     return VanillaRecord(
@@ -73,7 +70,7 @@ def vanilla_record(
         training=model.training,
         seed=model.seed,
         unit=unit,
-        target_accuracy=(settings or resolved.spec.vanilla).target_accuracy,
+        target_accuracy=settings.target_accuracy,
         accuracy=model.accuracy,
         target_met=model.target_met,
     )
@@ -86,18 +83,16 @@ def cache_root(resolved: ResolvedSpec) -> Path:
     return cache_home()
 
 
-def vanilla_key(
-    resolved: ResolvedSpec, benchmark: Benchmark, seed: int | None = None, settings: VanillaSpec | None = None
-) -> str:
-    """The cache key of the vanilla model trained with ``settings`` (default: the spec's
-    ``vanilla``): methods whose settings agree share one model."""
+def vanilla_key(resolved: ResolvedSpec, benchmark: Benchmark, settings: VanillaSpec, seed: int) -> str:
+    """The cache key of the vanilla model trained with ``settings`` from ``seed``:
+    methods whose settings agree share one model."""
     spec = resolved.spec
     identity = {
         "format": CACHE_FORMAT,
         "data": benchmark.fingerprint(),
         "model": spec.model.model_dump(mode="json", exclude={"device"}),
-        "vanilla": (settings or spec.vanilla).identity(),
-        "seed": spec.seed if seed is None else seed,
+        "vanilla": settings.identity(),
+        "seed": seed,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -130,12 +125,10 @@ def fit_vanilla(
     resolved: ResolvedSpec,
     device: Any,
     board: ProgressBoard | None,
-    seed: int | None = None,
-    settings: VanillaSpec | None = None,
+    seed: int,
+    params: VanillaSpec,
 ) -> dict[str, Any]:
     spec = resolved.spec
-    seed = spec.seed if seed is None else seed
-    params = settings or spec.vanilla
     bundle.model.to(device)
     encoder = fine_tuning_encoder(resolved, bundle.tokenizer, params)
     examples = encoder.encode_all(benchmark.pairs)  # with EOS in every format, as the official pretraining
@@ -194,7 +187,8 @@ def prepare_vanilla(
     vanilla settings (default: the spec's), or train and cache it; then check it against
     the target accuracy."""
     seed = resolved.spec.seed if seed is None else seed
-    key = vanilla_key(resolved, benchmark, seed, settings)
+    settings = settings or resolved.spec.vanilla
+    key = vanilla_key(resolved, benchmark, settings, seed)
     root = cache_root(resolved)
     path = root / "vanilla" / key
     loading = reported_as_input(f"model ({resolved.spec.model.source}): cannot load the model or its tokenizer")
