@@ -44,12 +44,13 @@ from knowundo_bench.core.messages import format_validation_error
 from knowundo_bench.core.permissions import Granted, check_key_variable, check_remote_code
 from knowundo_bench.core.progress import NO_PROGRESS, Reporter
 from knowundo_bench.evaluate.guarding import REFUSAL, Guard, GuardContext, GuardRequest
-from knowundo_bench.modeling.bundles import LoraSpec, ModelBundle, ModelFactory, attach_lora, load_lora
+from knowundo_bench.modeling.bundles import LoraSpec, ModelBundle, ModelFactory, attach_lora, load_lora, merge_adapters
 from knowundo_bench.modeling.devices import model_device, train_mode
 from knowundo_bench.plugin.execution import PendingUnit, Suite, SuitePayload, UnitResult
 from knowundo_bench.plugin.hookspecs import hookimpl
 from knowundo_bench.plugin.kinds import KINDS
 from knowundo_bench.plugin.registry import (  # noqa: F401 (each kind's Info: exported below, from KINDS)
+    AttackInfo,
     DataSourceInfo,
     ExecutorInfo,
     GeneratorInfo,
@@ -61,6 +62,7 @@ from knowundo_bench.plugin.registry import (  # noqa: F401 (each kind's Info: ex
     RetainKind,
 )
 from knowundo_bench.records.atomic import atomic_directory, atomic_write_text
+from knowundo_bench.train.attacking import AttackContext, AttackOutcome
 from knowundo_bench.train.context import UnlearnContext
 from knowundo_bench.train.hook_types import (
     Batch,
@@ -104,6 +106,10 @@ __all__ = [
     "GuardContext",
     "GuardRequest",
     "REFUSAL",
+    # attacks: what apply receives and returns
+    "AttackContext",
+    "AttackOutcome",
+    "merge_adapters",
     # generators (knowundo-bench build): what create receives, what generate takes
     "Generator",
     "GeneratorContext",

@@ -336,6 +336,7 @@ def methods() -> None:
 class View(str, Enum):
     scope = "scope"
     efficiency = "efficiency"
+    robustness = "robustness"
 
 
 def warn_skipped(what: str) -> None:
@@ -360,7 +361,12 @@ Directories = Annotated[
 def leaderboard(
     results_dirs: Directories,
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
-    view: Annotated[View, typer.Option("--view", help="scope metrics, or Table 5's time/memory per step")] = View.scope,
+    view: Annotated[
+        View,
+        typer.Option(
+            "--view", help="scope metrics; Table 5's time/memory per step; robustness: each attack's recovery and MIA"
+        ),
+    ] = View.scope,
     per_seed: Annotated[bool, typer.Option("--per-seed", help="one row per unit instead of per method")] = False,
 ) -> None:
     """Print the leaderboard of one or more results directories: a row per method, its

@@ -70,11 +70,42 @@ def first_instances(pairs: list[QAPair], count: int) -> list[QAPair]:
     return [pair for pair in pairs if pair.instance in keep]
 
 
+def split_holdout(pairs: list[QAPair], instances: int | None, holdout: int) -> tuple[list[QAPair], list[QAPair]]:
+    """The benchmark's pairs and the holdout's: the first ``instances`` instances (all but
+    the last ``holdout`` when None) and the ``holdout`` instances after them."""
+    order: list[str] = []
+    for pair in pairs:
+        if pair.instance is None:
+            raise InputError("data.holdout_instances: a pair has no instance to set aside by")
+        if pair.instance not in order:
+            order.append(pair.instance)
+    kept = len(order) - holdout if instances is None else instances
+    if kept < 1 or kept + holdout > len(order):
+        raise InputError(
+            f"data.holdout_instances: {holdout} instances set aside leave too few of the {len(order)} the data has"
+            + ("" if instances is None else f" for data.instances {instances}")
+        )
+    benchmark, aside = set(order[:kept]), set(order[kept : kept + holdout])
+    return [p for p in pairs if p.instance in benchmark], [p for p in pairs if p.instance in aside]
+
+
 @dataclass(frozen=True)
 class Benchmark:
-    """A domain's QA pairs grouped by scope and split."""
+    """A domain's QA pairs grouped by scope and split, and the holdout instances' pairs
+    (``data.holdout_instances``: never trained on; empty without a holdout)."""
 
     pairs: tuple[QAPair, ...]
+    holdout: tuple[QAPair, ...] = ()
+
+    @property
+    def non_members(self) -> list[QAPair]:
+        """Membership inference's non-members: the holdout's Unlearn Scope pairs (both splits)."""
+        return [p for p in self.holdout if p.scope == "unlearn"]
+
+    def trained_pairs(self, unlearn_scope: str = "include") -> list[QAPair]:
+        """What the vanilla fine-tuning trains on: every pair, or (``exclude``, the retrain
+        oracle) every pair but the Unlearn Scope's."""
+        return list(self.pairs) if unlearn_scope == "include" else [p for p in self.pairs if p.scope != "unlearn"]
 
     def select(self, scope: Scope, split: Split) -> list[QAPair]:
         return [p for p in self.pairs if p.scope == scope and p.split == split]
@@ -104,8 +135,11 @@ class Benchmark:
         return list(seen)
 
     def fingerprint(self) -> str:
-        """A content hash: part of the vanilla cache key."""
-        payload = json.dumps([p.model_dump() for p in self.pairs], sort_keys=True)
+        """A content hash: part of the vanilla cache key (the holdout's pairs too, when set)."""
+        content: object = [p.model_dump() for p in self.pairs]
+        if self.holdout:
+            content = {"pairs": content, "holdout": [p.model_dump() for p in self.holdout]}
+        payload = json.dumps(content, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def check_complete(self, source: str) -> None:

@@ -1,10 +1,11 @@
 """The ``eval`` section of a spec: batch size, ROUGE-L, prompt prefixes (Finding 2),
-curves, samples, and the general tasks run through lm-evaluation-harness."""
+attacks after unlearning, membership inference, curves, samples, and the general tasks
+run through lm-evaluation-harness."""
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, field_validator, model_validator
 
@@ -52,6 +53,39 @@ MAX_NEW_TOKENS = 1024
 PREFIX_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
+class AttackSpec(BaseModel):
+    """One entry of ``eval.attacks``: the attack plugin's own parameters sit beside these
+    (validated against its parameter model when the spec is resolved)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    name: str
+    label: str | None = Field(None, description="names its columns and record section (default: the name)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        """``- quantize`` is ``- {name: quantize}``."""
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def row_label(self) -> str:
+        return self.label or self.name
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class MiaSpec(BaseModel):
+    """``eval.mia``: membership inference of the forget set against the holdout
+    (``data.holdout_instances``); see docs/robustness.md."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    k: float = Field(0.4, gt=0, le=1, description="Min-K% and Min-K%++: the fraction of lowest-scored tokens")
+    batch_size: int = Field(8, ge=1, description="examples per pass (each holds the whole vocabulary's log-probs)")
+
+
 class EvalSpec(BaseModel):
     """``eval`` section of a spec."""
 
@@ -70,6 +104,11 @@ class EvalSpec(BaseModel):
         description="name -> system prompt, or a list of shipped names (helpful_assistant, privacy_sensitive, "
         "copyright_sensitive: the official evaluation's); the scope metrics are re-run with each ({} for none)",
     )
+    attacks: list[AttackSpec] = Field(
+        default_factory=list,
+        description="attacks applied to a copy of every model (quantize, relearn): the scope metrics again on it",
+    )
+    mia: MiaSpec = Field(default_factory=MiaSpec, description="membership inference (needs data.holdout_instances)")
     every_n_steps: int | None = Field(None, ge=1, description="scope metrics every N optimizer steps (curves)")
     log_samples: bool = Field(
         False, description="write samples/<unit>.jsonl: each val question's generation, token accuracy and NLL"
@@ -110,6 +149,28 @@ class EvalSpec(BaseModel):
             if not text.strip():
                 raise ValueError(f"prefix {name!r} is empty")
         return prefixes
+
+    @model_validator(mode="after")
+    def _attack_labels(self) -> EvalSpec:
+        seen: set[str] = set()
+        for index, attack in enumerate(self.attacks):
+            label = attack.row_label
+            if not PREFIX_NAME.match(label):
+                raise ValueError(f"attacks.{index}.label {label!r}: use letters, digits and '_' (it names columns)")
+            if label in seen:
+                raise ValueError(f"attacks.{index}: label {label!r} is used twice (set 'label' to tell them apart)")
+            if label in self.prompt_prefixes:
+                raise ValueError(f"attacks.{index}: label {label!r} is also a prompt prefix's name (columns clash)")
+            seen.add(label)
+        return self
+
+    def unit_identity(self) -> dict[str, Any]:
+        """The settings a unit's plain metrics depend on (its reuse key's part): not the
+        attacks, which are keyed one by one, nor the samples; ``mia`` only when set."""
+        identity = self.model_dump(mode="json", exclude={"log_samples", "attacks", "mia"})
+        if "mia" in self.model_fields_set:
+            identity["mia"] = self.mia.model_dump(mode="json")
+        return identity
 
     @model_validator(mode="after")
     def _data_dir_needs_general(self) -> EvalSpec:

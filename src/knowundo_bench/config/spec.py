@@ -39,6 +39,12 @@ class DataSpec(BaseModel):
     source: str = "synthetic"
     domain: Literal["privacy", "copyright"] = "privacy"
     instances: int | None = Field(None, ge=1, description="keep the first N instances (authors/books)")
+    holdout_instances: int | None = Field(
+        None,
+        ge=1,
+        description="set K instances aside, never trained on: their Unlearn Scope pairs are the non-members of "
+        "membership inference (synthetic sources generate K more; others give their last K)",
+    )
 
 
 class OodRetainSpec(BaseModel):
@@ -96,13 +102,20 @@ class VanillaSpec(TrainingParams):
     max_length: int | None = Field(
         None, ge=8, description="tokens kept per pair when fine-tuning (default: model.max_length; official: 500)"
     )
+    unlearn_scope: Literal["include", "exclude"] = Field(
+        "include",
+        description="exclude: fine-tune without any Unlearn Scope pair (what the retrain oracle does; set by it)",
+    )
 
     def identity(self) -> dict[str, Any]:
         """The settings that change the trained weights (the cache key's part): an unset
-        ``max_length`` is left out, so keys from before it existed still match."""
+        ``max_length`` and the default ``unlearn_scope`` are left out, so keys from before
+        they existed still match."""
         settings = self.model_dump(mode="json", exclude=VANILLA_NOT_IN_KEY)
         if settings["max_length"] is None:
             del settings["max_length"]
+        if settings["unlearn_scope"] == "include":
+            del settings["unlearn_scope"]
         return settings
 
     def merged(self, changes: dict[str, Any]) -> VanillaSpec:

@@ -1,6 +1,7 @@
 """Everything measured on one model, in one place: Section 4.1's scope metrics, again under
-each prompt prefix (Finding 2), the general tasks (Section 2.3.2), the samples of
-``--log-samples``, and a guard's own accuracy when one stands in front of the model."""
+each prompt prefix (Finding 2), membership inference against the holdout, the general
+tasks (Section 2.3.2), the samples of ``--log-samples``, and a guard's own accuracy when
+one stands in front of the model."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from knowundo_bench.config.evaluation import EvalSpec
 from knowundo_bench.core.errors import reported_as_input
 from knowundo_bench.core.progress import ProgressBoard
 from knowundo_bench.evaluate.general.tasks import evaluate_general, general_average
+from knowundo_bench.evaluate.mia import membership_inference
 from knowundo_bench.evaluate.scopes import (
     NamedGuard,
     ScopeScores,
@@ -46,32 +48,38 @@ class Evaluator:
     results_dir: Path  # where samples/<label>.jsonl go with ``log_samples``
     seed: int  # the general tasks' few-shot sampling
 
-    def metrics(self, label: str, model: torch.nn.Module, guard: NamedGuard | None = None) -> Metrics:
-        """Scope metrics, again under each prompt prefix, and general tasks; with
-        ``log_samples`` each val question's readings go to samples/<label>.jsonl. Behind a
-        ``guard`` the scope metrics are the guarded model's (the general tasks are the
-        model's own)."""
+    def metrics(
+        self, label: str, model: torch.nn.Module, guard: NamedGuard | None = None, *, attacked: bool = False
+    ) -> Metrics:
+        """Scope metrics, again under each prompt prefix, membership inference (with a
+        holdout) and general tasks; with ``log_samples`` each val question's readings go
+        to samples/<label>.jsonl. Behind a ``guard`` the scope metrics are the guarded
+        model's (membership inference and the general tasks are the model's own). An
+        ``attacked`` copy of a model gets neither general tasks nor samples."""
         spec, benchmark = self.spec, self.benchmark
+        log_samples = spec.log_samples and not attacked
         work = evaluation_work(benchmark, spec) * (1 + len(spec.prompt_prefixes))
         with self.board.task(f"evaluate {label}", work) as reporter:
-            plain = evaluate_scopes(
-                model, self.encoder, benchmark, spec, reporter, generate=spec.log_samples, guard=guard
-            )
+            plain = evaluate_scopes(model, self.encoder, benchmark, spec, reporter, generate=log_samples, guard=guard)
             metrics = scope_metrics(*plain)
             metrics["prompt_prefixes"] = {}
             prefixed_scores = {}
             for name, prefixed_encoder in self.prefixed.items():
                 prefixed_scores[name] = evaluate_scopes(
-                    model, prefixed_encoder, benchmark, spec, reporter, generate=spec.log_samples, guard=guard
+                    model, prefixed_encoder, benchmark, spec, reporter, generate=log_samples, guard=guard
                 )
                 prefixed = scope_metrics(*prefixed_scores[name])
                 metrics["prompt_prefixes"][name] = {
                     "system_prompt": spec.prompt_prefixes[name],
                     **{key: prefixed[key] for key in ("unlearn", "retention", "avg_success")},
                 }
-        if spec.log_samples:
+        if benchmark.holdout:
+            with self.board.task(f"membership inference {label}", 1) as reporter:
+                metrics["mia"] = membership_inference(model, self.encoder, benchmark, spec.mia)
+                reporter.advance(1)
+        if log_samples:
             write_samples(samples_path(self.results_dir, label), benchmark, plain, prefixed_scores)
-        if spec.general is not None:
+        if spec.general is not None and not attacked:
             loading = reported_as_input("eval.general: cannot run the general tasks")
             with self.board.task(f"general tasks {label}", len(spec.general.tasks)) as reporter, loading:
                 scores = evaluate_general(model, self.encoder.tokenizer, spec.general, spec.general_data_dir, self.seed)

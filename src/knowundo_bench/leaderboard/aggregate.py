@@ -35,6 +35,11 @@ ROW_KEYS = (
     "avg_success",
     "unlearn_refusal_rate",  # behind a guard: percent of requests refused (null without one)
     "retention_refusal_rate",
+    "mia_auc_loss",  # membership inference, forget vs holdout (null without data.holdout_instances)
+    "mia_auc_zlib",
+    "mia_auc_mink",
+    "mia_auc_minkpp",
+    "privleak",  # Min-K% AUC relative to the retrain oracle's, percent (null without an oracle)
     "sec_per_step",
     "peak_mem_gb",
     "status",
@@ -47,8 +52,18 @@ GENERAL_KEYS = ("mmlu", "arc_challenge", "truthfulqa_mc2", "social_iqa", "race",
 
 
 def prefix_keys(name: str) -> tuple[str, str]:
-    """Row keys of the scope successes under prompt prefix ``name`` (Finding 2)."""
+    """Row keys of the scope successes under prompt prefix or attack ``name``."""
     return f"unlearn_success@{name}", f"retention_success@{name}"
+
+
+MIA_KEYS = ("mia_auc_loss", "mia_auc_zlib", "mia_auc_mink", "mia_auc_minkpp")
+RECOVERY = "recovery@"  # plain Unlearn Success minus the attacked (or prefixed) one
+
+
+def attacked_keys(name: str) -> dict[str, str]:
+    """Row keys of what is read again under prompt prefix or attack ``name``."""
+    unlearn, retention = prefix_keys(name)
+    return {"unlearn": unlearn, "retention": retention, "recovery": f"{RECOVERY}{name}", "privleak": f"privleak@{name}"}
 
 
 def load_records(directory: Path) -> list[ResultRecord]:
@@ -62,13 +77,23 @@ def load_records(directory: Path) -> list[ResultRecord]:
 
 IDENTITY_KEYS = ("run", "model", "data", "seeds", "n_seeds", "target_met", "avg_success_not_below_best")
 # averaged over seeds with a t-interval; perplexities geometrically
-INTERVAL_KEYS = ("unlearn_success", "unlearn_rouge_l", "retention_success", "retention_rouge_l", "avg_success")
+INTERVAL_KEYS = (
+    "unlearn_success",
+    "unlearn_rouge_l",
+    "retention_success",
+    "retention_rouge_l",
+    "avg_success",
+    *MIA_KEYS,
+    "privleak",
+)
 GEOMETRIC_KEYS = ("unlearn_ppl", "retention_ppl")
 FINISHED = ("ok", "nonfinite")
 
 
-def record_row(record: ResultRecord) -> dict[str, Any]:
-    """One unit's row: the paper's columns, general tasks, prompt prefixes, identity."""
+def record_row(record: ResultRecord, oracle_auc: float | None = None) -> dict[str, Any]:
+    """One unit's row: the paper's columns, general tasks, prompt prefixes, membership
+    inference (``privleak`` against ``oracle_auc``, the retrain oracle's Min-K% AUC),
+    each attack's readings, identity."""
     metrics = record.metrics or Metrics()
     training = record.training or TrainingSummary()
     row: dict[str, Any] = {
@@ -89,10 +114,20 @@ def record_row(record: ResultRecord) -> dict[str, Any]:
     }
     general = metrics.general or {}
     row.update({key: general.get(key) for key in GENERAL_KEYS})
+    mia = metrics.mia
+    row.update({key: None if mia is None else getattr(mia, key.removeprefix("mia_")) for key in MIA_KEYS})
+    row["privleak"] = privleak(row["mia_auc_mink"], oracle_auc)
     for name, prefixed in metrics.prompt_prefixes.items():
-        unlearn_key, retention_key = prefix_keys(name)
-        row[unlearn_key] = prefixed.unlearn.success
-        row[retention_key] = prefixed.retention.success
+        keys = attacked_keys(name)
+        row[keys["unlearn"]] = prefixed.unlearn.success
+        row[keys["retention"]] = prefixed.retention.success
+        row[keys["recovery"]] = recovery(metrics.unlearn.success, prefixed.unlearn.success)
+    for name, attacked in metrics.attacks.items():
+        keys = attacked_keys(name)
+        row[keys["unlearn"]] = attacked.unlearn.success
+        row[keys["retention"]] = attacked.retention.success
+        row[keys["recovery"]] = recovery(metrics.unlearn.success, attacked.unlearn.success)
+        row[keys["privleak"]] = privleak(None if attacked.mia is None else attacked.mia.auc_mink, oracle_auc)
     identity = record.identity
     row.update(
         run=record.run,
@@ -103,6 +138,42 @@ def record_row(record: ResultRecord) -> dict[str, Any]:
         target_met=record.vanilla.target_met if record.vanilla and record.method_name == "vanilla" else None,
     )
     return row
+
+
+def privleak(auc_value: float | None, oracle_auc: float | None) -> float | None:
+    """MUSE's privleak (Shi et al., 2024), percent, of the Min-K% attack
+    (:mod:`knowundo_bench.evaluate.mia`), as open-unlearning computes it: MUSE reports the
+    AUC as 1 − AUC, so privleak = ((1 − AUC) − (1 − AUC_oracle)) / (1 − AUC_oracle) × 100:
+    0 is the oracle's privacy, negative leaks membership (under-unlearning: MUSE's target
+    model scores about −100), positive is over-unlearning. None without either AUC, or
+    when the oracle's members are perfectly told apart (nothing to divide by)."""
+    if auc_value is None or oracle_auc is None or math.isnan(auc_value) or math.isnan(oracle_auc):
+        return None
+    reference = 1.0 - oracle_auc
+    return None if reference <= 0 else ((1.0 - auc_value) - reference) / reference * 100.0
+
+
+def recovery(plain: float | None, attacked: float | None) -> float | None:
+    """How much Unlearn Success an attack took back (points; negative: it forgot more)."""
+    return None if plain is None or attacked is None else plain - attacked
+
+
+def oracle_aucs(records: list[ResultRecord]) -> dict[int | None, float]:
+    """The retrain oracles' Min-K% AUC by seed (one oracle, or one per seed with
+    ``vanilla.per_seed``)."""
+    return {
+        record.seed: record.metrics.mia.auc_mink
+        for record in records
+        if record.oracle and record.finished and record.metrics and record.metrics.mia
+        if record.metrics.mia.auc_mink is not None
+    }
+
+
+def oracle_auc_for(record: ResultRecord, oracles: dict[int | None, float]) -> float | None:
+    """The oracle ``record`` is measured against: the one of its seed, else the only one."""
+    if record.seed in oracles:
+        return oracles[record.seed]
+    return next(iter(oracles.values())) if len(oracles) == 1 else None
 
 
 def pair_scores(records: list[ResultRecord]) -> PairScores | None:
@@ -118,10 +189,10 @@ def pair_scores(records: list[ResultRecord]) -> PairScores | None:
     return PairScores(unlearn, retention) if unlearn else None
 
 
-def aggregate(group: list[ResultRecord]) -> dict[str, Any]:
+def aggregate(group: list[ResultRecord], oracles: dict[int | None, float] | None = None) -> dict[str, Any]:
     """One row for a method's units: means and 95% intervals over its finished seeds
     (no peak memory where seeds measured it differently: CPU RSS growth and CUDA peak)."""
-    rows = [record_row(record) for record in group]
+    rows = [record_row(record, oracle_auc_for(record, oracles or {})) for record in group]
     finished = [row for row in rows if row["status"] in FINISHED]
     first = rows[0]
     row: dict[str, Any] = {"method": first["method"]}
@@ -164,8 +235,10 @@ def mark_best(rows: list[dict[str, Any]], groups: list[list[ResultRecord]]) -> N
     """Set ``avg_success_not_below_best`` on each method row of one run: True for the
     best Avg Success and for rows whose paired difference from it is not significant."""
     methods = [
-        (row, group) for row, group in zip(rows, groups, strict=True) if group[0].method_name != "vanilla"
-    ]  # vanilla models (one per vanilla setting) are not candidates
+        (row, group)
+        for row, group in zip(rows, groups, strict=True)
+        if group[0].method_name != "vanilla" and not group[0].oracle
+    ]  # vanilla models (one per vanilla setting) and oracles are references, not candidates
     scored = [
         (row, group)
         for row, group in methods
@@ -201,11 +274,12 @@ def leaderboard_rows(directories: Path | Sequence[Path], per_seed: bool = False)
     by_folder = []
     for directory in folders:
         records = load_records(directory)
+        oracles = oracle_aucs(records)
         if per_seed:
-            by_folder.append([record_row(record) for record in records])
+            by_folder.append([record_row(record, oracle_auc_for(record, oracles)) for record in records])
             continue
         groups = method_groups(records)
-        run_rows = [aggregate(group) for group in groups]
+        run_rows = [aggregate(group, oracles) for group in groups]
         mark_best(run_rows, groups)
         by_folder.append(run_rows)
     names = [{row["run"] for row in folder_rows} for folder_rows in by_folder]
@@ -307,3 +381,26 @@ def efficiency_rows(directory: Path) -> list[dict[str, Any]]:
         row["peak_mem_gb_vs_ga"], row["peak_mem_gb_vs_ga_omitted"] = memory_ratio(row, reference)
         row["memory_noise_floor_gb"] = CPU_RSS_NOISE_FLOOR_GB if row["memory_kind"] == CPU_MEMORY else None
     return [{key: row.get(key) for key in EFFICIENCY_KEYS} for row in rows]
+
+
+def robustness_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The robustness view: per row, the plain successes, and per prompt prefix and attack
+    its successes and recovery (plain minus attacked Unlearn Success), then membership
+    inference; each with its interval where the row has one."""
+    names = list(dict.fromkeys(key.removeprefix(RECOVERY) for row in rows for key in row if key.startswith(RECOVERY)))
+    names = [name for name in names if not name.endswith("_ci95")]
+    keys = ["method", "unlearn_success", "retention_success"]
+    for name in names:
+        attacked = attacked_keys(name)
+        keys += [attacked["unlearn"], attacked["recovery"], attacked["retention"], attacked["privleak"]]
+    keys += [*MIA_KEYS, "privleak"]
+    shown = []
+    for row in rows:
+        kept = {}
+        for key in keys:
+            kept[key] = row.get(key)
+            if f"{key}_ci95" in row:
+                kept[f"{key}_ci95"] = row[f"{key}_ci95"]
+        kept.update({key: row.get(key) for key in ("run", "unit", "status", "n_seeds") if key in row})
+        shown.append(kept)
+    return shown

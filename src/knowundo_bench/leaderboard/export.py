@@ -13,7 +13,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from knowundo_bench.leaderboard.aggregate import BELOW_NOISE_FLOOR, DIFFERENT_MEMORY_KIND, row_keys
+from knowundo_bench.leaderboard.aggregate import (
+    BELOW_NOISE_FLOOR,
+    DIFFERENT_MEMORY_KIND,
+    RECOVERY,
+    attacked_keys,
+    robustness_rows,
+    row_keys,
+)
 from knowundo_bench.leaderboard.stats import BOOTSTRAP_NOTE, INTERVAL_NOTE
 from knowundo_bench.records.files import json_safe
 from knowundo_bench.records.memory import CPU_MEMORY, CPU_RSS_NOISE_FLOOR_GB, CUDA_MEMORY
@@ -107,6 +114,12 @@ GENERAL_COLUMNS: list[Column] = [
 ]
 
 
+MIA_COLUMNS: list[Column] = [
+    ("MIA AUC (Min-K%)", "mia_auc_mink", lambda v: fmt_number(v, 3)),
+    ("PrivLeak %", "privleak", fmt_number),
+]
+
+
 def markdown_columns(rows: list[dict[str, Any]]) -> list[Column]:
     """The paper's columns, then per prompt prefix the successes under it (Finding 2),
     then the general tasks (Tables 2-4's right half) when any row has them."""
@@ -117,11 +130,13 @@ def markdown_columns(rows: list[dict[str, Any]]) -> list[Column]:
     if len({row.get("run") for row in rows}) > 1:
         columns.insert(0, ("Run", "run", str))
     for key in row_keys(rows):
-        if "@" in key and not key.endswith("_ci95"):
-            scope, prefix = key.split("@", 1)
+        scope, _, prefix = key.partition("@")
+        if prefix and scope in ("unlearn_success", "retention_success") and not key.endswith("_ci95"):
             columns.append(
                 (f"{'Unlearn' if scope.startswith('unlearn') else 'Retention'} Succ@{prefix}", key, fmt_number)
             )
+    if any(row.get("mia_auc_mink") is not None for row in rows):
+        columns += MIA_COLUMNS
     if any(row.get("general_avg") is not None for row in rows):
         columns += GENERAL_COLUMNS
     if any((row.get("n_seeds") or 0) > 1 for row in rows):
@@ -199,6 +214,41 @@ def differences_markdown(differences: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def robustness_markdown(rows: list[dict[str, Any]]) -> str:
+    """Per method: plain Unlearn Success, and per prompt prefix and attack the Unlearn
+    Success after it and the recovery (how much it took back), the Retention Success
+    after it; then membership inference (Min-K% AUC and privleak)."""
+    shown = robustness_rows(rows)
+    names = [key.removeprefix(RECOVERY) for key in (shown[0] if shown else {}) if key.startswith(RECOVERY)]
+    names = [name for name in names if not name.endswith("_ci95")]
+    columns: list[Column] = [("Method", "method", str), ("Unlearn Succ↑", "unlearn_success", fmt_number)]
+    if len({row.get("run") for row in rows}) > 1:
+        columns.insert(0, ("Run", "run", str))
+    for name in names:
+        keys = attacked_keys(name)
+        columns += [
+            (f"Unlearn Succ@{name}↑", keys["unlearn"], fmt_number),
+            (f"Recovery@{name}↓", keys["recovery"], fmt_number),
+            (f"Retention Succ@{name}↑", keys["retention"], fmt_number),
+        ]
+    columns.append(("Retention Succ↑", "retention_success", fmt_number))
+    if any(row.get("mia_auc_mink") is not None for row in shown):
+        columns += MIA_COLUMNS
+    lines = markdown_table(columns, shown)
+    lines += [
+        "",
+        "Recovery@X: plain Unlearn Success minus Unlearn Success after X (a prompt prefix or an attack), in "
+        "points: how much of the forgetting X undid (negative: X made the model forget more).",
+    ]
+    if any(row.get("mia_auc_mink") is not None for row in shown):
+        lines.append(
+            "MIA AUC: Min-K% (k 0.4 by default) of the forget set against the holdout (1: members told apart, "
+            "0.5: indistinguishable); PrivLeak: MUSE's, ((1 − AUC) − (1 − oracle's)) / (1 − oracle's) × 100 "
+            "(0: as the retrain oracle; negative: membership leaks; positive: over-unlearned)."
+        )
+    return "\n".join(lines) + "\n"
+
+
 def fmt_ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
@@ -265,4 +315,6 @@ RENDERERS: dict[str, Callable[[list[dict[str, Any]]], str]] = {"md": to_markdown
 def render(rows: list[dict[str, Any]], fmt: str, view: str = "scope") -> str:
     if view == "efficiency" and fmt == "md":
         return efficiency_markdown(rows)
+    if view == "robustness":
+        return robustness_markdown(rows) if fmt == "md" else RENDERERS[fmt](robustness_rows(rows))
     return RENDERERS[fmt](rows)

@@ -78,3 +78,11 @@ def load_lora(model: PreTrainedModel, directory: Path, lora: LoraSpec | None = N
 
     autocast = lora.autocast if lora is not None else True
     return PeftModel.from_pretrained(model, str(directory), is_trainable=True, autocast_adapter_dtype=autocast)
+
+
+def merge_adapters(model: Any) -> Any:
+    """``model`` with its LoRA adapters merged into the base weights, as a deployed model
+    is (a peft model's ``merge_and_unload``: the merged base model is returned and the
+    peft wrapper dropped); a model without adapters as it is."""
+    merge = getattr(model, "merge_and_unload", None)
+    return merge() if callable(merge) else model

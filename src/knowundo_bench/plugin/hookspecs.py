@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from knowundo_bench.benchmark.pairs import QAPair
     from knowundo_bench.plugin.registry import (
+        AttackInfo,
         DataSourceInfo,
         ExecutorInfo,
         GeneratorInfo,
@@ -62,6 +63,16 @@ def register_methods() -> list[MethodInfo]:
 def register_localizers() -> list[LocalizerInfo]:
     """Return the localizers this plugin provides: ways to choose which parameters an
     unlearning method may update. Any localizer can be combined with any method."""
+
+
+@hookspec
+def register_attacks() -> list[AttackInfo]:
+    """Return the attacks this plugin provides (``eval.attacks`` in a spec): ways to try
+    to bring forgotten knowledge back after unlearning (quantization, relearning). Each
+    attack's ``apply`` receives its validated parameters, a copy of the model and an
+    ``AttackContext`` (the encoder, both scopes' train pairs, a seed, the vanilla
+    learning rate, the training loop); the harness measures the scope metrics again on
+    the attacked model and records them under the attack's label."""
 
 
 @hookspec

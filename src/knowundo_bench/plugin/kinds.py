@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from knowundo_bench.plugin.registry import (
+    AttackInfo,
     DataSourceInfo,
     ExecutorInfo,
     GeneratorInfo,
@@ -72,6 +73,7 @@ KINDS: tuple[PluginKind, ...] = (
             "npo_gd",
             "simnpo",
             "none",
+            "retrain",
         ),
     ),
     PluginKind(
@@ -93,6 +95,16 @@ KINDS: tuple[PluginKind, ...] = (
         title="Guards",
         folder="guards",
         builtins=("scope_classifier",),
+    ),
+    PluginKind(
+        attribute="attacks",
+        kind="attack",
+        hook="register_attacks",
+        info=AttackInfo,
+        spec_field="eval.attacks[].name",
+        title="Attacks",
+        folder="attacks",
+        builtins=("quantize", "relearn"),
     ),
     PluginKind(
         attribute="data_sources",

@@ -31,6 +31,13 @@ class MethodInfo:
     params: type[Params]
     default_localizer: str | None = None
     retain: RetainKind = "in_distribution"
+    retrain: dict[str, Any] | None = None  # an oracle: a vanilla fine-tuning with these `vanilla` settings changed
+
+    @property
+    def oracle(self) -> bool:
+        """Whether the method is no unlearning but a model fine-tuned anew (``retrain``:
+        without the Unlearn Scope), the reference a method is measured against."""
+        return self.retrain is not None
 
 
 @dataclass(frozen=True)
@@ -44,12 +51,17 @@ class LocalizerInfo:
 
 @dataclass(frozen=True)
 class DataSourceInfo:
-    """A source of benchmark QA pairs; ``load(params, domain)`` returns QA pairs."""
+    """A source of benchmark QA pairs; ``load(params, domain)`` returns QA pairs.
+
+    ``more_instances(params, k)``, for sources that generate their data, returns the
+    parameters that generate ``k`` instances more (``data.holdout_instances`` sets them
+    aside); without it the holdout is the source's own last instances."""
 
     name: str
     description: str
     params: type[Params]
     load: Callable[..., Any]
+    more_instances: Callable[[Any, int], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,21 @@ class GuardInfo:
 
 
 @dataclass(frozen=True)
+class AttackInfo:
+    """An attack on a model after unlearning (``eval.attacks``): ``apply(params, model,
+    context)`` changes ``model``, a copy of the unlearned (or vanilla, or oracle) model,
+    and returns an :class:`~knowundo_bench.train.attacking.AttackOutcome` (the details
+    worth recording, and the attacked model when it is another object); the harness then
+    measures the scope metrics again on it. ``context`` is an
+    :class:`~knowundo_bench.train.attacking.AttackContext`."""
+
+    name: str
+    description: str
+    params: type[Params]
+    apply: Callable[..., Any]
+
+
+@dataclass(frozen=True)
 class GeneratorInfo:
     """A text generator for ``knowundo-bench build``: ``create(params, context)`` returns a
     :class:`~knowundo_bench.build.generation.Generator` (prompts in, texts out)
@@ -128,6 +155,7 @@ Info = TypeVar(
     ExecutorInfo,
     GuardInfo,
     GeneratorInfo,
+    AttackInfo,
 )
 
 

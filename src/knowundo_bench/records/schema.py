@@ -69,9 +69,23 @@ class PrefixedMetrics(RecordPart):
     avg_success: Number = None
 
 
+class MiaMetrics(RecordPart):
+    """Membership inference of the forget set against the holdout
+    (:mod:`knowundo_bench.evaluate.mia`): each attack's AUC in [0, 1]."""
+
+    auc_loss: Number = None
+    auc_zlib: Number = None
+    auc_mink: Number = None
+    auc_minkpp: Number = None
+    k: Number = None
+    members: int | None = None
+    non_members: int | None = None
+
+
 class Metrics(RecordPart):
     """Unlearn and Retention Scope metrics, their average success, the raw accuracies
-    they come from, the prompt-prefix readings and the general tasks."""
+    they come from, the prompt-prefix readings, the general tasks, membership inference
+    (null without a holdout) and the same again after each attack."""
 
     unlearn: ScopeMetrics = Field(default_factory=ScopeMetrics)
     retention: ScopeMetrics = Field(default_factory=ScopeMetrics)
@@ -79,6 +93,19 @@ class Metrics(RecordPart):
     raw: dict[str, Any] | None = None
     prompt_prefixes: dict[str, PrefixedMetrics] = Field(default_factory=dict)
     general: dict[str, Number] | None = None
+    mia: MiaMetrics | None = None
+    attacks: dict[str, AttackMetrics] = Field(default_factory=dict)
+
+
+class AttackMetrics(Metrics):
+    """The metrics of a copy of the model after one attack (``eval.attacks``), with the
+    attack's name, parameters, key (what a rerun reuses it by) and its own details
+    (``details``: a weight error, a relearning curve)."""
+
+    name: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class TrainingSummary(RecordPart):
@@ -205,6 +232,7 @@ class ResultRecord(RecordPart):
     status: Status = "ok"
     numerical_faults: list[str] = Field(default_factory=list)
     method_name: str | None = None
+    oracle: bool = False  # the retrain oracle: fine-tuned without the Unlearn Scope, privleak's reference
     ablation_of: str | None = None
     method_seed: int | None = None
     retain_data: str | None = None

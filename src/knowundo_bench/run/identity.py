@@ -113,7 +113,7 @@ class Provenance:
         spec = self.resolved.spec
         identity: dict[str, Any] = {
             "vanilla": vanilla_key,
-            "eval": spec.eval.model_dump(mode="json", exclude={"log_samples"}),
+            "eval": spec.eval.unit_identity(),
             "knowundo_bench": __version__,
         }
         method = unit.method
@@ -141,6 +141,22 @@ class Provenance:
                     self.origin(method.guard.plugin),
                 ]
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def attack_keys(self, unit_key: str) -> dict[str, str]:
+        """Each attack's key on the unit of ``unit_key``: what its section depends on
+        beyond the unit (the attack, its parameters and plugin, membership inference's
+        settings). Attacks are not in the unit's key: adding one reuses the unit."""
+        spec = self.resolved.spec
+        keys = {}
+        for attack in self.resolved.attacks:
+            identity = {
+                "unit": unit_key,
+                "attack": [attack.plugin.info.name, attack.plugin.params.model_dump(mode="json")],
+                "plugin": self.origin(attack.plugin.plugin),
+                "mia": spec.eval.mia.model_dump(mode="json"),
+            }
+            keys[attack.label] = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+        return keys
 
     def stamp(self, unit: Unit, record: ResultRecord, **fields: Any) -> ResultRecord:
         """``record`` as ``unit``'s, with ``fields`` and who, what and when ran it."""

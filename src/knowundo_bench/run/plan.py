@@ -1,5 +1,6 @@
 """The plan of a run: its units, each with its own record. Vanilla units first (one per
-vanilla setting, or one per setting and seed with ``vanilla.per_seed``), then each method
+vanilla setting, or one per setting and seed with ``vanilla.per_seed``), and the oracles
+(``retrain``: fine-tuned models of their own, by the same seed rules), then each method
 once per seed in spec order."""
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class Unit:
     start: str = VANILLA  # the label of the vanilla unit it starts from (its own, for a vanilla unit)
 
     @property
+    def fine_tuned(self) -> bool:
+        """Whether the unit fine-tunes a model of its own (a vanilla model, or an oracle
+        such as ``retrain``) rather than unlearning one."""
+        return self.method is None or self.method.info.oracle
+
+    @property
     def row(self) -> str:
         """A vanilla unit's leaderboard row: ``vanilla``, or ``vanilla-<method>`` for a
         method's own vanilla settings."""
@@ -42,6 +49,8 @@ def vanilla_rows(resolved: ResolvedSpec) -> dict[str, tuple[str, VanillaSpec]]:
     labels = {method.label for method in resolved.methods}
     rows = {}
     for method in resolved.methods:
+        if method.info.oracle:
+            continue
         settings = method.vanilla or spec.vanilla
         key = json.dumps(settings.identity(), sort_keys=True)
         if key not in by_settings:
@@ -61,7 +70,14 @@ def plan_units(resolved: ResolvedSpec) -> list[Unit]:
     per_seed = spec.vanilla.per_seed and bool(all_seeds)
     rows = vanilla_rows(resolved)
     methods: list[Unit] = []
+    oracles: list[Unit] = []
     for order, method in enumerate(resolved.methods, start=1):
+        if method.info.oracle:  # fine-tuned anew, once per vanilla seed
+            assert method.vanilla is not None
+            for seed in all_seeds if per_seed else [spec.seed]:
+                label = f"{method.label}@{seed}" if per_seed else method.label
+                oracles.append(Unit(label, order, seed, seed, method.vanilla, method, start=label))
+            continue
         row, settings = rows[method.label]
         if method.seeds is None:
             start = f"{row}@{spec.seed}" if per_seed else row
@@ -81,13 +97,14 @@ def plan_units(resolved: ResolvedSpec) -> list[Unit]:
         first = by_start.get(start)
         seed = int(start.partition("@")[2]) if per_seed else spec.seed
         vanillas.append(Unit(start, 0, seed, seed, first.vanilla if first else spec.vanilla, start=start))
-    return vanillas + methods
+    return vanillas + oracles + methods
 
 
 def vanilla_units(units: list[Unit]) -> list[Unit]:
-    return [unit for unit in units if unit.method is None]
+    """The units that fine-tune a model of their own: vanilla models and oracles."""
+    return [unit for unit in units if unit.fine_tuned]
 
 
 def started_from(units: list[Unit], vanilla: Unit) -> list[Unit]:
     """The method units that start from ``vanilla``'s model, in spec order."""
-    return [unit for unit in units if unit.method is not None and unit.start == vanilla.label]
+    return [unit for unit in units if not unit.fine_tuned and unit.start == vanilla.label]

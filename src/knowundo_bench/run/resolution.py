@@ -31,6 +31,7 @@ from knowundo_bench.core.errors import InputError
 from knowundo_bench.core.messages import format_validation_error
 from knowundo_bench.plugin.manager import Plugins
 from knowundo_bench.plugin.registry import (
+    AttackInfo,
     ExecutorInfo,
     GuardInfo,
     LocalizerInfo,
@@ -55,6 +56,14 @@ class ResolvedMethod:
 
 
 @dataclass(frozen=True)
+class ResolvedAttack:
+    """One entry of ``eval.attacks``: its label (its columns and record section) and plugin."""
+
+    label: str
+    plugin: ResolvedPlugin[AttackInfo]
+
+
+@dataclass(frozen=True)
 class ResolvedSpec:
     """A validated spec with every plugin resolved and its parameters validated."""
 
@@ -67,6 +76,7 @@ class ResolvedSpec:
     executor: ResolvedPlugin[ExecutorInfo] | None = None  # None: run here, in order (as ``local``)
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE, as given (the record keeps them)
     defaulted: tuple[str, ...] = ()  # sections the spec leaves out ("model", "data"): the embedded default runs
+    attacks: tuple[ResolvedAttack, ...] = ()
 
     @property
     def runs_here(self) -> bool:
@@ -92,6 +102,7 @@ class ResolvedSpec:
             found.append((f"methods[{method.label}]", method.params))
             found += [(f"methods[{method.label}].localizer", method.localizer.params)] if method.localizer else []
             found += [(f"methods[{method.label}].guard", method.guard.params)] if method.guard else []
+        found += [(f"eval.attacks[{attack.label}]", attack.plugin.params) for attack in self.attacks]
         return found + ([("execution", self.executor.params)] if self.executor else [])
 
 
@@ -125,6 +136,11 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
         seeds = method.seeds or spec.seeds
         run_seeds = None if seeds is None else tuple(seeds)
         vanilla = None if method.vanilla is None else spec.vanilla_of(method)
+        if info.retrain is not None:  # an oracle: a vanilla fine-tuning of its own
+            for field_name in ("localizer", "guard", "ablate_localization"):
+                if getattr(method, field_name):
+                    raise InputError(f"{where}.{field_name}: {method.name} is an oracle (no unlearning to change)")
+            vanilla = spec.vanilla_of(method).merged(info.retrain)
         methods.append(
             ResolvedMethod(
                 label,
@@ -166,7 +182,14 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
         executor_info.params, spec.execution.model_extra or {}, "execution", set(ExecutionSpec.model_fields)
     )
     executor = ResolvedPlugin(executor_info, executor_plugin, executor_params)
-    return ResolvedSpec(spec, path, data_params, model_params, ood_params, methods, executor)
+    attacks = tuple(
+        ResolvedAttack(
+            attack.row_label,
+            plugins.attacks.resolve_entry({"name": attack.name, **attack.params()}, f"eval.attacks.{index}"),
+        )
+        for index, attack in enumerate(spec.eval.attacks)
+    )
+    return ResolvedSpec(spec, path, data_params, model_params, ood_params, methods, executor, attacks=attacks)
 
 
 def anchor_spec_paths(raw: dict[str, Any], plugins: Plugins, base: Path) -> dict[str, Any]:

@@ -178,8 +178,8 @@ def pending_units(units: list[Unit], done: dict[str, ResultRecord], directory: P
         PendingUnit(
             label=unit.label,
             vanilla=unit.start,
-            method=None if unit.method is None else unit.method.info.name,
-            expected_seconds=costs.get(unit.label if unit.method is None else unit.method.label),
+            method=None if unit.fine_tuned or unit.method is None else unit.method.info.name,
+            expected_seconds=costs.get(unit.label if unit.fine_tuned or unit.method is None else unit.method.label),
         )
         for unit in units
         if unit.label not in done

@@ -19,6 +19,7 @@ from knowundo_bench.plugin.execution import PendingUnit, SuitePayload, UnitResul
 from knowundo_bench.records.files import load_record, write_record
 from knowundo_bench.records.layout import record_path
 from knowundo_bench.records.schema import PromptRecord, ResultRecord
+from knowundo_bench.run.attacks import Attacker, ModelUnderAttack, complete
 from knowundo_bench.run.identity import Provenance
 from knowundo_bench.run.machine import Machine
 from knowundo_bench.run.plan import Unit, plan_units, started_from, vanilla_units
@@ -55,6 +56,7 @@ class UnitSuite:
     outcome: RunOutcome
     worker: Callable[..., list[UnitResult]]  # what a worker process runs: worker(payload, labels, threads, *after)
     machine: Machine  # the device and model factory units run with here
+    partial: dict[str, ResultRecord] = field(default_factory=dict)  # finished, but attacks missing: only those run
 
     @classmethod
     def assemble(
@@ -77,9 +79,22 @@ class UnitSuite:
         units = plan_units(resolved)
         keys = unit_keys(provenance, units, benchmark)
         reusable = ReuseCheck(output_dir, provenance, keys, bench.board, force).reusable_units(units, clean)
-        done = {label: record for label, record in reusable.items() if label not in running}
+        for label, record in reusable.items():
+            kept = without_stale_attacks(record, resolved.attacks)
+            if kept is not record and clean:  # an attack removed from the spec leaves the table
+                write_record(output_dir, label, kept)
+            reusable[label] = kept
+        attacked = {label: complete(r.metrics, provenance.attack_keys(keys[label])) for label, r in reusable.items()}
+        partial = {label: record for label, record in reusable.items() if not attacked[label]}
+        done = {label: record for label, record in reusable.items() if attacked[label] and label not in running}
+        if partial and clean:
+            bench.board.log(
+                f"attacks to add to finished units (unlearning replayed, not re-measured): {', '.join(partial)}"
+            )
         pending = pending_units(units, done, output_dir)
-        return cls(bench, provenance, units, keys, done, pending, output_dir, RunOutcome(output_dir), worker, machine)
+        return cls(
+            bench, provenance, units, keys, done, pending, output_dir, RunOutcome(output_dir), worker, machine, partial
+        )
 
     @property
     def board(self) -> ProgressBoard:
@@ -125,8 +140,8 @@ class UnitSuite:
         return results
 
     def start(self, unit: Unit) -> Start:
-        """A vanilla model (cached or trained), its evaluator, and its record (or its
-        metrics from a reusable one)."""
+        """A vanilla model or oracle (cached or trained), its evaluator, and its record
+        (or its metrics from a reusable one), with its attacks."""
         bench = self.bench
         resolved, board = bench.resolved, bench.board
         device, factory = self.machine.device, self.machine.factory
@@ -157,19 +172,43 @@ class UnitSuite:
             results_dir=self.output_dir,
             seed=resolved.spec.seed,
         )
+        attacker = Attacker(resolved.attacks, evaluator, board, resolved.spec.model.mixed_precision)
         reused = self.done.get(unit.label)
         if reused is not None and reused.metrics is not None:
-            return Start(vanilla, evaluator, reused.metrics)
+            return Start(vanilla, evaluator, reused.metrics, attacker)
         if not bench.main:
-            return Start(vanilla, evaluator, None)
+            return Start(vanilla, evaluator, None, attacker)
+        earlier = self.partial.get(unit.label)
+        target = ModelUnderAttack(
+            unit.label,
+            vanilla.bundle.model,
+            unit.run_seed,
+            self.provenance.attack_keys(self.keys[unit.label]),
+            unit.vanilla.lr,
+            earlier=None if earlier is None or earlier.metrics is None else earlier.metrics.attacks,
+        )
+        if earlier is not None and earlier.metrics is not None:  # only its attacks were missing
+            metrics = earlier.metrics.model_copy(update={"attacks": attacker.run(target)})
+            record = earlier.model_copy(update={"metrics": metrics})
+            self.outcome.records[unit.label] = self.write(unit, record, **unit_fields(earlier))
+            return Start(vanilla, evaluator, metrics, attacker)
         metrics = evaluator.metrics(unit.label, vanilla.bundle.model)
+        metrics = metrics.model_copy(update={"attacks": attacker.run(target)})
         prompt = PromptRecord(
             format=encoder.prompt_format,
             chat_template=encoder.uses_chat_template,
             max_length=encoder.max_length,
             max_new_tokens=evaluator.spec.max_new_tokens,
         )
-        record = ResultRecord(method=unit.row, method_name="vanilla", status="ok", metrics=metrics, prompt=prompt)
+        oracle = unit.method is not None and unit.method.info.oracle
+        record = ResultRecord(
+            method=unit.row,
+            method_name="vanilla" if unit.method is None else unit.method.info.name,
+            oracle=oracle,
+            status="ok",
+            metrics=metrics,
+            prompt=prompt,
+        )
         self.outcome.records[unit.label] = self.write(
             unit,
             record,
@@ -177,15 +216,19 @@ class UnitSuite:
             vanilla=vanilla_record(vanilla, unit.vanilla, unit.start),
             wall_seconds=time.perf_counter() - started,
         )
-        return Start(vanilla, evaluator, metrics)
+        return Start(vanilla, evaluator, metrics, attacker)
 
     def run_unit(self, unit: Unit, start: Start) -> UnitResult:
         """One method unit from the vanilla weights, its record written whatever happens."""
         assert unit.method is not None
         board = self.bench.board
         started = time.perf_counter()
+        earlier = self.partial.get(unit.label)
+        attack_keys = self.provenance.attack_keys(self.keys[unit.label])
         try:
-            record = run_method(self.bench, start, unit.method, unit.run_seed, unit.label).record
+            record = run_method(
+                self.bench, start, unit.method, unit.run_seed, unit.label, attack_keys=attack_keys, earlier=earlier
+            ).record
         except Exception as error:  # one failing method must not lose the others
             if distributed.world_size() > 1:
                 raise  # the other processes may be inside a collective: stop them all (rerunning resumes)
@@ -200,13 +243,20 @@ class UnitSuite:
         if record.status == "nonfinite":
             board.log(f"method {unit.label}: {'; '.join(record.numerical_faults)}", style="yellow")
         seconds = time.perf_counter() - started
-        self.outcome.records[unit.label] = self.write(
-            unit,
-            record,
-            unit_key=self.keys[unit.label],
-            vanilla=vanilla_record(start.vanilla, unit.vanilla, unit.start),
-            wall_seconds=seconds,
+        if earlier is not None and record.status == "failed":  # the finished record stays as it was
+            board.log(f"{unit.label}: its attacks could not be added; its record is unchanged", style="red")
+            self.outcome.records[unit.label] = record_path(self.output_dir, unit.label)
+            return UnitResult(unit.label, earlier.status, seconds)
+        fields = (
+            unit_fields(earlier)
+            if earlier is not None
+            else {
+                "unit_key": self.keys[unit.label],
+                "vanilla": vanilla_record(start.vanilla, unit.vanilla, unit.start),
+                "wall_seconds": seconds,
+            }
         )
+        self.outcome.records[unit.label] = self.write(unit, record, **fields)
         outcome = UnitResult(unit.label, record.status, seconds, record.error)
         if outcome.status == "failed":
             self.outcome.failed.append(unit.label)
@@ -231,3 +281,18 @@ class UnitSuite:
         self.outcome.records[label] = self.write(unit, failed, unit_key=self.keys.get(label))
         if label not in self.outcome.failed:
             self.outcome.failed.append(label)
+
+
+def unit_fields(earlier: ResultRecord) -> dict[str, object]:
+    """What a record keeps from the run that measured it when a later run adds attacks."""
+    return {"unit_key": earlier.unit_key, "vanilla": earlier.vanilla, "wall_seconds": earlier.wall_seconds}
+
+
+def without_stale_attacks(record: ResultRecord, attacks: Sequence[object]) -> ResultRecord:
+    """``record`` without the attack sections of attacks the spec no longer has."""
+    labels = {getattr(attack, "label", None) for attack in attacks}
+    metrics = record.metrics
+    if metrics is None or set(metrics.attacks) <= labels:
+        return record
+    kept = {label: section for label, section in metrics.attacks.items() if label in labels}
+    return record.model_copy(update={"metrics": metrics.model_copy(update={"attacks": kept})})

@@ -1,6 +1,7 @@
 """One method unit, from the vanilla weights: a guard fitted (if the method has one),
-the localizer's selection, the method's ``unlearn`` hook, then the model evaluated, its
-curve finished and the training summarised into the fields of the unit's record."""
+the localizer's selection, the method's ``unlearn`` hook, then the model evaluated and
+attacked (``eval.attacks``), its curve finished and the training summarised into the
+fields of the unit's record."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from knowundo_bench.evaluate.report import Evaluator, guard_record
 from knowundo_bench.evaluate.scopes import NamedGuard
 from knowundo_bench.plugin.manager import Plugins
 from knowundo_bench.records.schema import LocalizerRecord, Metrics, ResultRecord, TrainingSummary
+from knowundo_bench.run.attacks import Attacker, ModelUnderAttack
 from knowundo_bench.run.identity import method_seed
 from knowundo_bench.run.inputs import RunInputs
 from knowundo_bench.run.resolution import ResolvedMethod, ResolvedSpec
@@ -37,6 +39,7 @@ class Start:
     vanilla: VanillaModel
     evaluator: Evaluator
     metrics: Metrics | None
+    attacker: Attacker | None = None  # the spec's attacks, with this evaluator
 
 
 @dataclass(frozen=True)
@@ -134,10 +137,19 @@ def localize(
 
 
 def run_method(
-    bench: Workbench, start: Start, method: ResolvedMethod, run_seed: int | None = None, label: str | None = None
+    bench: Workbench,
+    start: Start,
+    method: ResolvedMethod,
+    run_seed: int | None = None,
+    label: str | None = None,
+    *,
+    attack_keys: dict[str, str] | None = None,
+    earlier: ResultRecord | None = None,
 ) -> MethodOutcome:
-    """Localise (if asked), unlearn and evaluate one method on ``start``'s model, in place;
-    in a process other than the main one of a multi-process run, only its status."""
+    """Localise (if asked), unlearn, evaluate and attack one method on ``start``'s model,
+    in place; in a process other than the main one of a multi-process run, only its
+    status. With ``earlier`` (this unit's finished record, attacks missing) the
+    unlearning is replayed to add the missing attacks, its metrics kept as recorded."""
     assert start.metrics is not None or not bench.main, "the vanilla model is evaluated first"
     spec, evaluator, model = bench.resolved.spec, start.evaluator, start.vanilla.bundle.model
     label = label or method.label
@@ -145,7 +157,7 @@ def run_method(
     seed_everything(seed)
     every = spec.eval.every_n_steps
     curve = None
-    if every is not None and bench.main:  # the main process evaluates
+    if every is not None and bench.main and earlier is None:  # the main process evaluates
         assert start.metrics is not None
         curve = CurveRecorder(evaluator, model, start.metrics, every)
     context = UnlearnContext(
@@ -177,7 +189,20 @@ def run_method(
     )
     if not bench.main:
         return MethodOutcome(ResultRecord(method=method.label, method_name=method.info.name), localization)
+    target = ModelUnderAttack(
+        label,
+        model,
+        spec.seed if run_seed is None else run_seed,
+        attack_keys or {},
+        (method.vanilla or spec.vanilla).lr,
+        guard,
+        None if earlier is None or earlier.metrics is None else earlier.metrics.attacks,
+    )
+    if earlier is not None and earlier.metrics is not None:
+        return MethodOutcome(replayed(bench, start, target, report, earlier), localization)
     metrics = evaluator.metrics(label, model, guard)
+    if start.attacker is not None:
+        metrics = metrics.model_copy(update={"attacks": start.attacker.run(target)})
     guarded = None
     if method.guard is not None and guard_context is not None:
         guarded = guard_record(
@@ -211,3 +236,30 @@ def run_method(
         curve=points,
     )
     return MethodOutcome(record, localization)
+
+
+def replayed(
+    bench: Workbench, start: Start, target: ModelUnderAttack, report: TrainingReport, earlier: ResultRecord
+) -> ResultRecord:
+    """``earlier`` with the missing attacks added on the replayed unlearning (a warning
+    when the replay's training losses differ from the recorded ones)."""
+    assert earlier.metrics is not None and start.attacker is not None
+    recorded = [] if earlier.training is None else earlier.training.step_losses
+    if recorded and not _same_losses(recorded, report.step_losses):
+        bench.board.log(
+            f"{target.label}: the replayed unlearning's losses differ from its record's; its attacks are on the replay",
+            style="yellow",
+        )
+    metrics = earlier.metrics.model_copy(update={"attacks": start.attacker.run(target)})
+    return earlier.model_copy(update={"metrics": metrics})
+
+
+def _same_losses(recorded: list[float | None], replayed: list[float]) -> bool:
+    if len(recorded) != len(replayed):
+        return False
+    return all(
+        (a is None and not math.isfinite(b))
+        or (a is not None and math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6))
+        or (a is not None and math.isnan(a) and math.isnan(b))
+        for a, b in zip(recorded, replayed, strict=True)
+    )

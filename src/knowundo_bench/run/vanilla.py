@@ -1,6 +1,7 @@
 """Vanilla preparation: fine-tune the base model on every QA pair of the domain (both
 scopes, train and val) so that it knows what unlearning will later remove, and cache
-the result under a key derived from the data, the model config and the hyperparameters."""
+the result under a key derived from the data, the model config and the hyperparameters.
+The retrain oracle is the same fine-tuning without the Unlearn Scope's pairs."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def check_target(
     if target is None:
         return model
     encoder = fine_tuning_encoder(resolved, model.bundle.tokenizer, settings)
-    scoring = encoder.encode_all(benchmark.pairs, with_eos=False)
+    scoring = encoder.encode_all(benchmark.trained_pairs(settings.unlearn_scope), with_eos=False)
     model.bundle.model.eval()
     accuracy, _, _ = teacher_forced(model.bundle.model, encoder, scoring, resolved.spec.eval.batch_size)
     model.accuracy, model.target_met = accuracy, accuracy >= target
@@ -98,8 +99,11 @@ def vanilla_key(resolved: ResolvedSpec, benchmark: Benchmark, settings: VanillaS
 
 
 def corpus(benchmark: Benchmark) -> list[str]:
-    """Text the tiny tokenizer is trained on: every question and answer, plus the prompt words."""
-    return ["Question: Answer:"] + [text for p in benchmark.pairs for text in (p.question, p.answer)]
+    """Text the tiny tokenizer is trained on: every question and answer (the holdout's
+    too, as a pretrained tokenizer covers text its model never saw, so that membership
+    inference does not tell members by unknown tokens), plus the prompt words."""
+    pairs = benchmark.pairs + benchmark.holdout
+    return ["Question: Answer:"] + [text for p in pairs for text in (p.question, p.answer)]
 
 
 def build_encoder(resolved: ResolvedSpec, tokenizer) -> PromptEncoder:
@@ -131,8 +135,9 @@ def fit_vanilla(
     spec = resolved.spec
     bundle.model.to(device)
     encoder = fine_tuning_encoder(resolved, bundle.tokenizer, params)
-    examples = encoder.encode_all(benchmark.pairs)  # with EOS in every format, as the official pretraining
-    scoring = encoder.encode_all(benchmark.pairs, with_eos=False)
+    pairs = benchmark.trained_pairs(params.unlearn_scope)  # the retrain oracle: without the Unlearn Scope
+    examples = encoder.encode_all(pairs)  # with EOS in every format, as the official pretraining
+    scoring = encoder.encode_all(pairs, with_eos=False)
     accuracy_log: list[tuple[int, float]] = []
 
     def epoch_batches(epoch: int):

@@ -32,6 +32,15 @@ def load(params: SyntheticParams, domain: str) -> list[QAPair]:
     return GENERATORS[domain](params)
 
 
+def more_instances(params: SyntheticParams, count: int) -> SyntheticParams:
+    """``count`` authors and books more (``data.holdout_instances``), drawn together with
+    the others: the last ``count`` are set aside (the names of the first ones stay, their
+    drawn attributes may differ from a run without a holdout)."""
+    if params.n_authors + count > MAX_AUTHORS or params.n_books + count > MAX_BOOKS:
+        raise InputError(f"the synthetic source generates at most {min(MAX_AUTHORS, MAX_BOOKS)} instances")
+    return params.model_copy(update={"n_authors": params.n_authors + count, "n_books": params.n_books + count})
+
+
 @hookimpl
 def register_data_sources() -> list[DataSourceInfo]:
     return [
@@ -43,5 +52,6 @@ def register_data_sources() -> list[DataSourceInfo]:
             ),
             params=SyntheticParams,
             load=load,
+            more_instances=more_instances,
         )
     ]

@@ -1,0 +1,1 @@
+"""Built-in attacks after unlearning (quantization, relearning)."""
