@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import TINY_SPEC, authors_tokenizer, plugin_site, two_authors
+from helpers import TINY_SPEC, authors_tokenizer, one_epoch, plugin_site, two_authors
 from knowundo_bench.benchmark.encoding import IGNORE_INDEX, PromptEncoder
 from knowundo_bench.benchmark.pairs import Benchmark
 from knowundo_bench.config.evaluation import MiaSpec
@@ -88,6 +88,7 @@ def test_relearning_a_quarter_of_the_forget_set_brings_gas_forgotten_answers_bac
     assert ga["unlearn"]["success"] > 95
     assert relearned["unlearn"]["success"] < ga["unlearn"]["success"] - 15  # the val answers return, never seen
     assert relearned["details"]["steps"] == 10 and relearned["details"]["pairs"] == round(0.25 * 24)
+    assert relearned["mia"]["members"] == 24 - 6  # the retaught pairs are no evidence of memory
     rows = {row["method"]: row for row in leaderboard_rows(attacked_run)}
     assert rows["ga"]["recovery@relearn"] == pytest.approx(ga["unlearn"]["success"] - relearned["unlearn"]["success"])
 
@@ -240,7 +241,8 @@ def test_each_membership_inference_auc_matches_a_hand_computation_on_a_stub_mode
     table = torch.randn(len(tokenizer), len(tokenizer), generator=torch.Generator().manual_seed(1)) * 3
     model = TableModel(table)
     non_members = [p for p in pairs if p.scope == "unlearn" and p.split == "val"]
-    found = attack_aucs(model, encoder, forget, non_members, MiaSpec(k=0.4, batch_size=3))
+    found, counts = attack_aucs(model, encoder, forget, non_members, MiaSpec(k=0.4, batch_size=3))
+    assert counts == (len(forget), len(non_members))
     by_hand = {
         attack: rank_auc(
             [hand_scores(table, encoder, p, 0.4)[attack] for p in forget],
@@ -258,9 +260,12 @@ def write(directory: Path, label: str, **fields) -> None:
 
 
 def test_privleak_is_each_seeds_min_k_auc_against_the_oracle_with_an_interval(tmp_path):
-    mia = lambda value: {"unlearn": {"success": 50.0}, "mia": {"auc_mink": value, "auc_loss": value}}  # noqa: E731
-    write(tmp_path, "vanilla", method_name="vanilla", order=0, seed=0, metrics=mia(0.95))
-    write(tmp_path, "retrain", method_name="retrain", oracle=True, order=1, seed=0, metrics=mia(0.5))
+    def mia(value: float, attacked: float | None = None) -> dict:
+        attacks = {} if attacked is None else {"relearn": {"unlearn": {"success": 40.0}, "mia": {"auc_mink": attacked}}}
+        return {"unlearn": {"success": 50.0}, "mia": {"auc_mink": value, "auc_loss": value}, "attacks": attacks}
+
+    write(tmp_path, "vanilla", method_name="vanilla", order=0, seed=0, metrics=mia(0.95, 0.9))
+    write(tmp_path, "retrain", method_name="retrain", oracle=True, order=1, seed=0, metrics=mia(0.5, 0.8))
     for seed, value in ((1, 0.6), (2, 0.7), (3, 0.8)):
         write(tmp_path, f"ga@{seed}", method_name="ga", order=2, seed=seed, metrics=mia(value))
     rows = {row["method"]: row for row in leaderboard_rows(tmp_path)}
@@ -269,6 +274,9 @@ def test_privleak_is_each_seeds_min_k_auc_against_the_oracle_with_an_interval(tm
     low, high = rows["ga"]["privleak_ci95"]
     assert low < -40 < high and rows["ga"]["mia_auc_mink_ci95"] is not None
     assert rows["retrain"]["privleak"] == 0
+    # an attacked row against the oracle under the same attack: ((1 - 0.9) - 0.2) / 0.2
+    assert rows["vanilla"]["privleak@relearn"] == pytest.approx(-50.0)
+    assert rows["vanilla"]["recovery@relearn"] == pytest.approx(10.0)
 
 
 def test_without_a_holdout_or_an_oracle_the_mia_columns_are_null(tmp_path):
@@ -357,8 +365,12 @@ def test_an_attack_that_fails_is_recorded_in_its_section_and_the_unit_stays_ok(t
     vanilla = records(tmp_path / "out")["vanilla"]
     assert vanilla["status"] == "ok"
     assert "needs a CUDA device" in vanilla["metrics"]["attacks"]["quantize"]["error"]
-    assert vanilla["metrics"]["attacks"]["quantize"].get("key") is None  # computed again next time
     assert vanilla["metrics"]["attacks"]["relearn"]["unlearn"]["success"] is not None
+    run_spec(spec, tmp_path / "out")  # a plain rerun keeps the failed section: no retry loop
+    again = records(tmp_path / "out")["vanilla"]
+    assert (
+        again["metrics"]["attacks"] == vanilla["metrics"]["attacks"] and again["finished_at"] == vanilla["finished_at"]
+    )
 
 
 def test_the_attack_example_of_the_plugin_guide_runs(tmp_path):
@@ -417,3 +429,43 @@ def test_a_third_party_attack_registers_through_its_entry_point_and_attacks_a_ru
     assert board.returncode == 0 and "Recovery@shrink" in board.stdout
     vanilla = records(tmp_path / "out")["vanilla"]
     assert vanilla["metrics"]["attacks"]["shrink"]["details"] == {"factor": 0.5}
+
+
+def test_attacks_are_refused_under_a_multi_process_launch(monkeypatch, tmp_path):
+    """Only the main process evaluates: a relearning there would wait for the others."""
+    from knowundo_bench.core.progress import ProgressBoard
+    from knowundo_bench.run.runner import Runner
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    resolved = resolve(eval={**TINY_SPEC["eval"], "attacks": ["relearn"]})
+    runner = Runner(resolved, plugins_with(), tmp_path, ProgressBoard(enabled=False))
+    with pytest.raises(InputError, match="eval.attacks: not under a multi-process launch"):
+        runner.start_processes()
+
+
+def test_a_worker_adds_attacks_to_its_own_units_only_and_keeps_the_drivers_keys(tmp_path):
+    """A Ray worker rebuilds the spec from its echo: the units' keys must be the driver's
+    (else nothing is reused), and it completes only the units it was given."""
+    from knowundo_bench.plugin.execution import SuitePayload
+    from knowundo_bench.run.worker import run_in_worker
+
+    spec = {**TINY_SPEC, "cache_dir": str(tmp_path / "cache"), "methods": [one_epoch("ga")]}
+    spec["eval"] = {**TINY_SPEC["eval"], "attacks": [{"name": "quantize", "bits": 8}]}
+    run_spec(spec, tmp_path / "out")
+    before = records(tmp_path / "out")
+    spec["eval"]["attacks"].append({"name": "quantize", "bits": 4, "label": "q4"})
+    resolved = resolve(**{key: value for key, value in spec.items() if key != "name"})
+    assert parse_spec(resolved.echo(), plugins_with()).spec.eval.unit_identity() == resolved.spec.eval.unit_identity()
+    payload = SuitePayload(
+        spec=resolved.echo(),
+        source="spec",
+        overrides=(),
+        output_dir=str(tmp_path / "out"),
+        cache_dir=str(tmp_path / "cache"),
+    )
+    [result] = run_in_worker(payload, ["ga"], 1)
+    after = records(tmp_path / "out")
+    assert result.label == "ga" and result.status == "ok"
+    assert set(after["ga"]["metrics"]["attacks"]) == {"quantize", "q4"}  # its unit: completed
+    assert after["ga"]["metrics"]["unlearn"] == before["ga"]["metrics"]["unlearn"]  # reused, not re-measured
+    assert after["vanilla"] == before["vanilla"]  # a sibling's unit: left to its own task

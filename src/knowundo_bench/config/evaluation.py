@@ -166,10 +166,11 @@ class EvalSpec(BaseModel):
 
     def unit_identity(self) -> dict[str, Any]:
         """The settings a unit's plain metrics depend on (its reuse key's part): not the
-        attacks, which are keyed one by one, nor the samples; ``mia`` only when set."""
+        attacks, which are keyed one by one, nor the samples; ``mia.k`` only when not the
+        default (its batch size changes no number)."""
         identity = self.model_dump(mode="json", exclude={"log_samples", "attacks", "mia"})
-        if "mia" in self.model_fields_set:
-            identity["mia"] = self.mia.model_dump(mode="json")
+        if self.mia.k != MiaSpec().k:  # by value: a worker's echoed spec sets every field
+            identity["mia"] = self.mia.model_dump(mode="json", exclude={"batch_size"})
         return identity
 
     @model_validator(mode="after")

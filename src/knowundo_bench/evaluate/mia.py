@@ -30,7 +30,7 @@ oracle's record.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -77,7 +77,10 @@ def membership_scores(readings: TokenReadings, answer: str, k: float) -> dict[st
 
 
 def auc(members: Sequence[float], non_members: Sequence[float]) -> float:
-    """P(a member scores above a non-member), ties a half (the ROC curve's area)."""
+    """P(a member scores above a non-member), ties a half (the ROC curve's area); NaN
+    when either side is empty."""
+    if not members or not non_members:
+        return float("nan")
     wins = sum((m > n) + 0.5 * (m == n) for m in members for n in non_members)
     return wins / (len(members) * len(non_members))
 
@@ -94,22 +97,18 @@ def token_readings(
         for _, batch in device_batches(encoder, encoded, batch_size, model_device(model)):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             logits, labels = shifted(logits, batch["labels"])
-            log_probs = F.log_softmax(logits.float(), dim=-1)
             mask = labels != IGNORE_INDEX
-            token = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            # the answer positions only: the vocabulary-wide tensors below hold no prompt or padding
+            log_probs = F.log_softmax(logits[mask].float(), dim=-1)
+            answer = labels[mask]
+            token = log_probs.gather(-1, answer.unsqueeze(-1)).squeeze(-1)
             probs = log_probs.exp()
             mean = (probs * log_probs).sum(-1)
             variance = (probs * log_probs.square()).sum(-1) - mean.square()
             standardised = (token - mean) / variance.clamp(min=1e-12).sqrt()
-            for row in range(labels.shape[0]):
-                keep = mask[row]
-                found.append(
-                    TokenReadings(
-                        tuple(token[row][keep].double().tolist()), tuple(standardised[row][keep].double().tolist())
-                    )
-                    if keep.any()
-                    else None
-                )
+            counts = mask.sum(dim=1).tolist()
+            for tokens, scores in zip(token.double().split(counts), standardised.double().split(counts), strict=True):
+                found.append(TokenReadings(tuple(tokens.tolist()), tuple(scores.tolist())) if len(tokens) else None)
     return found
 
 
@@ -119,8 +118,9 @@ def attack_aucs(
     members: Sequence[QAPair],
     non_members: Sequence[QAPair],
     spec: MiaSpec,
-) -> dict[str, float]:
-    """Each attack's AUC of members against non-members."""
+) -> tuple[dict[str, float], tuple[int, int]]:
+    """Each attack's AUC of members against non-members, and how many of each had an
+    answer token to score."""
     scored = []
     for pairs in (members, non_members):
         readings = token_readings(model, encoder, pairs, spec.batch_size)
@@ -131,16 +131,24 @@ def attack_aucs(
                 if reading is not None
             ]
         )
-    return {attack: auc([s[attack] for s in scored[0]], [s[attack] for s in scored[1]]) for attack in ATTACKS}
+    aucs = {attack: auc([s[attack] for s in scored[0]], [s[attack] for s in scored[1]]) for attack in ATTACKS}
+    return aucs, (len(scored[0]), len(scored[1]))
 
 
 def membership_inference(
-    model: torch.nn.Module, encoder: PromptEncoder, benchmark: Benchmark, spec: MiaSpec
+    model: torch.nn.Module,
+    encoder: PromptEncoder,
+    benchmark: Benchmark,
+    spec: MiaSpec,
+    left_out: Collection[QAPair] = (),
 ) -> dict[str, float | int] | None:
-    """The record's ``mia`` section (AUCs in [0, 1]), or None without a holdout."""
-    if not benchmark.non_members:
+    """The record's ``mia`` section (AUCs in [0, 1]), or None without a holdout (or
+    without a member left once ``left_out``, the pairs an attack retaught, are removed)."""
+    retaught = set(left_out)
+    members = [pair for pair in benchmark.forget if pair not in retaught]
+    if not benchmark.non_members or not members:
         return None
-    aucs = attack_aucs(model, encoder, benchmark.forget, benchmark.non_members, spec)
+    aucs, counts = attack_aucs(model, encoder, members, benchmark.non_members, spec)
     result: dict[str, float | int] = {f"auc_{attack}": value for attack, value in aucs.items()}
-    result.update(k=spec.k, members=len(benchmark.forget), non_members=len(benchmark.non_members))
+    result.update(k=spec.k, members=counts[0], non_members=counts[1])
     return result

@@ -6,7 +6,7 @@ one stands in front of the model."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from knowundo_bench.benchmark.encoding import PromptEncoder
-from knowundo_bench.benchmark.pairs import Benchmark
+from knowundo_bench.benchmark.pairs import Benchmark, QAPair
 from knowundo_bench.config.evaluation import EvalSpec
 from knowundo_bench.core.errors import reported_as_input
 from knowundo_bench.core.progress import ProgressBoard
@@ -49,13 +49,20 @@ class Evaluator:
     seed: int  # the general tasks' few-shot sampling
 
     def metrics(
-        self, label: str, model: torch.nn.Module, guard: NamedGuard | None = None, *, attacked: bool = False
+        self,
+        label: str,
+        model: torch.nn.Module,
+        guard: NamedGuard | None = None,
+        *,
+        attacked: bool = False,
+        retaught: Collection[QAPair] = (),
     ) -> Metrics:
         """Scope metrics, again under each prompt prefix, membership inference (with a
         holdout) and general tasks; with ``log_samples`` each val question's readings go
         to samples/<label>.jsonl. Behind a ``guard`` the scope metrics are the guarded
         model's (membership inference and the general tasks are the model's own). An
-        ``attacked`` copy of a model gets neither general tasks nor samples."""
+        ``attacked`` copy of a model gets neither general tasks nor samples, and the
+        forget pairs it was ``retaught`` are not counted as members."""
         spec, benchmark = self.spec, self.benchmark
         log_samples = spec.log_samples and not attacked
         work = evaluation_work(benchmark, spec) * (1 + len(spec.prompt_prefixes))
@@ -75,7 +82,7 @@ class Evaluator:
                 }
         if benchmark.holdout:
             with self.board.task(f"membership inference {label}", 1) as reporter:
-                metrics["mia"] = membership_inference(model, self.encoder, benchmark, spec.mia)
+                metrics["mia"] = membership_inference(model, self.encoder, benchmark, spec.mia, retaught)
                 reporter.advance(1)
         if log_samples:
             write_samples(samples_path(self.results_dir, label), benchmark, plain, prefixed_scores)

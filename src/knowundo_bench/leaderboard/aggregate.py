@@ -90,10 +90,15 @@ GEOMETRIC_KEYS = ("unlearn_ppl", "retention_ppl")
 FINISHED = ("ok", "nonfinite")
 
 
-def record_row(record: ResultRecord, oracle_auc: float | None = None) -> dict[str, Any]:
+PLAIN = ""  # an oracle's plain Min-K% AUC in :func:`oracle_aucs`; the others are by attack label
+
+
+def record_row(record: ResultRecord, oracle: dict[str, float] | None = None) -> dict[str, Any]:
     """One unit's row: the paper's columns, general tasks, prompt prefixes, membership
-    inference (``privleak`` against ``oracle_auc``, the retrain oracle's Min-K% AUC),
-    each attack's readings, identity."""
+    inference (``privleak`` against ``oracle``, the retrain oracle's Min-K% AUCs: plain,
+    and after each attack, which an attacked row is compared with), each attack's
+    readings, identity."""
+    oracle = oracle or {}
     metrics = record.metrics or Metrics()
     training = record.training or TrainingSummary()
     row: dict[str, Any] = {
@@ -116,7 +121,7 @@ def record_row(record: ResultRecord, oracle_auc: float | None = None) -> dict[st
     row.update({key: general.get(key) for key in GENERAL_KEYS})
     mia = metrics.mia
     row.update({key: None if mia is None else getattr(mia, key.removeprefix("mia_")) for key in MIA_KEYS})
-    row["privleak"] = privleak(row["mia_auc_mink"], oracle_auc)
+    row["privleak"] = privleak(row["mia_auc_mink"], oracle.get(PLAIN))
     for name, prefixed in metrics.prompt_prefixes.items():
         keys = attacked_keys(name)
         row[keys["unlearn"]] = prefixed.unlearn.success
@@ -127,7 +132,8 @@ def record_row(record: ResultRecord, oracle_auc: float | None = None) -> dict[st
         row[keys["unlearn"]] = attacked.unlearn.success
         row[keys["retention"]] = attacked.retention.success
         row[keys["recovery"]] = recovery(metrics.unlearn.success, attacked.unlearn.success)
-        row[keys["privleak"]] = privleak(None if attacked.mia is None else attacked.mia.auc_mink, oracle_auc)
+        reference = oracle.get(name, oracle.get(PLAIN))  # the oracle under the same attack
+        row[keys["privleak"]] = privleak(None if attacked.mia is None else attacked.mia.auc_mink, reference)
     identity = record.identity
     row.update(
         run=record.run,
@@ -158,22 +164,26 @@ def recovery(plain: float | None, attacked: float | None) -> float | None:
     return None if plain is None or attacked is None else plain - attacked
 
 
-def oracle_aucs(records: list[ResultRecord]) -> dict[int | None, float]:
-    """The retrain oracles' Min-K% AUC by seed (one oracle, or one per seed with
-    ``vanilla.per_seed``)."""
-    return {
-        record.seed: record.metrics.mia.auc_mink
-        for record in records
-        if record.oracle and record.finished and record.metrics and record.metrics.mia
-        if record.metrics.mia.auc_mink is not None
-    }
+def oracle_aucs(records: list[ResultRecord]) -> dict[int | None, dict[str, float]]:
+    """The retrain oracle's Min-K% AUCs by seed (one oracle, or one per seed with
+    ``vanilla.per_seed``): plain (:data:`PLAIN`) and after each attack. A run has one
+    oracle entry (``retrain``); a second one's would replace the first's."""
+    found: dict[int | None, dict[str, float]] = {}
+    for record in records:
+        metrics = record.metrics
+        if not (record.oracle and record.finished and metrics):
+            continue
+        aucs = {PLAIN: None if metrics.mia is None else metrics.mia.auc_mink}
+        aucs.update({label: None if a.mia is None else a.mia.auc_mink for label, a in metrics.attacks.items()})
+        found[record.seed] = {label: value for label, value in aucs.items() if value is not None}
+    return found
 
 
-def oracle_auc_for(record: ResultRecord, oracles: dict[int | None, float]) -> float | None:
+def oracle_auc_for(record: ResultRecord, oracles: dict[int | None, dict[str, float]]) -> dict[str, float]:
     """The oracle ``record`` is measured against: the one of its seed, else the only one."""
     if record.seed in oracles:
         return oracles[record.seed]
-    return next(iter(oracles.values())) if len(oracles) == 1 else None
+    return next(iter(oracles.values())) if len(oracles) == 1 else {}
 
 
 def pair_scores(records: list[ResultRecord]) -> PairScores | None:
@@ -189,7 +199,7 @@ def pair_scores(records: list[ResultRecord]) -> PairScores | None:
     return PairScores(unlearn, retention) if unlearn else None
 
 
-def aggregate(group: list[ResultRecord], oracles: dict[int | None, float] | None = None) -> dict[str, Any]:
+def aggregate(group: list[ResultRecord], oracles: dict[int | None, dict[str, float]] | None = None) -> dict[str, Any]:
     """One row for a method's units: means and 95% intervals over its finished seeds
     (no peak memory where seeds measured it differently: CPU RSS growth and CUDA peak)."""
     rows = [record_row(record, oracle_auc_for(record, oracles or {})) for record in group]
@@ -392,7 +402,9 @@ def robustness_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = ["method", "unlearn_success", "retention_success"]
     for name in names:
         attacked = attacked_keys(name)
-        keys += [attacked["unlearn"], attacked["recovery"], attacked["retention"], attacked["privleak"]]
+        keys += [attacked["unlearn"], attacked["recovery"], attacked["retention"]]
+        if any(row.get(attacked["privleak"]) is not None for row in rows):  # attacks with MIA, not prefixes
+            keys.append(attacked["privleak"])
     keys += [*MIA_KEYS, "privleak"]
     shown = []
     for row in rows:

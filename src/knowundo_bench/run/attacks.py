@@ -61,12 +61,12 @@ class Attacker:
 
     def run(self, target: ModelUnderAttack) -> dict[str, AttackMetrics]:
         """Each attack's section, in spec order: the earlier run's where its key is the
-        same, else computed now."""
+        same (a failed one too: ``--force`` retries it), else computed now."""
         earlier = target.earlier or {}
         sections = {}
         for attack in self.attacks:
             previous = earlier.get(attack.label)
-            if previous is not None and previous.key == target.keys[attack.label]:
+            if previous is not None and previous.key is not None and previous.key == target.keys.get(attack.label):
                 sections[attack.label] = previous
             else:
                 sections[attack.label] = self.attack(attack, target)
@@ -74,12 +74,14 @@ class Attacker:
 
     def attack(self, attack: ResolvedAttack, target: ModelUnderAttack) -> AttackMetrics:
         """One attack on a copy of the model, then the copy measured; a failing attack
-        is recorded in its section (``error``), not as the unit's failure."""
+        is recorded in its section (``error``, with its key: a rerun keeps it, ``--force``
+        retries it), not as the unit's failure."""
         evaluator, label = self.evaluator, f"{target.label}@{attack.label}"
         benchmark = evaluator.benchmark
         section = {
             "name": attack.plugin.info.name,
             "params": attack.plugin.params.model_dump(mode="json"),
+            "key": target.keys.get(attack.label),
         }
         context = AttackContext(
             encoder=evaluator.encoder,
@@ -94,13 +96,13 @@ class Attacker:
         )
         python_state = random.getstate()
         try:
-            with torch.random.fork_rng(devices=_cuda_devices()):
+            with torch.random.fork_rng(devices=_cuda_devices(target.model)):
                 copied = copy.deepcopy(target.model)
                 outcome = attack.plugin.info.apply(attack.plugin.params, copied, context)
                 if not isinstance(outcome, AttackOutcome):
                     raise RuntimeError(f"attack {attack.plugin.info.name!r}: apply returned no AttackOutcome")
                 attacked = outcome.model if outcome.model is not None else copied
-                metrics = evaluator.metrics(label, attacked, target.guard, attacked=True)
+                metrics = evaluator.metrics(label, attacked, target.guard, attacked=True, retaught=outcome.seen)
         except Exception as error:  # the unit's own results stay; the attack says what went wrong
             self.board.log(f"attack {label} failed: {type(error).__name__}: {error}", style="red")
             return AttackMetrics.model_validate(
@@ -112,11 +114,12 @@ class Attacker:
             {
                 **metrics.model_dump(exclude={"attacks"}),
                 **section,
-                "key": target.keys[attack.label],
                 "details": json_safe(outcome.details),
             }
         )
 
 
-def _cuda_devices() -> list[int]:
-    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+def _cuda_devices(model: torch.nn.Module) -> list[int]:
+    """The CUDA device whose random state an attack on ``model`` may use (none on CPU)."""
+    device = next(model.parameters()).device
+    return [device.index or 0] if device.type == "cuda" else []

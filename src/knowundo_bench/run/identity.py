@@ -19,6 +19,8 @@ from knowundo_bench.records.schema import ResultRecord, RunIdentity
 from knowundo_bench.run.plan import Unit
 from knowundo_bench.run.resolution import ResolvedMethod, ResolvedSpec
 
+ATTACK_FORMAT = 2  # 2: membership inference after an attack leaves out the pairs it retaught
+
 
 def derived_seed(run_seed: int, label: str) -> int:
     """A method's seed: a stable hash of the run seed and the method's label, so that adding,
@@ -153,7 +155,8 @@ class Provenance:
                 "unit": unit_key,
                 "attack": [attack.plugin.info.name, attack.plugin.params.model_dump(mode="json")],
                 "plugin": self.origin(attack.plugin.plugin),
-                "mia": spec.eval.mia.model_dump(mode="json"),
+                "mia": spec.eval.mia.model_dump(mode="json", exclude={"batch_size"}),
+                "format": ATTACK_FORMAT,
             }
             keys[attack.label] = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
         return keys

@@ -97,6 +97,11 @@ class Runner:
                     f"execution.executor: {self.resolved.executor.info.name!r} under a multi-process launch "
                     "(each process would submit the whole suite); use the local executor"
                 )
+            if self.resolved.attacks:  # only the main process evaluates: a relearning there would wait for the others
+                raise InputError(
+                    "eval.attacks: not under a multi-process launch; run the spec in one process (attacks are "
+                    "not in the units' keys: a one-process rerun of a finished run adds only them)"
+                )
         distributed.start()
         if processes > 1:
             how = "sharded (FSDP2)" if ShardingConfig.from_environment() else "data-parallel"

@@ -9,6 +9,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from knowundo_bench.core.progress import ProgressBoard
@@ -85,8 +86,13 @@ class UnitSuite:
                 write_record(output_dir, label, kept)
             reusable[label] = kept
         attacked = {label: complete(r.metrics, provenance.attack_keys(keys[label])) for label, r in reusable.items()}
-        partial = {label: record for label, record in reusable.items() if not attacked[label]}
-        done = {label: record for label, record in reusable.items() if attacked[label] and label not in running}
+        # a worker completes only the units it was given (``running``); the others are its siblings'
+        partial = {
+            label: record
+            for label, record in reusable.items()
+            if not attacked[label] and (not running or label in running)
+        }
+        done = {label: record for label, record in reusable.items() if label not in partial and label not in running}
         if partial and clean:
             bench.board.log(
                 f"attacks to add to finished units (unlearning replayed, not re-measured): {', '.join(partial)}"
@@ -137,6 +143,7 @@ class UnitSuite:
                 results.append(self.run_unit(unit, start))
                 snapshot.restore(model)
                 distributed.barrier()  # the other processes wait while the main one evaluates
+            del start, model, snapshot  # before the next vanilla model or oracle is loaded
         return results
 
     def start(self, unit: Unit) -> Start:
@@ -277,15 +284,25 @@ class UnitSuite:
             self.finished(UnitResult(label, written.status, written.wall_seconds or 0.0))
             return
         method, name = (unit.row, "vanilla") if unit.method is None else (unit.method.label, unit.method.info.name)
-        failed = ResultRecord(method=method, method_name=name, status="failed", error=error)
+        oracle = unit.method is not None and unit.method.info.oracle
+        failed = ResultRecord(method=method, method_name=name, oracle=oracle, status="failed", error=error)
         self.outcome.records[label] = self.write(unit, failed, unit_key=self.keys.get(label))
         if label not in self.outcome.failed:
             self.outcome.failed.append(label)
 
 
 def unit_fields(earlier: ResultRecord) -> dict[str, object]:
-    """What a record keeps from the run that measured it when a later run adds attacks."""
-    return {"unit_key": earlier.unit_key, "vanilla": earlier.vanilla, "wall_seconds": earlier.wall_seconds}
+    """What a record keeps from the run that measured it when a later run adds attacks
+    (its provenance too: the plain metrics are that run's), and when they were added."""
+    return {
+        "unit_key": earlier.unit_key,
+        "vanilla": earlier.vanilla,
+        "wall_seconds": earlier.wall_seconds,
+        "identity": earlier.identity,
+        "versions": earlier.versions,
+        "finished_at": earlier.finished_at,
+        "attacks_added_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def without_stale_attacks(record: ResultRecord, attacks: Sequence[object]) -> ResultRecord:

@@ -23,11 +23,14 @@ RELEARNING = WeightedNLL({"forget": 1.0}, per="token", by_share=False)
 
 @dataclass(frozen=True)
 class AttackOutcome:
-    """What an attack did: details worth recording (a weight error, a curve), and the
-    attacked model when it is not the object it was given (a model rebuilt quantized)."""
+    """What an attack did: details worth recording (a weight error, a curve), the
+    attacked model when it is not the object it was given (a model rebuilt quantized),
+    and the forget pairs it trained on (``seen``: left out of membership inference's
+    members, which would otherwise be told apart for being retaught, not remembered)."""
 
     details: dict[str, Any] = field(default_factory=dict)
     model: torch.nn.Module | None = None
+    seen: tuple[QAPair, ...] = ()
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from knowundo_bench.api import AttackContext, AttackInfo, AttackOutcome, InputError, Params, hookimpl, merge_adapters
 
@@ -29,6 +29,13 @@ class QuantizeParams(Params):
     group_size: int = Field(128, ge=1, description="input columns sharing one scale (rtn) or one NF4 block (bnb)")
     backend: Literal["rtn", "bnb"] = Field("rtn", description="rtn: any device; bnb: bitsandbytes on CUDA")
     skip: list[str] = Field(default_factory=lambda: ["lm_head"], description="linear layers left in full precision")
+
+    @model_validator(mode="after")
+    def _bnb_block(self) -> QuantizeParams:
+        """bitsandbytes' NF4 blocks are powers of two from 64 to 4096."""
+        if self.backend == "bnb" and self.bits == 4 and self.group_size not in {2**n for n in range(6, 13)}:
+            raise ValueError(f"group_size {self.group_size}: backend bnb takes 64, 128, ..., 4096")
+        return self
 
 
 def round_to_nearest(weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:

@@ -6,7 +6,8 @@ a handful of steps restore most of what was forgotten).
 pairs (the val pairs the metrics read stay unseen: what returns there was not retaught
 but revived); ``data: retention`` relearns the Retention Scope's train pairs of the same
 instances (benign relearning on what users may train on). ``steps`` optimizer steps of
-``batch_size`` pairs at ``lr`` (default: the vanilla fine-tuning's), no warm-up; with
+``batch_size`` pairs from ``lr`` (default: the vanilla fine-tuning's) down the training
+loop's cosine schedule, no warm-up (the mean rate is about half of ``lr``); with
 ``every_n_steps`` the scope metrics are read along the way (a recovery curve).
 """
 
@@ -70,7 +71,7 @@ def apply(params: RelearnParams, model: torch.nn.Module, context: AttackContext)
     }
     if curve:
         details["curve"] = curve
-    return AttackOutcome(details=details)
+    return AttackOutcome(details=details, seen=tuple(pairs))
 
 
 @hookimpl
