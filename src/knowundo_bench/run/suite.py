@@ -24,6 +24,7 @@ from knowundo_bench.run.attacks import Attacker, ModelUnderAttack, complete
 from knowundo_bench.run.identity import Provenance
 from knowundo_bench.run.machine import Machine
 from knowundo_bench.run.plan import Unit, plan_units, started_from, vanilla_units
+from knowundo_bench.run.resolution import ResolvedAttack
 from knowundo_bench.run.reuse import ReuseCheck, pending_units, unit_keys
 from knowundo_bench.run.unit import Start, Workbench, run_method
 from knowundo_bench.run.vanilla import build_encoder, cache_root, prepare_vanilla, vanilla_record
@@ -305,9 +306,9 @@ def unit_fields(earlier: ResultRecord) -> dict[str, object]:
     }
 
 
-def without_stale_attacks(record: ResultRecord, attacks: Sequence[object]) -> ResultRecord:
+def without_stale_attacks(record: ResultRecord, attacks: Sequence[ResolvedAttack]) -> ResultRecord:
     """``record`` without the attack sections of attacks the spec no longer has."""
-    labels = {getattr(attack, "label", None) for attack in attacks}
+    labels = {attack.label for attack in attacks}
     metrics = record.metrics
     if metrics is None or set(metrics.attacks) <= labels:
         return record

@@ -255,11 +255,13 @@ def replayed(
 
 
 def _same_losses(recorded: list[float | None], replayed: list[float]) -> bool:
+    """Whether a replay's losses are the record's (a record holds a non-finite loss as None)."""
     if len(recorded) != len(replayed):
         return False
-    return all(
-        (a is None and not math.isfinite(b))
-        or (a is not None and math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6))
-        or (a is not None and math.isnan(a) and math.isnan(b))
-        for a, b in zip(recorded, replayed, strict=True)
-    )
+    for before, after in zip(recorded, replayed, strict=True):
+        if before is None or not math.isfinite(before):
+            if math.isfinite(after):
+                return False
+        elif not math.isclose(before, after, rel_tol=1e-4, abs_tol=1e-6):
+            return False
+    return True
