@@ -469,3 +469,16 @@ def test_a_worker_adds_attacks_to_its_own_units_only_and_keeps_the_drivers_keys(
     assert set(after["ga"]["metrics"]["attacks"]) == {"quantize", "q4"}  # its unit: completed
     assert after["ga"]["metrics"]["unlearn"] == before["ga"]["metrics"]["unlearn"]  # reused, not re-measured
     assert after["vanilla"] == before["vanilla"]  # a sibling's unit: left to its own task
+
+
+def test_attacks_leave_the_model_they_attack_untouched(tmp_path):
+    """An attack works on a copy: the vanilla model a method then starts from, and the
+    method's own numbers, are the same with attacks as without."""
+    spec = {**TINY_SPEC, "cache_dir": str(tmp_path / "cache"), "methods": [one_epoch("ga")]}
+    run_spec(spec, tmp_path / "plain")
+    attacked = {**spec, "eval": {**TINY_SPEC["eval"], "attacks": [{"name": "quantize", "bits": 4}, "relearn"]}}
+    run_spec(attacked, tmp_path / "attacked")
+    plain, with_attacks = records(tmp_path / "plain")["ga"], records(tmp_path / "attacked")["ga"]
+    assert with_attacks["training"]["step_losses"] == plain["training"]["step_losses"]
+    assert with_attacks["metrics"]["unlearn"] == plain["metrics"]["unlearn"]
+    assert with_attacks["metrics"]["retention"] == plain["metrics"]["retention"]
