@@ -23,8 +23,15 @@ prints one ``name=value`` line per figure:
 7. ga_gd_vs_hf_trainer_step_ratio  the harness's GA+GD step / open-unlearning's GradDiff on
                                 HF ``Trainer`` (``hf_trainer_peer.py``), the official recipe:
                                 batch 1 x 16 accumulation steps, same model, batches, order,
-                                optimiser and schedule; the harness stacks each window into
-                                one forward and backward (``stack_window``)
+                                optimiser and schedule; the harness runs each window as a
+                                few padding-free passes (``stack_window``)
+   ga_gd_vs_hf_trainer_step_ratio_unstacked  the same with ``stack_window: false`` (one
+                                pass per micro-batch), for reference
+8. memflex_total_vs_ga_gd_total  one unit's wall time, MemFlex (faithful localisation +
+                                localised training) / GA+GD (training), same data and steps
+   padding_fraction_*           the share of computed positions that are padding: training
+                                windows of the official recipe and evaluation batches, before
+                                (padded to the longest of the window or batch) and after
 
 GA+GD batches are the official mixed forget+retain dataset (``retain_batching: mixed``).
 
@@ -63,6 +70,7 @@ from knowundo_bench.train.context import UnlearnContext
 from knowundo_bench.train.efficiency import localised_matmuls, memflex_step_bound
 from knowundo_bench.train.hook_types import LocalizerRun
 from knowundo_bench.train.loop import _lr_lambda, make_mixed_batches, mixed_dataset, train, warmup_steps_for
+from knowundo_bench.train.packing import padded_positions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hf_trainer_peer import train_with_hf_trainer  # noqa: E402
@@ -214,13 +222,17 @@ def main() -> int:
     recipe = TrainingParams(epochs=1, lr=1e-4, batch_size=1, grad_accum=16)
     recipe_losses: dict[str, list[float]] = {}
 
+    recipe_padding: dict[str, float] = {}
+
     def run_recipe(stack_window: bool):
         def run():
             snapshot.restore(model)
             report = train_report(
                 model, recipe_batches, objective, recipe.model_copy(update={"stack_window": stack_window})
             )
-            recipe_losses["stacked" if stack_window else "one_by_one"] = report.step_losses
+            arm = "stacked" if stack_window else "one_by_one"
+            recipe_losses[arm] = report.step_losses
+            recipe_padding[arm] = report.summary()["padding_fraction"]
             return report.step_seconds[1:]
 
         return run
@@ -245,6 +257,36 @@ def main() -> int:
     started = time.perf_counter()
     step_seconds(model, batches, objective, params)
     epoch_seconds = time.perf_counter() - started
+    # the localizers again, warm as the epoch is (the first calls above also paid for encoding)
+    cold_localize_seconds, cold_fast_seconds = localize_seconds, fast_seconds
+    localize_seconds = timed_localization(memflex_localizer, model, benchmark, context, 0)[0]
+    fast_seconds = timed_localization(memflex_fast, model, benchmark, context, 0)[0]
+
+    # One unit's wall time, two epochs (Table 7's), MemFlex against GA+GD.
+    unit = params.model_copy(update={"epochs": 2})
+    snapshot.restore(model)
+    started = time.perf_counter()
+    train_report(model, batches, objective, unit)
+    ga_gd_total = time.perf_counter() - started
+    snapshot.restore(model)
+    started = time.perf_counter()
+    localization = timed_localization(memflex_localizer, model, benchmark, context, 0)[1]
+    train_report(model, batches, objective, unit, localization)
+    memflex_total = time.perf_counter() - started
+    snapshot.restore(model)
+
+    # Padding before: a recipe window stacked to its longest example, evaluation batches in split order.
+    window_lengths = [
+        [int(part["attention_mask"].sum()) for b in recipe_batches[start : start + 16] for part in b.values()]
+        for start in range(0, len(recipe_batches), 16)
+    ]
+    stacked_before = statistics.mean(1 - sum(w) / padded_positions(w) for w in window_lengths)
+    eval_examples = encoder.encode_all(list(all_pairs), with_eos=False)
+    eval_padding = {}
+    for arm, order in (("before", eval_examples), ("after", sorted(eval_examples, key=lambda e: len(e.input_ids)))):
+        lengths = [len(e.input_ids) for e in order]
+        chunks = [lengths[start : start + 64] for start in range(0, len(lengths), 64)]
+        eval_padding[arm] = 1 - sum(lengths) / sum(padded_positions(c) for c in chunks)
 
     # Evaluation on the whole privacy val splits (all authors), ROUGE-L included.
     full = Benchmark(tuple(all_pairs))
@@ -277,7 +319,8 @@ def main() -> int:
     print(
         f"# ga_gd {ga_gd:.4f}s memflex {memflex:.4f}s harness {harness:.4f}s bare {bare:.4f}s; "
         f"eval batch 1 {single_seconds:.1f}s batch 64 {batched_seconds:.1f}s; localize {localize_seconds:.2f}s, "
-        f"localize fast {fast_seconds:.2f}s, epoch {epoch_seconds:.2f}s"
+        f"localize fast {fast_seconds:.2f}s, epoch {epoch_seconds:.2f}s (first calls: localize "
+        f"{cold_localize_seconds:.2f}s, fast {cold_fast_seconds:.2f}s)"
     )
     print(
         f"# localizer agreement (Jaccard of selected tensors) per seed: "
@@ -302,7 +345,18 @@ def main() -> int:
     print(f"localize_vs_epoch_ratio={localize_seconds / epoch_seconds:.2f}")
     print(f"localize_fast_vs_epoch_ratio={fast_seconds / epoch_seconds:.2f}")
     print(f"localize_fast_agreement={statistics.mean(agreements):.3f}")
+    print(
+        f"# one unit, 2 epochs: GA+GD {ga_gd_total:.2f}s, MemFlex {memflex_total:.2f}s (localisation included); "
+        f"epoch {epoch_seconds:.2f}s"
+    )
     print(f"ga_gd_vs_hf_trainer_step_ratio={stacked_step / trainer_step:.3f}")
+    print(f"ga_gd_vs_hf_trainer_step_ratio_unstacked={one_by_one_step / trainer_step_again:.3f}")
+    print(f"memflex_total_vs_ga_gd_total={memflex_total / ga_gd_total:.3f}")
+    print(f"padding_fraction_training_before={stacked_before:.3f}")
+    print(f"padding_fraction_training_after={recipe_padding['stacked']:.3f}")
+    print(f"padding_fraction_training_unstacked={recipe_padding['one_by_one']:.3f}")
+    print(f"padding_fraction_eval_before={eval_padding['before']:.3f}")
+    print(f"padding_fraction_eval_after={eval_padding['after']:.3f}")
     return 0
 
 

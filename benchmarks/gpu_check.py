@@ -80,6 +80,14 @@ def parts(out: Path) -> list[Part]:
             [python, str(ROOT / "benchmarks" / "table5.py"), "--methods", "ga", "ga_gd", "ga_kl", "memflex"],
             300,
         ),
+        *(
+            Part(
+                f"table5 7B padding {arm}",
+                [python, str(ROOT / "benchmarks" / "table5.py"), "--methods", "ga_gd", "--varied-lengths", *flags],
+                150,
+            )
+            for arm, flags in (("free", []), ("to the longest", ["--pad-to-longest"]))
+        ),
         Part(
             "smollm2 privacy on cuda",
             [*cli[:4], str(smollm2_spec(out)), "--output", str(out / "smollm2"), *cli[4:]],

@@ -36,6 +36,8 @@ from knowundo_bench.plugins.ood.synthetic_text import load as synthetic_text
 from knowundo_bench.train.context import UnlearnContext
 from knowundo_bench.train.efficiency import peak_flops
 from knowundo_bench.train.hook_types import LocalizerRun, MethodRun
+from knowundo_bench.train.loop import StackedWindows
+from knowundo_bench.train.packing import PassPlan, padded_positions
 
 SHAPES = {
     "7b": {
@@ -75,10 +77,12 @@ def build_model(shape: str, device: torch.device, dtype: torch.dtype, vocab: int
     return attach_lora(model, LoraSpec(r=8, alpha=16))
 
 
-def long_pairs(count: int, scope: str):
-    """QA pairs whose answers repeat until the prompt + answer exceed 256 tokens."""
+def long_pairs(count: int, scope: str, varied: bool = False):
+    """QA pairs whose answers repeat until the prompt + answer exceed 256 tokens
+    (``varied``: 1 to 12 repeats, so that a window holds examples of unequal length)."""
     pairs = [p for p in generate_authors(max(3, count // 3 + 1)) if p.scope == scope][:count]
-    return [p.model_copy(update={"answer": " ".join([p.answer] * 12)}) for p in pairs]
+    repeats = [1 + (5 * i) % 12 if varied else 12 for i in range(len(pairs))]
+    return [p.model_copy(update={"answer": " ".join([p.answer] * r)}) for p, r in zip(pairs, repeats, strict=True)]
 
 
 def main() -> int:
@@ -89,14 +93,25 @@ def main() -> int:
     parser.add_argument(
         "--no-stack", action="store_true", help="one pass per micro-batch (stack_window: false): what stacking gives"
     )
+    parser.add_argument(
+        "--pad-to-longest",
+        action="store_true",
+        help="stacked windows padded to their longest example (before issue 28): what padding-free passes give",
+    )
+    parser.add_argument("--varied-lengths", action="store_true", help="answers of 1 to 12 repeats, not all 256 tokens")
     args = parser.parse_args()
+    if args.pad_to_longest:  # one pass per window, as before packing and length buckets
+        StackedWindows.plan = lambda self, lengths, chunk: PassPlan(  # type: ignore[method-assign]
+            (tuple(range(len(lengths))),), padded_positions(lengths), sum(lengths)
+        )
     device = torch.device("cpu") if args.tiny else resolve_device("auto")
     if not args.tiny and device.type != "cuda":
         print("error: the 7B shape needs a GPU (use --tiny on CPU)", file=sys.stderr)
         return 2
     dtype = torch.float32 if args.tiny else torch.bfloat16
 
-    forget, retain = long_pairs(GRAD_ACCUM, "unlearn"), long_pairs(GRAD_ACCUM, "retention")
+    forget = long_pairs(GRAD_ACCUM, "unlearn", args.varied_lengths)
+    retain = long_pairs(GRAD_ACCUM, "retention", args.varied_lengths)
     ood = synthetic_text(SyntheticTextParams(n_passages=GRAD_ACCUM))
     tokenizer = train_tokenizer(
         ["Question: Answer:"] + [t for p in forget + retain for t in (p.question, p.answer)], 1000
@@ -162,11 +177,13 @@ def main() -> int:
         f"on all linear layers), {dtype}, {card}; sequence {SEQUENCE}, batch 1 x {GRAD_ACCUM} accumulation steps; "
         f"median of {args.steps} steps after 1 warm-up; "
         + ("one pass per micro-batch" if args.no_stack else "windows stacked where the loss allows (stack_window)")
+        + ("; stacked windows padded to their longest" if args.pad_to_longest else "; padding-free passes")
+        + ("; answers of varied length" if args.varied_lengths else "")
     )
     ga = next((r for r in rows if r["method"] == "ga"), rows[0])
     memory, ratio = memory_titles(rows)  # one device: CUDA peak GB, or CPU RSS growth
-    print(f"| Method | s/step | {memory} | tokens/s | MFU | s/step vs GA | {ratio} | passes/step |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| Method | s/step | {memory} | tokens/s | MFU | s/step vs GA | {ratio} | passes/step | padding |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     omitted: set[str | None] = set()
     for row in rows:
         mfu = "–" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%"
@@ -176,7 +193,7 @@ def main() -> int:
         print(
             f"| {row['method']} | {row['sec_per_step']:.3f} | {row['peak_mem_gb']:.3f} | {row['tokens_per_sec']:.0f} "
             f"| {mfu} | {row['sec_per_step'] / ga['sec_per_step']:.2f} | {memory_ratio_text} "
-            f"| {row.get('forward_passes_per_step') or '–'} |"
+            f"| {row.get('forward_passes_per_step') or '–'} | {row.get('padding_fraction') or 0:.2f} |"
         )
     if BELOW_NOISE_FLOOR in omitted:
         print(f"# {ratio}: – where this row's or GA's CPU RSS growth is under the noise floor (allocator noise)")

@@ -138,8 +138,15 @@ def test_gpu_check_runs_on_cpu_skipping_the_gpu_parts(tmp_path):
         env={**os.environ, "PYTHON": sys.executable},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.count("no CUDA device: skipped") == 4
-    for part in ("cuda unit tests", "table5 7B", "smollm2 privacy on cuda", "ray executor, num_gpus 1"):
+    assert result.stdout.count("no CUDA device: skipped") == 6
+    for part in (
+        "cuda unit tests",
+        "table5 7B",
+        "table5 7B padding free",
+        "table5 7B padding to the longest",
+        "smollm2 privacy on cuda",
+        "ray executor, num_gpus 1",
+    ):
         assert part in result.stdout
 
 

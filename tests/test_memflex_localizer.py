@@ -51,12 +51,15 @@ KNOWN_GRADIENTS = {
 @pytest.fixture
 def known_gradients(monkeypatch):
     calls = itertools.cycle([0, 1])
+    asked: list[list[str]] = []  # the tensors each call was asked for
 
     def fake_average(model, encoder, examples, names, params, allowed, generator, reporter=None):
         which = next(calls)  # first call: forget set (G_UL); second: retain set (G_RT)
+        asked.append(list(names))
         return {n: torch.tensor(KNOWN_GRADIENTS[n][which]) for n in names}
 
     monkeypatch.setattr(memflex_localizer, "average_gradients", fake_average)
+    return asked
 
 
 @pytest.fixture
@@ -78,8 +81,24 @@ def test_selection_from_known_gradients(known_gradients, context):
     stats = result.details["tensors"]
     assert stats["a"]["cos"] == pytest.approx(0.0) and stats["a"]["magnitude"] == pytest.approx(0.5)
     assert stats["b"]["cos"] == pytest.approx(1.0)
-    assert stats["d"] == {"cos": 0.0, "magnitude": 0.0}
-    assert not any(math.isnan(v) for s in stats.values() for v in s.values())
+    # c and d cannot pass the magnitude test, so their G_RT was never computed
+    assert stats["c"]["cos"] is None and stats["d"] == {"cos": None, "magnitude": 0.0}
+    assert cosine(torch.zeros(2), torch.tensor([0.0, 1.0])) == 0.0  # all zeros (fresh LoRA A): 0, never NaN
+    assert not any(math.isnan(v) for s in stats.values() for v in s.values() if v is not None)
+
+
+def test_the_retain_pass_computes_only_tensors_that_could_be_selected(known_gradients, context):
+    """G_RT is asked for the tensors whose magnitude is above sigma (and the other
+    tensors are frozen meanwhile); with mu above 1 the cosine cannot fail, so no
+    retain pass runs at all, and the selection is the magnitude test alone."""
+    model = FourTensors()
+    run_localize(MemFlexLocalizerParams(mu=0.5, sigma=1e-3), model, context)
+    assert known_gradients == [["a", "b", "c", "d"], ["a", "b"]]
+    assert all(p.requires_grad for p in model.parameters())  # unfrozen afterwards
+    known_gradients.clear()
+    result = run_localize(MemFlexLocalizerParams(mu=1.5, sigma=1e-3), model, context)
+    assert known_gradients == [["a", "b", "c", "d"]] and result.selected == ["a", "b"]
+    assert all(s["cos"] is None for s in result.details["tensors"].values())
 
 
 def test_mu_above_one_keeps_aligned_tensors_too(known_gradients, context):
@@ -158,10 +177,11 @@ def test_real_gradients_on_fresh_lora_give_no_nan(context):
     result = run_localize(MemFlexLocalizerParams(mu=0.99, sigma_percentile=10, n_passes=2), model, context)
     stats = result.details["tensors"]
     lora_a = [n for n in stats if "lora_A" in n]
-    assert lora_a and all(stats[n] == {"cos": 0.0, "magnitude": 0.0} for n in lora_a)
+    # magnitude 0: never selected (its cosine, when computed because sigma is 0 too, is 0.0, not NaN)
+    assert lora_a and all(stats[n]["magnitude"] == 0.0 and stats[n]["cos"] in (None, 0.0) for n in lora_a)
     assert not any(n in result.selected for n in lora_a)
     assert any("lora_B" in n for n in result.selected)
-    assert not any(math.isnan(v) for s in stats.values() for v in s.values())
+    assert not any(math.isnan(v) for s in stats.values() for v in s.values() if v is not None)
     for name, param in model.named_parameters():  # localisation never changes the model
         assert torch.equal(param, before[name]), name
         assert param.grad is None
@@ -205,7 +225,8 @@ def test_selection_is_the_same_with_one_or_two_threads(context):
     finally:
         torch.set_num_threads(threads)
     (ul1, rt1, selected1), (ul2, rt2, selected2) = runs
-    assert all(torch.equal(ul1[n], ul2[n]) and torch.equal(rt1[n], rt2[n]) for n in ul1)
+    assert rt1.keys() == rt2.keys() and len(rt1) > 0
+    assert all(torch.equal(ul1[n], ul2[n]) for n in ul1) and all(torch.equal(rt1[n], rt2[n]) for n in rt1)
     assert selected1 == selected2
 
 

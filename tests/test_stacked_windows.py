@@ -17,6 +17,7 @@ from knowundo_bench.train.hook_types import MethodRun
 from knowundo_bench.train.labels import relabelled_cross_entropy
 from knowundo_bench.train.loop import StackedWindows, make_epoch_batches, make_mixed_batches, mixed_dataset
 from knowundo_bench.train.losses import WeightedNLL, weighted_nll
+from knowundo_bench.train.packing import length_buckets
 
 PAIRS, FORGET, RETAIN = two_authors()
 
@@ -149,8 +150,8 @@ class RunsOutOfMemory(torch.nn.Module):
 
 
 def test_a_window_that_runs_out_of_memory_is_redone_in_halves(tokenizer, encoder):
-    """The whole window (5 examples) does not fit: it is redone in passes of 3, then 2,
-    with the same gradient; later windows start at 2 examples a pass."""
+    """The whole window (5 examples) does not fit: it is redone with at most 3, then 2
+    examples a pass, with the same gradient; later windows start at 2 examples a pass."""
     model = authors_model(tokenizer)
     wrapped = RunsOutOfMemory(model)
     objective = ga_gd.weighted_objective(-1.0, 1.0)
@@ -167,13 +168,17 @@ def test_a_window_that_runs_out_of_memory_is_redone_in_halves(tokenizer, encoder
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     runner = StackedWindows(objective, Accelerator(), optimizer, autocast=False)
+    runner.packs = False  # the plan below is the CPU's (length buckets)
+    lengths = objective.stacked_terms(window, 5.0)[0]["attention_mask"].sum(dim=1).tolist()
     model.zero_grad(set_to_none=True)
-    _, passes = runner.backward(wrapped, window, 5.0)
-    assert (passes, runner.chunk, wrapped.refusals) == (3, 2, 2)
+    done = runner.backward(wrapped, window, 5.0)
+    assert runner.chunk == 2 and wrapped.refusals >= 1
+    assert done.passes == len(length_buckets(lengths, max_rows=2).passes) >= 3
     for a, b in zip([p.grad for p in model.parameters()], expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-    _, passes = runner.backward(wrapped, batches[5:9], 4.0)
-    assert (passes, wrapped.refusals) == (2, 2)
+    refusals = wrapped.refusals
+    runner.backward(wrapped, batches[5:9], 4.0)
+    assert wrapped.refusals == refusals
 
 
 def test_objectives_that_do_not_decompose_run_one_pass_per_micro_batch(tokenizer, encoder):

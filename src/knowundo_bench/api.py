@@ -74,6 +74,7 @@ from knowundo_bench.train.hook_types import (
     TrainingReport,
 )
 from knowundo_bench.train.labels import allowed_tokens, relabel, relabelled_cross_entropy
+from knowundo_bench.train.packing import PassPlan, length_buckets
 from knowundo_bench.train.losses import (
     WeightedNLL,
     answer_log_likelihood,
@@ -152,6 +153,8 @@ __all__ = [
     "Encoded",
     "IGNORE_INDEX",
     "batched",
+    "length_buckets",
+    "PassPlan",
     # models
     "ModelBundle",
     "ModelFactory",

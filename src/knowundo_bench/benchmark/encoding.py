@@ -213,3 +213,20 @@ def device_batches(
     """(examples, padded batch on ``device``) in chunks of ``size``, for scoring passes."""
     for chunk in batched(examples, size):
         yield chunk, {k: v.to(device) for k, v in encoder.collate(chunk).items()}
+
+
+def length_sorted_batches(
+    encoder: PromptEncoder, examples: Sequence[Encoded], size: int, device: torch.device, *, prompts: bool = False
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """(indices into ``examples``, padded batch on ``device``) in chunks of ``size``, taken
+    from the shortest example to the longest, so that a batch pads little (issue 28);
+    callers put each result back at its index. ``prompts``: left-padded prompts for
+    generation, sorted by prompt length."""
+    collate = encoder.collate_prompts if prompts else encoder.collate
+    order = sorted(
+        range(len(examples)),
+        key=lambda i: (examples[i].prompt_length if prompts else len(examples[i].input_ids), i),
+    )
+    for chunk in batched(order, size):
+        yield list(chunk), {k: v.to(device) for k, v in collate([examples[i] for i in chunk]).items()}
+

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from knowundo_bench.benchmark.encoding import IGNORE_INDEX, PromptEncoder, device_batches
+from knowundo_bench.benchmark.encoding import IGNORE_INDEX, PromptEncoder, length_sorted_batches
 from knowundo_bench.benchmark.pairs import Benchmark, QAPair
 from knowundo_bench.config.evaluation import MiaSpec
 from knowundo_bench.evaluate.metrics import shifted
@@ -92,9 +92,9 @@ def token_readings(
     """Teacher-forced readings of each pair's answer tokens (None: none left within
     ``model.max_length``)."""
     encoded = encoder.encode_all(pairs, with_eos=False)
-    found: list[TokenReadings | None] = []
+    found: list[TokenReadings | None] = [None] * len(encoded)
     with train_mode(model, False):
-        for _, batch in device_batches(encoder, encoded, batch_size, model_device(model)):
+        for indices, batch in length_sorted_batches(encoder, encoded, batch_size, model_device(model)):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             logits, labels = shifted(logits, batch["labels"])
             mask = labels != IGNORE_INDEX
@@ -107,8 +107,9 @@ def token_readings(
             variance = (probs * log_probs.square()).sum(-1) - mean.square()
             standardised = (token - mean) / variance.clamp(min=1e-12).sqrt()
             counts = mask.sum(dim=1).tolist()
-            for tokens, scores in zip(token.double().split(counts), standardised.double().split(counts), strict=True):
-                found.append(TokenReadings(tuple(tokens.tolist()), tuple(scores.tolist())) if len(tokens) else None)
+            readings = zip(indices, token.double().split(counts), standardised.double().split(counts), strict=True)
+            for index, tokens, scores in readings:
+                found[index] = TokenReadings(tuple(tokens.tolist()), tuple(scores.tolist())) if len(tokens) else None
     return found
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from knowundo_bench.benchmark.encoding import Encoded, PromptEncoder, batched, device_batches
+from knowundo_bench.benchmark.encoding import Encoded, PromptEncoder, length_sorted_batches
 from knowundo_bench.benchmark.pairs import Benchmark, QAPair
 from knowundo_bench.config.evaluation import MAX_NEW_TOKENS, EvalSpec
 from knowundo_bench.core.faults import fault_point
@@ -111,19 +111,21 @@ def teacher_forced(
 def teacher_forced_examples(
     model, encoder: PromptEncoder, examples: Sequence[Encoded], batch_size: int, reporter: Reporter | None = None
 ) -> ExampleScores:
-    """Each example's teacher-forced answer accuracy and answer NLL, in one pass."""
-    accuracies: list[torch.Tensor] = []
-    sums: list[torch.Tensor] = []
-    counts: list[torch.Tensor] = []
-    for chunk, batch in device_batches(encoder, examples, batch_size, model_device(model)):
+    """Each example's teacher-forced answer accuracy and answer NLL, in one pass over
+    batches of similar length (returned in the order of ``examples``)."""
+    accuracy = torch.full((len(examples),), float("nan"), dtype=torch.float64)
+    sums = torch.zeros(len(examples), dtype=torch.float64)
+    counts = torch.zeros(len(examples), dtype=torch.long)
+    for indices, batch in length_sorted_batches(encoder, examples, batch_size, model_device(model)):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        accuracies.append(per_example_accuracy(logits, batch["labels"]).cpu())
-        chunk_sums, chunk_counts = example_nll_sums(logits, batch["labels"])
-        sums.append(chunk_sums.double().cpu())
-        counts.append(chunk_counts.cpu())
+        at = torch.tensor(indices)
+        accuracy[at] = per_example_accuracy(logits, batch["labels"]).cpu()
+        batch_sums, batch_counts = example_nll_sums(logits, batch["labels"])
+        sums[at] = batch_sums.double().cpu()
+        counts[at] = batch_counts.cpu()
         if reporter:
-            reporter.advance(len(chunk))
-    return ExampleScores(torch.cat(accuracies), torch.cat(sums), torch.cat(counts))
+            reporter.advance(len(indices))
+    return ExampleScores(accuracy, sums, counts)
 
 
 @torch.no_grad()
@@ -135,12 +137,12 @@ def greedy_answers(
     max_new_tokens: int,
     reporter: Reporter | None = None,
 ) -> list[str]:
-    """Greedy-decode answers for a batch of prompts (left-padded)."""
+    """Greedy-decode answers for batches of prompts of similar length (left-padded),
+    returned in the order of ``examples``."""
     device = model_device(model)
     tokenizer = encoder.tokenizer
-    answers: list[str] = []
-    for chunk in batched(examples, batch_size):
-        batch = {k: v.to(device) for k, v in encoder.collate_prompts(chunk).items()}
+    answers = [""] * len(examples)
+    for indices, batch in length_sorted_batches(encoder, examples, batch_size, device, prompts=True):
         output = model.generate(
             **batch,
             max_new_tokens=max_new_tokens,
@@ -149,9 +151,10 @@ def greedy_answers(
             eos_token_id=tokenizer.eos_token_id,
         )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
-        answers += [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        for index, text in zip(indices, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
+            answers[index] = text.strip()
         if reporter:
-            reporter.advance(len(chunk))
+            reporter.advance(len(indices))
     return answers
 
 

@@ -121,10 +121,12 @@ class TrainingSummary(RecordPart):
     memory_kind: str | None = None
     device: str | None = None
     final_loss: Number = None
+    padding_fraction: Number = None  # mean over steps of the padding share of the computed positions
     step_seconds: list[float] = Field(default_factory=list)
     step_peak_mem_gb: list[float] = Field(default_factory=list)
     step_tokens: list[int] = Field(default_factory=list)
     step_losses: list[Number] = Field(default_factory=list)
+    step_padding_fraction: list[float] = Field(default_factory=list)
 
 
 class CurvePoint(RecordPart):

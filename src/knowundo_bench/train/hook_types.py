@@ -68,6 +68,8 @@ class TrainingReport:
     step_tokens: list[int] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     forward_passes: list[int] = field(default_factory=list)  # per step: stacked passes or micro-batches
+    # per step: the share of the computed positions that were padding (issue 28)
+    step_padding_fraction: list[float] = field(default_factory=list)
     stacked_windows: bool = False
     processes: int = 1  # processes that trained together (the tokens are all of theirs)
     epochs_run: int = 0
@@ -97,6 +99,9 @@ class TrainingReport:
             "final_loss": self.step_losses[-1] if self.step_losses else None,
             "stacked_windows": self.stacked_windows,
             "forward_passes_per_step": max(self.forward_passes, default=None),
+            "padding_fraction": (
+                sum(self.step_padding_fraction) / len(self.step_padding_fraction) if self.step_padding_fraction else None
+            ),
             "trainable_tensors": self.trainable_tensors,
             "trainable_parameters": self.trainable_parameters,
             "model_parameters": self.model_parameters,

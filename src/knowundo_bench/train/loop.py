@@ -26,6 +26,7 @@ import contextlib
 import math
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -38,6 +39,15 @@ from knowundo_bench.train.distributed import average_gradients, joined, window_s
 from knowundo_bench.train.efficiency import StepMeter
 from knowundo_bench.train.hook_types import Batch, Objective, TrainingReport
 from knowundo_bench.train.losses import WeightedNLL, weighted_nll
+from knowundo_bench.train.packing import (
+    PassPlan,
+    length_buckets,
+    packed,
+    packed_nll_sums,
+    packing_plan,
+    packs_here,
+    padded_positions,
+)
 from knowundo_bench.train.sharding import ShardingConfig, gather_into, shard_copy, shard_masks
 
 
@@ -234,7 +244,8 @@ def train(
                 meter.start()
                 share, divisor = window_share(window)  # all of it in one process (divisor: its length)
                 if stacked is not None:
-                    window_loss, passes = stacked.backward(work, share, divisor)
+                    done = stacked.backward(work, share, divisor)
+                    window_loss, passes, positions = done.loss, done.passes, done.positions
                 else:
                     window_loss = torch.zeros((), device=accelerator.device)
                     for index, batch in enumerate(share):
@@ -246,7 +257,10 @@ def train(
                             accelerator.backward(loss)
                         window_loss += loss.detach()  # no host sync inside the accumulation window
                     passes = len(share)
+                    positions = sum(int(part["input_ids"].numel()) for b in share for part in b.values())
                 report.forward_passes.append(passes)
+                real = sum(int(part["attention_mask"].sum()) for b in share for part in b.values())
+                report.step_padding_fraction.append(1.0 - real / positions if positions else 0.0)
                 if data_parallel:  # the window's mean gradient and loss over every process's share
                     if sharding is None:
                         average_gradients([p for _, p in named])
@@ -305,11 +319,23 @@ def _row_masks(
     return result
 
 
+@dataclass(frozen=True)
+class WindowPass:
+    """What back-propagating one window took: its loss (detached), the forward passes
+    and the token positions they computed (real tokens plus padding)."""
+
+    loss: torch.Tensor
+    passes: int
+    positions: int
+
+
 class StackedWindows:
-    """Runs an accumulation window of a :class:`WeightedNLL` objective as one forward and
-    one backward over all its examples, weighted per example: the same gradient as its
-    micro-batches one by one, with far fewer, larger kernels. A window that runs out of
-    CUDA memory is redone in halves (and later windows start from that size)."""
+    """Runs an accumulation window of a :class:`WeightedNLL` objective as few forward and
+    backward passes over all its examples, weighted per example: the same gradient as its
+    micro-batches one by one, with far fewer, larger kernels. Examples are not padded to
+    the window's longest (:mod:`knowundo_bench.train.packing`): on CUDA they are packed
+    into rows, elsewhere run in length buckets. A window that runs out of CUDA memory is
+    redone with half as many examples a pass (and later windows start from that size)."""
 
     def __init__(self, objective: WeightedNLL, accelerator, optimizer, autocast: bool, may_split: bool = True) -> None:
         self.objective = objective
@@ -317,10 +343,11 @@ class StackedWindows:
         self.optimizer = optimizer
         self.autocast = autocast
         self.may_split = may_split  # not when sharded: every process must run the same passes
-        self.chunk: int | None = None  # examples per pass; None: the whole window
+        self.chunk: int | None = None  # most examples per pass; None: the whole window
+        self.packs = packs_here(torch.device(accelerator.device))
 
-    def backward(self, model: torch.nn.Module, window: Sequence[Batch], divisor: float) -> tuple[torch.Tensor, int]:
-        """Back-propagate the window's loss; returns it (detached) and the passes used."""
+    def backward(self, model: torch.nn.Module, window: Sequence[Batch], divisor: float) -> WindowPass:
+        """Back-propagate the window's loss."""
         batch, weights = self.objective.stacked_terms(window, divisor)
         while True:
             chunk = self.chunk or len(weights)
@@ -334,22 +361,37 @@ class StackedWindows:
             torch.cuda.empty_cache()
             self.chunk = math.ceil(chunk / 2)
 
+    def plan(self, lengths: list[int], chunk: int) -> PassPlan:
+        """Which examples run together (at most ``chunk`` a pass). Under FSDP every process
+        must run as many passes as the others, so a sharded window is never split."""
+        if not self.may_split:
+            return PassPlan((tuple(range(len(lengths))),), padded_positions(lengths), sum(lengths))
+        if self.packs:
+            return packing_plan(lengths, max_rows=chunk)
+        return length_buckets(lengths, max_rows=chunk)
+
     def _passes(
         self, model: torch.nn.Module, batch: dict[str, torch.Tensor], weights: torch.Tensor, chunk: int
-    ) -> tuple[torch.Tensor, int]:
+    ) -> WindowPass:
         device = self.accelerator.device
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        plan = self.plan(lengths, chunk)
         total = torch.zeros((), device=device)
-        passes = 0
-        for start in range(0, len(weights), chunk):
-            rows = slice(start, start + chunk)
-            width = int(batch["attention_mask"][rows].sum(dim=1).max())  # drop columns only padding fills
-            part = {name: tensor[rows, :width].to(device) for name, tensor in batch.items()}
+        for run in plan.passes:
+            rows = torch.tensor(run)
             with self.accelerator.autocast() if self.autocast else contextlib.nullcontext():
-                loss = weighted_nll(model, part, weights[rows])
+                if self.packs and self.may_split:
+                    part = {name: tensor[rows] for name, tensor in batch.items()}
+                    packed_rows = {name: tensor.to(device) for name, tensor in packed(part).items()}
+                    sums = packed_nll_sums(model, packed_rows, len(run))
+                    loss = (sums * weights[rows].to(sums.device)).sum()
+                else:
+                    width = max(lengths[i] for i in run)  # drop columns only padding fills
+                    part = {name: tensor[rows, :width].to(device) for name, tensor in batch.items()}
+                    loss = weighted_nll(model, part, weights[rows])
                 self.accelerator.backward(loss)
             total += loss.detach()
-            passes += 1
-        return total, passes
+        return WindowPass(total, len(plan.passes), plan.computed)
 
 
 def planned_steps(n_examples: int, params: TrainingParams) -> int:

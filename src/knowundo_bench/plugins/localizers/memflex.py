@@ -30,12 +30,16 @@ rest follows the official ``pretrain/data_module.py`` and ``localization.py``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import groupby
 from typing import Literal
 
 import numpy
 import torch
 from pydantic import Field, model_validator
+from transformers import PreTrainedModel
 
 from knowundo_bench.api import (
     IGNORE_INDEX,
@@ -52,6 +56,7 @@ from knowundo_bench.api import (
     batched,
     example_losses,
     hookimpl,
+    length_buckets,
     train_mode,
 )
 
@@ -154,18 +159,83 @@ def average_gradients(
     reporter=NO_PROGRESS,
 ) -> dict[str, torch.Tensor]:
     """Mean over examples and ``n_passes`` corrupted copies of the gradient of each
-    copy's mean token cross-entropy (the official batch-1 loop, batched)."""
+    copy's mean token cross-entropy (the official batch-1 loop, batched). The copies are
+    drawn in the official order. The copies of an example differ in their answers only,
+    so where the model keeps a key/value cache their prompt runs once for all of them
+    (:func:`shared_prompt_passes`); elsewhere they run in length buckets of at most
+    ``batch_size`` (issue 28)."""
     eos = encoder.tokenizer.eos_token_id
     copies = [corrupted_copy(e, allowed, eos, generator) for _ in range(p.n_passes) for e in examples]
-    device = next(model.parameters()).device
     model.zero_grad(set_to_none=True)
-    for chunk in batched(copies, p.batch_size):
-        batch = {k: v.to(device) for k, v in encoder.collate(chunk).items()}
+    rest = shared_prompt_passes(model, examples, copies, p, reporter) if shares_prompts(model) else copies
+    device = next(model.parameters()).device
+    plan = length_buckets([len(c.input_ids) for c in rest], max_rows=p.batch_size)
+    for run in plan.passes:
+        batch = {k: v.to(device) for k, v in encoder.collate([rest[i] for i in run]).items()}
         (example_losses(model, batch).sum() / len(copies)).backward()
-        reporter.advance(len(chunk))
+        reporter.advance(len(run))
     gradients = accumulate(model, names)
     model.zero_grad(set_to_none=True)
     return gradients
+
+
+def shares_prompts(model) -> bool:
+    """Whether the model runs on from a key/value cache of its own (a transformers
+    causal LM, adapters included)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return isinstance(base, PreTrainedModel) and bool(getattr(base, "_supports_cache_class", True))
+
+
+def _cache_keyword(model) -> str:
+    """transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name is kept
+    until 5.40)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def shared_prompt_passes(
+    model, examples: Sequence[Encoded], copies: Sequence[Encoded], p: MemFlexLocalizerParams, reporter
+) -> list[Encoded]:
+    """Back-propagate the copies of examples with a prompt, each pass a few examples
+    whose prompts have the same length: their prompt runs once into a key/value cache,
+    which every copy's answer then reads (the gradient through the cache adds up over
+    the copies, as the copies' own prompt positions would). Same gradient as the copies
+    run whole; returns the copies it left (examples without a prompt)."""
+    n, device = len(examples), next(model.parameters()).device
+    keyword = _cache_keyword(model)
+    with_prompt = [i for i in range(n) if examples[i].prompt_length > 0]
+    order = sorted(with_prompt, key=lambda i: (examples[i].prompt_length, len(examples[i].input_ids), i))
+    per_pass = max(1, p.batch_size // p.n_passes)
+    for _, same_length in groupby(order, key=lambda i: examples[i].prompt_length):
+        for run in batched(list(same_length), per_pass):
+            width = examples[run[0]].prompt_length
+            prompts = torch.tensor([examples[i].input_ids[:width] for i in run], device=device)
+            head = model(input_ids=prompts, use_cache=True, logits_to_keep=1)
+            cache = getattr(head, "cache", None) or head.past_key_values
+            cache.batch_repeat_interleave(p.n_passes)  # rows: each example's copies together
+            rows = [copies[k * n + i] for i in run for k in range(p.n_passes)]
+            answers = max(len(c.input_ids) for c in rows) - width
+            input_ids = torch.zeros((len(rows), answers), dtype=torch.long)
+            labels = torch.full((len(rows), answers), IGNORE_INDEX, dtype=torch.long)
+            attention = torch.zeros((len(rows), width + answers), dtype=torch.long)
+            for r, c in enumerate(rows):
+                length = len(c.input_ids) - width
+                input_ids[r, :length] = torch.tensor(c.input_ids[width:])
+                labels[r, :length] = torch.tensor(c.labels[width:])
+                attention[r, : width + length] = 1
+            tail = model(
+                input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=False, **{keyword: cache}
+            ).logits
+            # the prompt's last position predicts the first answer token, each answer position the next
+            logits = torch.cat([head.logits.repeat_interleave(p.n_passes, dim=0), tail[:, :-1]], dim=1)
+            labels = labels.to(device)
+            losses = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
+            ).view(labels.shape)
+            counts = (labels != IGNORE_INDEX).sum(dim=1).clamp(min=1)
+            ((losses.sum(dim=1) / counts).sum() / len(copies)).backward()
+            reporter.advance(len(rows))
+    return [copies[k * n + i] for k in range(p.n_passes) for i in range(n) if examples[i].prompt_length == 0]
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -181,9 +251,14 @@ def near_threshold(values: torch.Tensor | Sequence[float], threshold: float) -> 
     return (values - threshold).abs() <= NEAR_THRESHOLD * max(abs(threshold), 1e-12)
 
 
-def select(stats: dict[str, dict[str, float]], mu: float, sigma: float) -> list[str]:
-    """Eq. 9: tensors with cos < mu and magnitude > sigma."""
-    return [n for n, s in stats.items() if s["cos"] < mu and s["magnitude"] > sigma]
+def select(stats: dict[str, dict[str, float | None]], mu: float, sigma: float) -> list[str]:
+    """Eq. 9: tensors with cos < mu and magnitude > sigma (a cosine that was not computed
+    fails no test: its tensor's magnitude is not above sigma, or mu is above 1)."""
+    return [
+        n
+        for n, s in stats.items()
+        if (s["cos"] is None or s["cos"] < mu) and s["magnitude"] is not None and s["magnitude"] > sigma
+    ]
 
 
 @hookimpl
@@ -198,13 +273,18 @@ def register_localizers() -> list[LocalizerInfo]:
 
 
 GradientFn = Callable[..., dict[str, torch.Tensor]]
+Selectable = Callable[[dict[str, torch.Tensor]], list[str]]
 
 
 def scope_gradients(
-    localizer, model, forget, retain, context, gradients: GradientFn | None = None
+    localizer, model, forget, retain, context, gradients: GradientFn | None = None, selectable: Selectable | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """G_UL and G_RT (eq. 8's inputs) for every trainable tensor, in eval mode; the
-    model is unchanged. ``gradients`` defaults to :func:`average_gradients`."""
+    """G_UL for every trainable tensor and G_RT (eq. 8's inputs), in eval mode; the
+    model is unchanged. ``gradients`` defaults to :func:`average_gradients`.
+    ``selectable(g_ul)`` names the tensors whose G_RT can still matter once G_UL is
+    known (default: all): the retain pass leaves the others frozen, which spares their
+    weight gradients (and the back-propagation below the lowest tensor that remains);
+    when it names none, the retain pass is skipped."""
     gradients = gradients or average_gradients
     p = localizer.params
     encoder = context.encoder if p.max_length is None else context.encoder.with_max_length(p.max_length)
@@ -216,8 +296,50 @@ def scope_gradients(
     total = (len(forget_examples) + len(retain_examples)) * p.n_passes  # corrupted copies
     with context.progress(f"localize {context.label}", total) as reporter, train_mode(model, False):
         g_ul = gradients(model, encoder, forget_examples, names, p, allowed, generator, reporter)
-        g_rt = gradients(model, encoder, retain_examples, names, p, allowed, generator, reporter)
+        needed = names if selectable is None else [n for n in names if n in set(selectable(g_ul))]
+        if not needed:
+            reporter.advance(len(retain_examples) * p.n_passes)
+            return g_ul, {}
+        with trainable_only(model, needed):
+            g_rt = gradients(model, encoder, retain_examples, needed, p, allowed, generator, reporter)
     return g_ul, g_rt
+
+
+def selectable_tensors(p: MemFlexLocalizerParams, model, context) -> Selectable:
+    """Eq. 9 at tensor level: a tensor whose magnitude mean|G_UL| is not above sigma is
+    never selected, so its G_RT is not needed. Tensors within a relative
+    ``NEAR_THRESHOLD`` below sigma keep theirs, so that ``near_threshold`` stays
+    complete; with mu above 1 no cosine can fail, and none is needed. Table 12's
+    thresholds are looked up at once, so that a family it lacks fails before any work."""
+    if p.mu == "auto" or p.sigma == "auto":
+        table_12(context.domain, model_family(model))
+
+    def needed(g_ul: dict[str, torch.Tensor]) -> list[str]:
+        magnitudes = {n: magnitude(g) for n, g in g_ul.items()}
+        mu, sigma = thresholds(p, model, context, list(magnitudes.values()))
+        floor = sigma - NEAR_THRESHOLD * max(abs(sigma), 1e-12)
+        return [n for n, m in magnitudes.items() if m > floor] if mu <= 1 else []
+
+    return needed
+
+
+def magnitude(gradient: torch.Tensor) -> float:
+    """Eq. 9's magnitude: the mean absolute entry of G_UL."""
+    return float(gradient.abs().mean())
+
+
+@contextmanager
+def trainable_only(model, names: Sequence[str]) -> Iterator[None]:
+    """Freeze every trainable tensor not in ``names`` for a block, then restore."""
+    keep = set(names)
+    frozen = [param for n, param in model.named_parameters() if param.requires_grad and n not in keep]
+    for param in frozen:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param in frozen:
+            param.requires_grad_(True)
 
 
 def thresholds(
@@ -237,23 +359,27 @@ def thresholds(
 
 
 def tensor_localization(p: MemFlexLocalizerParams, model, context, g_ul, g_rt) -> Localization:
-    """Eq. 8-9 per tensor; tensors near a threshold are listed (see the module notes)."""
-    stats = {n: {"cos": cosine(g_ul[n], g_rt[n]), "magnitude": float(g_ul[n].abs().mean())} for n in g_ul}
+    """Eq. 8-9 per tensor; tensors near a threshold are listed (see the module notes).
+    A tensor without G_RT (:func:`scope_gradients` skips those that cannot be selected)
+    has cosine ``None``."""
+    stats = {
+        n: {"cos": cosine(g_ul[n], g_rt[n]) if n in g_rt else None, "magnitude": magnitude(g_ul[n])} for n in g_ul
+    }
     mu, sigma = thresholds(p, model, context, [s["magnitude"] for s in stats.values()])
     selected = select(stats, mu, sigma)
     if not selected:
         raise ValueError(f"memflex selected no tensor (mu={mu}, sigma={sigma:.3g}); raise mu or lower sigma")
     names = list(stats)
-    near = near_threshold([stats[n]["cos"] for n in names], mu) | near_threshold(
-        [stats[n]["magnitude"] for n in names], sigma
-    )
+    with_cos = [n for n in names if stats[n]["cos"] is not None]
+    near = set(n for n, x in zip(with_cos, near_threshold([stats[n]["cos"] for n in with_cos], mu), strict=True) if x)
+    near |= {n for n, x in zip(names, near_threshold([stats[n]["magnitude"] for n in names], sigma), strict=True) if x}
     return Localization(
         selected=selected,
         details={
             "mu": mu,
             "sigma": sigma,
             "tensors": stats,
-            "near_threshold": [n for n, x in zip(names, near, strict=True) if x],
+            "near_threshold": [n for n in names if n in near],
         },
     )
 
@@ -266,5 +392,6 @@ def localize(
     retain: RetainSet,
     context: UnlearnContext,
 ) -> Localization:
-    g_ul, g_rt = scope_gradients(localizer, model, forget, retain, context)
+    selectable = selectable_tensors(localizer.params, model, context)
+    g_ul, g_rt = scope_gradients(localizer, model, forget, retain, context, selectable=selectable)
     return tensor_localization(localizer.params, model, context, g_ul, g_rt)

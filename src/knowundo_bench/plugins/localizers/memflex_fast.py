@@ -32,6 +32,7 @@ from knowundo_bench.plugins.localizers.memflex import (
     accumulate,
     random_targets,
     scope_gradients,
+    selectable_tensors,
     tensor_localization,
 )
 
@@ -90,5 +91,6 @@ def localize(
     retain: RetainSet,
     context: UnlearnContext,
 ) -> Localization:
-    g_ul, g_rt = scope_gradients(localizer, model, forget, retain, context, fast_average_gradients)
+    selectable = selectable_tensors(localizer.params, model, context)
+    g_ul, g_rt = scope_gradients(localizer, model, forget, retain, context, fast_average_gradients, selectable)
     return tensor_localization(localizer.params, model, context, g_ul, g_rt)
