@@ -10,7 +10,6 @@ import random
 
 import pytest
 import torch
-from test_stacked_windows import FORGET, OBJECTIVES, RETAIN, one_by_one, stacked, window_gradient, windows
 
 from helpers import authors_model, authors_tokenizer, two_authors
 from knowundo_bench.benchmark.encoding import PromptEncoder
@@ -20,6 +19,7 @@ from knowundo_bench.train.context import UnlearnContext
 from knowundo_bench.train.hook_types import MethodRun
 from knowundo_bench.train.loop import StackedWindows
 from knowundo_bench.train.packing import length_buckets, pack_rows, packed, padded_positions
+from test_stacked_windows import FORGET, OBJECTIVES, RETAIN, one_by_one, stacked, window_gradient, windows
 
 PAIRS, _, _ = two_authors()
 

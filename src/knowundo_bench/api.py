@@ -74,7 +74,6 @@ from knowundo_bench.train.hook_types import (
     TrainingReport,
 )
 from knowundo_bench.train.labels import allowed_tokens, relabel, relabelled_cross_entropy
-from knowundo_bench.train.packing import PassPlan, length_buckets
 from knowundo_bench.train.losses import (
     WeightedNLL,
     answer_log_likelihood,
@@ -84,6 +83,7 @@ from knowundo_bench.train.losses import (
     scope_terms,
     share,
 )
+from knowundo_bench.train.packing import PassPlan, length_buckets
 
 __all__ = [
     # hooks and what plugins register: one Info type per plugin kind

@@ -229,4 +229,3 @@ def length_sorted_batches(
     )
     for chunk in batched(order, size):
         yield list(chunk), {k: v.to(device) for k, v in collate([examples[i] for i in chunk]).items()}
-

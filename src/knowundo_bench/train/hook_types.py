@@ -100,7 +100,9 @@ class TrainingReport:
             "stacked_windows": self.stacked_windows,
             "forward_passes_per_step": max(self.forward_passes, default=None),
             "padding_fraction": (
-                sum(self.step_padding_fraction) / len(self.step_padding_fraction) if self.step_padding_fraction else None
+                sum(self.step_padding_fraction) / len(self.step_padding_fraction)
+                if self.step_padding_fraction
+                else None
             ),
             "trainable_tensors": self.trainable_tensors,
             "trainable_parameters": self.trainable_parameters,

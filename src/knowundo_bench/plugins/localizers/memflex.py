@@ -230,7 +230,10 @@ def shared_prompt_passes(
             logits = torch.cat([head.logits.repeat_interleave(p.n_passes, dim=0), tail[:, :-1]], dim=1)
             labels = labels.to(device)
             losses = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
+                logits.reshape(-1, logits.size(-1)).float(),
+                labels.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+                reduction="none",
             ).view(labels.shape)
             counts = (labels != IGNORE_INDEX).sum(dim=1).clamp(min=1)
             ((losses.sum(dim=1) / counts).sum() / len(copies)).backward()
@@ -362,17 +365,16 @@ def tensor_localization(p: MemFlexLocalizerParams, model, context, g_ul, g_rt) -
     """Eq. 8-9 per tensor; tensors near a threshold are listed (see the module notes).
     A tensor without G_RT (:func:`scope_gradients` skips those that cannot be selected)
     has cosine ``None``."""
-    stats = {
-        n: {"cos": cosine(g_ul[n], g_rt[n]) if n in g_rt else None, "magnitude": magnitude(g_ul[n])} for n in g_ul
-    }
-    mu, sigma = thresholds(p, model, context, [s["magnitude"] for s in stats.values()])
+    cosines = {n: cosine(g_ul[n], g_rt[n]) for n in g_ul if n in g_rt}
+    magnitudes = {n: magnitude(g_ul[n]) for n in g_ul}
+    stats = {n: {"cos": cosines.get(n), "magnitude": magnitudes[n]} for n in g_ul}
+    mu, sigma = thresholds(p, model, context, list(magnitudes.values()))
     selected = select(stats, mu, sigma)
     if not selected:
         raise ValueError(f"memflex selected no tensor (mu={mu}, sigma={sigma:.3g}); raise mu or lower sigma")
     names = list(stats)
-    with_cos = [n for n in names if stats[n]["cos"] is not None]
-    near = set(n for n, x in zip(with_cos, near_threshold([stats[n]["cos"] for n in with_cos], mu), strict=True) if x)
-    near |= {n for n, x in zip(names, near_threshold([stats[n]["magnitude"] for n in names], sigma), strict=True) if x}
+    near = {n for n, x in zip(cosines, near_threshold(list(cosines.values()), mu), strict=True) if x}
+    near |= {n for n, x in zip(magnitudes, near_threshold(list(magnitudes.values()), sigma), strict=True) if x}
     return Localization(
         selected=selected,
         details={
