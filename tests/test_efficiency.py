@@ -202,6 +202,28 @@ def test_efficiency_view_is_relative_to_ga(tmp_path):
     assert csv_text.splitlines()[0].startswith("method,sec_per_step,sec_per_step_p90,peak_mem_gb")
 
 
+def test_efficiency_view_adds_localisation_to_the_total(tmp_path):
+    """Table 5 compares seconds per step; MemFlex also pays for its localisation once.
+    The total is the localizer's seconds plus every step's, and the padding share is the
+    training summary's."""
+    write_record(tmp_path, "vanilla", {"method": "vanilla", "order": 0, "status": "ok", "metrics": {}})
+    ga_gd = {**training(2.0, 1.0, 50.0), "step_seconds": [2.0, 2.5, 1.5], "padding_fraction": 0.25}
+    memflex = {**training(1.5, 1.0, 60.0), "step_seconds": [1.5, 1.5], "padding_fraction": 0.0}
+    body = {"status": "ok", "method_name": "ga_gd", "method": "ga_gd", "order": 1}
+    write_record(tmp_path, "ga_gd", {**body, "training": ga_gd})
+    localizer = {"name": "memflex", "selected": ["w"], "seconds": 4.0}
+    body = {"status": "ok", "method_name": "memflex", "method": "memflex", "order": 2, "localizer": localizer}
+    write_record(tmp_path, "memflex", {**body, "training": memflex})
+    rows = {row["method"]: row for row in json.loads(leaderboard(tmp_path, "--view", "efficiency", "-f", "json"))}
+    assert rows["ga_gd"]["localize_seconds"] is None and rows["ga_gd"]["total_seconds"] == pytest.approx(6.0)
+    assert rows["memflex"]["localize_seconds"] == 4.0 and rows["memflex"]["total_seconds"] == pytest.approx(7.0)
+    assert rows["ga_gd"]["padding_fraction"] == 0.25
+    table = leaderboard(tmp_path, "--view", "efficiency")
+    assert "| padding | localize s | total s |" in table.splitlines()[0]
+    lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
+    assert lines["| memflex"].endswith("| 0.0% | 4.0 | 7.0 |") and lines["| ga_gd"].endswith("| 25.0% | – | 6.0 |")
+
+
 FLOOR_NOTE = "RSS growth vs GA (CPU): – where this row's or GA's CPU RSS growth is below the 0.05 GB noise floor"
 
 

@@ -49,6 +49,8 @@ def test_quickstart_meets_the_paper_pattern_and_reuses_vanilla(tmp_path):
     localizer = memflex["localizer"]
     assert localizer["selected"] and set(localizer["selected"]) < set(localizer["tensors"])
     assert memflex["training"]["trainable_tensors"] == len(localizer["selected"])
+    # localisation's wall time is MemFlex's cost beyond its steps (issue 28's total-cost comparison)
+    assert 0 < localizer["seconds"] < memflex["wall_seconds"]
     assert memflex["spec"]["name"] == "quickstart" and "torch" in memflex["versions"]
     assert len(memflex["training"]["step_seconds"]) == memflex["training"]["steps"]
 

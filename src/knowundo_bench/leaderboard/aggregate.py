@@ -343,6 +343,9 @@ EFFICIENCY_KEYS = (
     "device",
     "memory_noise_floor_gb",
     "peak_mem_gb_vs_ga_omitted",
+    "padding_fraction",
+    "localize_seconds",
+    "total_seconds",
 )
 # Why ``peak_mem_gb_vs_ga`` is null although both numbers exist.
 BELOW_NOISE_FLOOR = "below_cpu_rss_noise_floor"
@@ -363,6 +366,19 @@ def memory_ratio(row: dict[str, Any], reference: dict[str, Any] | None) -> tuple
     return value / base, None
 
 
+def unlearning_seconds(record: ResultRecord) -> dict[str, float | None]:
+    """The localizer's wall time and the unlearning's total (localisation plus every
+    optimizer step): MemFlex pays for its localisation once, beyond its steps, which a
+    per-step ratio (Table 5) leaves out."""
+    assert record.training is not None
+    localize = record.localizer.seconds if record.localizer is not None else None
+    steps = sum(record.training.step_seconds) if record.training.step_seconds else None
+    total = None
+    if steps is not None and (record.localizer is None or localize is not None):  # None: a record before issue 28
+        total = steps + (localize or 0.0)
+    return {"localize_seconds": localize, "total_seconds": total}
+
+
 def efficiency_rows(directory: Path) -> list[dict[str, Any]]:
     """Table 5's layout: per unlearning method, time, memory and throughput per step,
     each also as a ratio to GA's (null when the run has no GA; the memory ratio also when
@@ -380,6 +396,8 @@ def efficiency_rows(directory: Path) -> list[dict[str, Any]]:
                 **{key: getattr(training, key) for key in EFFICIENCY_KEYS[1:6]},
                 "memory_kind": memory_kind(training.memory_kind, training.device),
                 "device": training.device,
+                "padding_fraction": training.padding_fraction,
+                **unlearning_seconds(record),
             }
         )
     reference = next((r for r in rows if r["method_name"] == "ga"), None)

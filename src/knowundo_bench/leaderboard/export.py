@@ -263,14 +263,25 @@ EFFICIENCY_COLUMNS: list[Column] = [
     ("s/step vs GA", "sec_per_step_vs_ga", fmt_ratio),
     ("peak GB vs GA", "peak_mem_gb_vs_ga", fmt_ratio),
     ("tokens/s vs GA", "tokens_per_sec_vs_ga", fmt_ratio),
+    ("padding", "padding_fraction", lambda v: "–" if v is None else f"{100 * v:.1f}%"),
+    ("localize s", "localize_seconds", lambda v: fmt_number(v, 1)),
+    ("total s", "total_seconds", lambda v: fmt_number(v, 1)),
 ]
 
 
+# Shown only where some row has them (records written before issue 28 have none).
+OPTIONAL_EFFICIENCY_KEYS = ("padding_fraction", "localize_seconds", "total_seconds")
+
+
 def efficiency_columns(rows: list[dict[str, Any]]) -> list[Column]:
-    """:data:`EFFICIENCY_COLUMNS` with the memory titles of :func:`memory_titles`."""
+    """:data:`EFFICIENCY_COLUMNS` with the memory titles of :func:`memory_titles`, less
+    the optional columns no row has a value for."""
     memory, ratio = memory_titles(rows)
     titles = {"peak_mem_gb": memory, "peak_mem_gb_vs_ga": ratio}
-    return [(titles.get(key, title), key, fmt) for title, key, fmt in EFFICIENCY_COLUMNS]
+    empty = {key for key in OPTIONAL_EFFICIENCY_KEYS if all(row.get(key) is None for row in rows)}
+    if "localize_seconds" in empty:  # a total beside per-step times says something only beside a localizer's
+        empty.add("total_seconds")
+    return [(titles.get(key, title), key, fmt) for title, key, fmt in EFFICIENCY_COLUMNS if key not in empty]
 
 
 def efficiency_markdown(rows: list[dict[str, Any]]) -> str:

@@ -146,6 +146,7 @@ class LocalizerRecord(RecordPart):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     selected: list[str] = Field(default_factory=list)
+    seconds: Number = None  # wall time of the localisation: MemFlex's cost beyond its training steps
 
 
 class GuardRecord(RecordPart):

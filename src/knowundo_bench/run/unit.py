@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass
 
 import torch
@@ -113,6 +114,7 @@ def localize(
     """The localizer's selection, applied to ``context`` (the tensors and rows training may update)."""
     assert method.localizer is not None
     plugins = bench.plugins
+    started = time.perf_counter()
     localization: Localization = plugins.call_on(
         method.localizer.plugin,
         "localize",
@@ -131,6 +133,7 @@ def localize(
             "params": method.localizer.params.model_dump(mode="json"),
             "selected": localization.selected,
             **localization.details,
+            "seconds": time.perf_counter() - started,
         }
     )
     return localization, record
