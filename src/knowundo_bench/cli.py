@@ -462,5 +462,33 @@ def plot(
         sys.stdout.write(f"{path} ({series} series)\n")
 
 
+class ExportFormat(str, Enum):
+    hf_dataset = "hf-dataset"
+    csv = "csv"
+    json = "json"
+
+
+@app.command(short_help="export the leaderboard: a Hugging Face dataset folder, or a per-seed CSV/JSON table")
+def export(
+    results_dirs: Directories,
+    output: Annotated[Path, typer.Option("--output", "-o", help="hf-dataset: a new folder; csv/json: a file")],
+    export_format: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.hf_dataset,
+) -> None:
+    """Export results: --format hf-dataset writes the per-seed and aggregated leaderboard
+    as Parquet splits with a dataset card (load it with datasets.load_dataset("parquet",
+    data_dir=OUTPUT); upload it with the hub's CLI); csv and json write the per-seed table."""
+    from knowundo_bench.leaderboard.dataset import export_dataset, export_table
+
+    with reported():
+        if export_format is ExportFormat.hf_dataset:
+            counts = export_dataset(results_dirs, output)
+            summary = ", ".join(f"{split} {count} rows" for split, count in counts.items())
+        else:
+            summary = f"per_seed {export_table(results_dirs, output, export_format.value)} rows"
+    for directory in results_dirs:
+        warn_skipped_records(directory)
+    sys.stdout.write(f"{output} ({summary})\n")
+
+
 if __name__ == "__main__":
     app()
