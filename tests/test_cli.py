@@ -333,7 +333,7 @@ def test_help_lists_every_command_in_plain_text():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     names = {command.name or command.callback.__name__ for command in app.registered_commands}
-    assert names == {"run", "build", "methods", "leaderboard", "compare", "samples", "plot", "export"}
+    assert names == {"run", "build", "methods", "leaderboard", "compare", "samples", "plot", "export", "report"}
     listed = set(re.findall(r"^  (\w+)\s{2,}", result.stdout.split("Commands:")[1], re.M))
     assert listed == names
     for marker in ("``", "╭", ":class:", "[bold"):

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -106,3 +108,30 @@ def test_per_seed_table_as_csv_or_json(results, tmp_path, fmt):
     ga = next(row for row in rows if row["method"] == "ga")
     want = next(row for row in expected if row["method"] == "ga")
     assert float(ga["unlearn_success"]) == pytest.approx(want["unlearn_success"], rel=1e-12)
+
+
+def test_report_is_one_self_contained_page(results, tmp_path):
+    """Inline CSS and images, no script and nothing fetched: it opens offline; the
+    leaderboard (with its marks), the plots, the efficiency view and the run are on it."""
+    output = tmp_path / "report.html"
+    result = cli("report", results, "-o", output)
+    assert result.exit_code == 0, result.output
+    page = output.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page, re.I)
+    assert "@import" not in page and "url(" not in page
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) >= 1 and all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for data in images)
+    assert "<h2>Leaderboard</h2>" in page and "<td>ga_gd</td>" in page and "<h2>Efficiency (Table 5)</h2>" in page
+    assert "quickstart" in page.split("<h2>Runs</h2>")[1]
+
+
+def test_report_escapes_what_a_record_says(results, tmp_path):
+    """A results folder may be someone else's: a label holding markup stays text."""
+    record = json.loads((results / "ga.json").read_text())
+    record["method"] = "<img src=x onerror=alert(1)>"
+    (results / "ga.json").write_text(json.dumps(record))
+    output = tmp_path / "report.html"
+    assert cli("report", results, "-o", output).exit_code == 0
+    page = output.read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page

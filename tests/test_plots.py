@@ -50,3 +50,23 @@ def test_plot_command_writes_pngs_with_a_series_per_method(tmp_path):
 def test_plot_of_missing_directory_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["plot", str(tmp_path / "none")])
     assert result.exit_code == 2 and "results directory not found" in result.stderr
+
+
+def test_log_axes_label_their_ticks_as_numbers(tmp_path, monkeypatch):
+    """Names are never mathtext in these plots (text.parse_math is off), so a log axis
+    must not use matplotlib's mathtext tick labels: they printed as "$\\mathdefault{10^{1}}$"."""
+    from knowundo_bench.leaderboard import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: drawn.append((path.stem, fig)))
+    results = tmp_path / "results"
+    write_record(results, "vanilla", {"method": "vanilla", "order": 0, "status": "ok", "metrics": scores(0, 100)})
+    training = {"step_losses": [0.5, -3.0, -40.0, -200.0]}
+    body = {"method": "ga", "order": 1, "status": "ok", "metrics": scores(90, 50), "training": training}
+    write_record(results, "ga", body)
+    plots.plot_results(results, tmp_path / "plots")
+    figures = dict(drawn)
+    figure = figures["training_loss"]
+    figure.canvas.draw()
+    labels = [label.get_text() for label in figure.axes[0].get_yticklabels() if label.get_text()]
+    assert len(labels) >= 3 and not any("$" in label or "mathdefault" in label for label in labels), labels

@@ -490,5 +490,22 @@ def export(
     sys.stdout.write(f"{output} ({summary})\n")
 
 
+@app.command(short_help="write one self-contained HTML page of results: leaderboard, plots, efficiency, runs")
+def report(
+    results_dirs: Directories,
+    output: Annotated[Path, typer.Option("--output", "-o", help="the HTML file to write")] = Path("report.html"),
+) -> None:
+    """Write one HTML page that opens without a network (inline CSS, plots as inline
+    images, no scripts): the leaderboard with its significance marks, the plots, the
+    efficiency view and each run's identity and spec."""
+    from knowundo_bench.leaderboard.html import write_report
+
+    with reported():
+        write_report(results_dirs, output)
+    for directory in results_dirs:
+        warn_skipped_records(directory)
+    sys.stdout.write(f"{output}\n")
+
+
 if __name__ == "__main__":
     app()

@@ -156,12 +156,9 @@ def cell(row: dict[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
     return text
 
 
-def markdown_table(columns: list[Column], rows: list[dict[str, Any]]) -> list[str]:
-    """Header, rule and one line per row; a row whose status is not "ok" says so."""
-    lines = [
-        "| " + " | ".join(title for title, _, _ in columns) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|",
-    ]
+def table_cells(columns: list[Column], rows: list[dict[str, Any]]) -> list[list[str]]:
+    """Each row's cells as text; a row whose status is not "ok" says so by its name."""
+    lines = []
     for row in rows:
         cells = [cell(row, key, fmt) for _, key, fmt in columns]
         name = next(i for i, (_, key, _) in enumerate(columns) if key in ("method", "unit"))
@@ -169,8 +166,17 @@ def markdown_table(columns: list[Column], rows: list[dict[str, Any]]) -> list[st
             cells[name] += f" ({row['status']})"
         if row.get("target_met") is False:
             cells[name] += " (target missed)"
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(cells)
     return lines
+
+
+def markdown_table(columns: list[Column], rows: list[dict[str, Any]]) -> list[str]:
+    """Header, rule and one line per row (:func:`table_cells`)."""
+    lines = [
+        "| " + " | ".join(title for title, _, _ in columns) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|",
+    ]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in table_cells(columns, rows)]
 
 
 def footer(rows: list[dict[str, Any]]) -> list[str]:

@@ -90,6 +90,15 @@ def plot_success(rows: list[dict[str, Any]], path: Path, title: str, dpi: int = 
     return len(rows)
 
 
+def plain_ticks(axis) -> None:
+    """Tick labels as plain numbers: with ``text.parse_math`` off (see :func:`_plot_all`)
+    a log axis's default labels ("$\\mathdefault{10^{1}}$") would print raw."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
+
+
 def unit_name(record: ResultRecord, several_runs: bool) -> str:
     name = record.unit or record.method
     return f"{record.run}/{name}" if several_runs else name
@@ -110,6 +119,7 @@ def plot_training_loss(records: list[ResultRecord], path: Path, title: str, dpi:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (objective)")
     ax.set_yscale("symlog")
+    plain_ticks(ax.yaxis)
     ax.set_title(title)
     ax.legend(frameon=False, fontsize=7, ncol=2 if lines > 8 else 1)
     fig.tight_layout()
@@ -158,6 +168,7 @@ def plot_curves(records: list[ResultRecord], path: Path, title: str, dpi: int = 
         ax.grid(alpha=0.3)
         if log_scale:
             ax.set_yscale("log")
+            plain_ticks(ax.yaxis)
         else:
             ax.set_ylim(-5, 105)
     for ax in axes[1]:
