@@ -462,10 +462,7 @@ def plot(
         sys.stdout.write(f"{path} ({series} series)\n")
 
 
-class ExportFormat(str, Enum):
-    hf_dataset = "hf-dataset"
-    csv = "csv"
-    json = "json"
+ExportFormat = Enum("ExportFormat", {"hf_dataset": "hf-dataset", "csv": "csv", "json": "json"}, type=str)
 
 
 @app.command(short_help="export the leaderboard: a Hugging Face dataset folder, or a per-seed CSV/JSON table")
@@ -474,9 +471,7 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="hf-dataset: a new folder; csv/json: a file")],
     export_format: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.hf_dataset,
 ) -> None:
-    """Export results: --format hf-dataset writes the per-seed and aggregated leaderboard
-    as Parquet splits with a dataset card (load it with datasets.load_dataset("parquet",
-    data_dir=OUTPUT); upload it with the hub's CLI); csv and json write the per-seed table."""
+    """Export results: a dataset folder (per-seed and aggregated Parquet splits, a card), or the per-seed table."""
     from knowundo_bench.leaderboard.dataset import export_dataset, export_table
 
     with reported():
@@ -495,9 +490,7 @@ def report(
     results_dirs: Directories,
     output: Annotated[Path, typer.Option("--output", "-o", help="the HTML file to write")] = Path("report.html"),
 ) -> None:
-    """Write one HTML page that opens without a network (inline CSS, plots as inline
-    images, no scripts): the leaderboard with its significance marks, the plots, the
-    efficiency view and each run's identity and spec."""
+    """Write one HTML page that opens offline: leaderboard, plots, efficiency view, each run's identity."""
     from knowundo_bench.leaderboard.html import write_report
 
     with reported():
@@ -505,7 +498,3 @@ def report(
     for directory in results_dirs:
         warn_skipped_records(directory)
     sys.stdout.write(f"{output}\n")
-
-
-if __name__ == "__main__":
-    app()
