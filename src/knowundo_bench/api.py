@@ -56,12 +56,14 @@ from knowundo_bench.plugin.registry import (  # noqa: F401 (each kind's Info: ex
     GeneratorInfo,
     GuardInfo,
     LocalizerInfo,
+    LoggerInfo,
     MethodInfo,
     ModelSourceInfo,
     OodSourceInfo,
     RetainKind,
 )
 from knowundo_bench.records.atomic import atomic_directory, atomic_write_text
+from knowundo_bench.tracking.contract import CurveReading, Logger, LoggerContext, TrackedUnit, TrainingStep
 from knowundo_bench.train.attacking import AttackContext, AttackOutcome
 from knowundo_bench.train.context import UnlearnContext
 from knowundo_bench.train.hook_types import (
@@ -116,6 +118,12 @@ __all__ = [
     "GeneratorContext",
     "GenerationRequest",
     "Category",
+    # loggers (experiment trackers): what create receives, what a logger is fed
+    "Logger",
+    "LoggerContext",
+    "TrackedUnit",
+    "TrainingStep",
+    "CurveReading",
     # what the executors receive
     "Suite",
     "PendingUnit",

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from knowundo_bench import __version__
+from knowundo_bench.core.environment import environment
 from knowundo_bench.core.errors import InputError, WriteError, describe
 
 HELP = """Benchmark harness for knowledge unlearning in LLMs (KnowUnDo).
@@ -88,21 +89,6 @@ def fail(error: InputError) -> None:
 
 
 @contextmanager
-def environment(**values: str | None) -> Iterator[None]:
-    """Set the given variables (those not None) for a block, then restore them."""
-    before = {name: os.environ.get(name) for name, value in values.items() if value is not None}
-    os.environ.update({name: value for name, value in values.items() if value is not None})
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextmanager
 def reported() -> Iterator[None]:
     """Every failure is one line on stderr: bad input exits 2, anything else (a bug) 1 and
     asks for --debug; with --debug the traceback comes first. Ctrl-C passes through."""
@@ -165,6 +151,12 @@ def run(
     log_samples: Annotated[
         bool, typer.Option("--log-samples", help="write samples/<unit>.jsonl (as eval.log_samples: true)")
     ] = False,
+    log_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log-to", metavar="NAME", help="also log each unit to this tracker: trackio, wandb, mlflow; repeatable"
+        ),
+    ] = None,
 ) -> None:
     """Run a benchmark spec: vanilla model, every method, result records, leaderboard.
 
@@ -201,7 +193,7 @@ def run(
 
             plugins = get_plugins()
             # where the units run is not part of the run's identity: applied like --set, not kept as one
-            resolved = replace(load_spec(spec, plugins, every), overrides=tuple(overrides or ()))
+            resolved = replace(load_spec(spec, plugins, every, log_to or ()), overrides=tuple(overrides or ()))
             granted = Granted(trust_remote_code=trust_remote_code)
             for field, params in resolved.plugin_params():
                 check_remote_code(params, field, granted)

@@ -221,6 +221,10 @@ class Spec(BaseModel):
     eval: EvalSpec = EvalSpec()
     efficiency: EfficiencySpec = EfficiencySpec()
     execution: ExecutionSpec = ExecutionSpec()
+    logging: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        description="experiment trackers each unit is logged to: a logger's name, or {name: ..., its parameters}",
+    )
 
     @field_validator("name")
     @classmethod

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         GeneratorInfo,
         GuardInfo,
         LocalizerInfo,
+        LoggerInfo,
         MethodInfo,
         ModelSourceInfo,
         OodSourceInfo,
@@ -117,6 +118,16 @@ def register_generators() -> list[GeneratorInfo]:
     construction pipeline (appendix B: question-answer pairs, Self-Check verdicts,
     queries, answers) into text, offline from templates, from a local model or from an
     API. The harness parses, checks and caches what they return."""
+
+
+@hookspec
+def register_loggers() -> list[LoggerInfo]:
+    """Return the experiment trackers this plugin provides (``logging`` in a spec,
+    ``--log-to`` on the command line): each ``create`` returns a logger that receives,
+    for every unit the run writes, one tracker run: the unit's identity and
+    configuration, each optimizer step (loss, learning rate, seconds, memory), each
+    curve point, the final metrics (with attacks, guards and prompt prefixes), then the
+    close. A logger that raises is a warning, never a failed unit."""
 
 
 @hookspec(firstresult=True)

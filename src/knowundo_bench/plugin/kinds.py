@@ -21,6 +21,7 @@ from knowundo_bench.plugin.registry import (
     GeneratorInfo,
     GuardInfo,
     LocalizerInfo,
+    LoggerInfo,
     MethodInfo,
     ModelSourceInfo,
     OodSourceInfo,
@@ -155,6 +156,16 @@ KINDS: tuple[PluginKind, ...] = (
         title="Generators",
         folder="generators",
         builtins=("template", "hf", "openai"),
+    ),
+    PluginKind(
+        attribute="loggers",
+        kind="logger",
+        hook="register_loggers",
+        info=LoggerInfo,
+        spec_field="logging[].name",
+        title="Loggers",
+        folder="loggers",
+        builtins=("trackio", "wandb", "mlflow"),
     ),
 )
 

@@ -145,6 +145,22 @@ class GeneratorInfo:
     cached: bool = True
 
 
+@dataclass(frozen=True)
+class LoggerInfo:
+    """An experiment tracker (``logging`` in a spec, ``--log-to`` on the command line):
+    ``create(params, context)`` returns a :class:`~knowundo_bench.tracking.contract.Logger`
+    from its validated parameters and a
+    :class:`~knowundo_bench.tracking.contract.LoggerContext`. ``requires``: the module
+    its library installs, checked when the spec is read, so that a missing extra
+    (``pip install 'knowundo-bench[wandb]'``) fails before any training."""
+
+    name: str
+    description: str
+    params: type[Params]
+    create: Callable[..., Any]
+    requires: str | None = None
+
+
 Info = TypeVar(
     "Info",
     MethodInfo,
@@ -156,6 +172,7 @@ Info = TypeVar(
     GuardInfo,
     GeneratorInfo,
     AttackInfo,
+    LoggerInfo,
 )
 
 

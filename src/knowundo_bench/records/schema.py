@@ -126,6 +126,7 @@ class TrainingSummary(RecordPart):
     step_peak_mem_gb: list[float] = Field(default_factory=list)
     step_tokens: list[int] = Field(default_factory=list)
     step_losses: list[Number] = Field(default_factory=list)
+    step_lr: list[float] = Field(default_factory=list)  # the learning rate each step used (trackers plot it)
     step_padding_fraction: list[float] = Field(default_factory=list)
 
 

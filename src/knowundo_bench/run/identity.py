@@ -37,9 +37,9 @@ def method_seed(resolved: ResolvedSpec, method: ResolvedMethod, run_seed: int | 
 
 
 def spec_hash(resolved: ResolvedSpec) -> str:
-    """The resolved spec's content, without where it writes and where and on how many
-    threads it runs."""
-    echo = resolved.spec.model_dump(mode="json", exclude={"output_dir", "cache_dir", "threads", "execution"})
+    """The resolved spec's content, without where it writes, where and on how many
+    threads it runs and which trackers it logs to."""
+    echo = resolved.spec.model_dump(mode="json", exclude={"output_dir", "cache_dir", "threads", "execution", "logging"})
     return hashlib.sha256(json.dumps(echo, sort_keys=True).encode()).hexdigest()[:16]
 
 

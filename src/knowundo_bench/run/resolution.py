@@ -6,6 +6,7 @@ the spec's folder and ``--set`` overrides applied. What a run starts from."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from knowundo_bench.plugin.registry import (
     ExecutorInfo,
     GuardInfo,
     LocalizerInfo,
+    LoggerInfo,
     MethodInfo,
     ResolvedPlugin,
     validate_params,
@@ -77,6 +79,7 @@ class ResolvedSpec:
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE, as given (the record keeps them)
     defaulted: tuple[str, ...] = ()  # sections the spec leaves out ("model", "data"): the embedded default runs
     attacks: tuple[ResolvedAttack, ...] = ()
+    loggers: tuple[ResolvedPlugin[LoggerInfo], ...] = ()  # `logging` and --log-to: trackers fed each unit
 
     @property
     def runs_here(self) -> bool:
@@ -89,7 +92,9 @@ class ResolvedSpec:
         return any(m.info.retain == "out_of_distribution" for m in self.methods)
 
     def echo(self) -> dict[str, Any]:
-        return self.spec.model_dump(mode="json")
+        """The spec as records keep it and workers receive it: without ``logging`` (the
+        trackers change nothing computed, and only the main process feeds them)."""
+        return self.spec.model_dump(mode="json", exclude={"logging"})
 
     def plugin_params(self) -> list[tuple[str, Params]]:
         """Every plugin's validated parameters, each with the spec field it came from."""
@@ -103,6 +108,7 @@ class ResolvedSpec:
             found += [(f"methods[{method.label}].localizer", method.localizer.params)] if method.localizer else []
             found += [(f"methods[{method.label}].guard", method.guard.params)] if method.guard else []
         found += [(f"eval.attacks[{attack.label}]", attack.plugin.params) for attack in self.attacks]
+        found += [(f"logging[{logger.info.name}]", logger.params) for logger in self.loggers]
         return found + ([("execution", self.executor.params)] if self.executor else [])
 
 
@@ -189,7 +195,27 @@ def resolve(spec: Spec, plugins: Plugins, path: Path | None = None) -> ResolvedS
         )
         for index, attack in enumerate(spec.eval.attacks)
     )
-    return ResolvedSpec(spec, path, data_params, model_params, ood_params, methods, executor, attacks=attacks)
+    loggers = tuple(resolve_logger(entry, plugins, f"logging.{index}") for index, entry in enumerate(spec.logging))
+    return ResolvedSpec(
+        spec, path, data_params, model_params, ood_params, methods, executor, attacks=attacks, loggers=loggers
+    )
+
+
+def resolve_logger(entry: str | dict[str, Any], plugins: Plugins, where: str) -> ResolvedPlugin[LoggerInfo]:
+    """A ``logging`` entry (``where``: ``logging.0``) or a ``--log-to`` name (``where``:
+    ``--log-to``) resolved, its library present: a missing extra fails now, not after
+    the training."""
+    if where == "--log-to" and isinstance(entry, str):
+        info, plugin = plugins.loggers.resolve(entry, where)
+        logger = ResolvedPlugin(info, plugin, validate_params(info.params, {}, where, {"name"}))
+        name_field = where
+    else:
+        logger = plugins.loggers.resolve_entry(entry, where)
+        name_field = f"{where}.name"
+    module, name = logger.info.requires, logger.info.name
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise InputError(f"{name_field}: logger {name!r} needs {module}: pip install 'knowundo-bench[{name}]'")
+    return logger
 
 
 def anchor_spec_paths(raw: dict[str, Any], plugins: Plugins, base: Path) -> dict[str, Any]:
@@ -230,11 +256,17 @@ def anchor_spec_paths(raw: dict[str, Any], plugins: Plugins, base: Path) -> dict
 
 
 def parse_spec(
-    raw: Any, plugins: Plugins, source: str = "spec", base: Path | None = None, overrides: typing.Sequence[str] = ()
+    raw: Any,
+    plugins: Plugins,
+    source: str = "spec",
+    base: Path | None = None,
+    overrides: typing.Sequence[str] = (),
+    log_to: typing.Sequence[str] = (),
 ) -> ResolvedSpec:
-    """Validate a parsed spec with ``--set`` overrides applied. Relative paths written in
-    the spec are read from ``base`` (the spec file's folder; default: the current
-    directory), relative paths given with ``--set`` from the current directory."""
+    """Validate a parsed spec with ``--set`` overrides applied and the loggers of
+    ``--log-to`` added (those the spec's ``logging`` does not name already). Relative
+    paths written in the spec are read from ``base`` (the spec file's folder; default:
+    the current directory), relative paths given with ``--set`` from the current directory."""
     if not isinstance(raw, dict):
         raise InputError("a spec must be a YAML mapping", source=source)
     check_values(raw, source)
@@ -253,11 +285,17 @@ def parse_spec(
     except InputError as error:
         raise InputError(blame_override(str(error), overrides), source=source) from None
     defaulted = tuple(section for section in ("model", "data") if section not in raw)
-    return dataclasses.replace(resolved, overrides=tuple(overrides), defaulted=defaulted)
+    named = {logger.info.name for logger in resolved.loggers}
+    added = tuple(resolve_logger(name, plugins, "--log-to") for name in dict.fromkeys(log_to) if name not in named)
+    return dataclasses.replace(
+        resolved, overrides=tuple(overrides), defaulted=defaulted, loggers=resolved.loggers + added
+    )
 
 
-def load_spec(path: Path, plugins: Plugins, overrides: typing.Sequence[str] = ()) -> ResolvedSpec:
+def load_spec(
+    path: Path, plugins: Plugins, overrides: typing.Sequence[str] = (), log_to: typing.Sequence[str] = ()
+) -> ResolvedSpec:
     """Read and validate a YAML spec (relative paths in it are read from its folder);
     every problem is one ``InputError`` line naming the file and the field."""
     raw = read_yaml_file(path)
-    return parse_spec(raw, plugins, str(path), base=path.absolute().parent, overrides=overrides)
+    return parse_spec(raw, plugins, str(path), base=path.absolute().parent, overrides=overrides, log_to=log_to)

@@ -18,6 +18,7 @@ from knowundo_bench.run.plan import plan_units, vanilla_units
 from knowundo_bench.run.resolution import ResolvedSpec
 from knowundo_bench.run.reuse import claim_directory
 from knowundo_bench.run.suite import RunOutcome, UnitSuite
+from knowundo_bench.run.tracking import open_trackers
 from knowundo_bench.run.unit import Workbench
 from knowundo_bench.run.worker import run_in_worker
 from knowundo_bench.train import distributed
@@ -42,16 +43,24 @@ class Runner:
         self.units = plan_units(resolved)  # what an interrupted run counts as saved or not
 
     def run(self) -> RunOutcome:
-        """The whole suite: what can be reused is, the rest goes to the spec's executor."""
+        """The whole suite: what can be reused is, the rest goes to the spec's executor;
+        each record this run writes goes to the spec's trackers."""
         suite = self.prepare()
         executor = self.resolved.executor
-        if suite.pending:
-            if self.resolved.runs_here:
-                suite.machine.check()  # work to do here: device and model first (a finished run needs neither)
-            if executor is None:
-                suite.run_here([unit.label for unit in suite.pending])
-            else:
-                self.plugins.call_executor(executor, suite=suite)
+        trackers = open_trackers(self.resolved, self.output_dir, self.board) if distributed.is_main() else None
+        if trackers is not None:
+            suite.outcome.listeners.append(trackers.unit_finished)
+        try:
+            if suite.pending:
+                if self.resolved.runs_here:
+                    suite.machine.check()  # work to do here: device and model first (a finished run needs neither)
+                if executor is None:
+                    suite.run_here([unit.label for unit in suite.pending])
+                else:
+                    self.plugins.call_executor(executor, suite=suite)
+        finally:
+            if trackers is not None:
+                trackers.close()
         outcome = suite.outcome
         for unit in vanilla_units(self.units):  # a vanilla model below its target, whoever trained it
             record = load_record(record_path(self.output_dir, unit.label))

@@ -41,6 +41,14 @@ class RunOutcome:
     reused: list[str] = field(default_factory=list)  # finished units a previous run left
     vanilla_reused: bool = False
     target_missed: list[str] = field(default_factory=list)  # vanilla units below vanilla.target_accuracy
+    listeners: list[Callable[[str, Path], None]] = field(default_factory=list)  # told of each record written
+
+    def wrote(self, label: str, path: Path) -> None:
+        """``label``'s record, written (here or by a worker) in this run: the listeners
+        (the run's trackers) are told."""
+        self.records[label] = path
+        for listener in self.listeners:
+            listener(label, path)
 
 
 @dataclass
@@ -198,7 +206,7 @@ class UnitSuite:
         if earlier is not None and earlier.metrics is not None:  # only its attacks were missing
             metrics = earlier.metrics.model_copy(update={"attacks": attacker.run(target)})
             record = earlier.model_copy(update={"metrics": metrics})
-            self.outcome.records[unit.label] = self.write(unit, record, **unit_fields(earlier))
+            self.outcome.wrote(unit.label, self.write(unit, record, **unit_fields(earlier)))
             return Start(vanilla, evaluator, metrics, attacker)
         metrics = evaluator.metrics(unit.label, vanilla.bundle.model)
         metrics = metrics.model_copy(update={"attacks": attacker.run(target)})
@@ -217,12 +225,15 @@ class UnitSuite:
             metrics=metrics,
             prompt=prompt,
         )
-        self.outcome.records[unit.label] = self.write(
-            unit,
-            record,
-            unit_key=self.keys[unit.label],
-            vanilla=vanilla_record(vanilla, unit.vanilla, unit.start),
-            wall_seconds=time.perf_counter() - started,
+        self.outcome.wrote(
+            unit.label,
+            self.write(
+                unit,
+                record,
+                unit_key=self.keys[unit.label],
+                vanilla=vanilla_record(vanilla, unit.vanilla, unit.start),
+                wall_seconds=time.perf_counter() - started,
+            ),
         )
         return Start(vanilla, evaluator, metrics, attacker)
 
@@ -264,7 +275,7 @@ class UnitSuite:
                 "wall_seconds": seconds,
             }
         )
-        self.outcome.records[unit.label] = self.write(unit, record, **fields)
+        self.outcome.wrote(unit.label, self.write(unit, record, **fields))
         outcome = UnitResult(unit.label, record.status, seconds, record.error)
         if outcome.status == "failed":
             self.outcome.failed.append(unit.label)
@@ -272,7 +283,7 @@ class UnitSuite:
 
     def finished(self, result: UnitResult) -> None:
         """A unit that ran elsewhere: its record is on disk."""
-        self.outcome.records[result.label] = record_path(self.output_dir, result.label)
+        self.outcome.wrote(result.label, record_path(self.output_dir, result.label))
         if result.status == "failed" and result.label not in self.outcome.failed:
             self.outcome.failed.append(result.label)
 
@@ -287,7 +298,7 @@ class UnitSuite:
         method, name = (unit.row, "vanilla") if unit.method is None else (unit.method.label, unit.method.info.name)
         oracle = unit.method is not None and unit.method.info.oracle
         failed = ResultRecord(method=method, method_name=name, oracle=oracle, status="failed", error=error)
-        self.outcome.records[label] = self.write(unit, failed, unit_key=self.keys.get(label))
+        self.outcome.wrote(label, self.write(unit, failed, unit_key=self.keys.get(label)))
         if label not in self.outcome.failed:
             self.outcome.failed.append(label)
 

@@ -221,6 +221,7 @@ def run_method(
             "step_peak_mem_gb": report.step_peak_mem_gb,
             "step_tokens": report.step_tokens,
             "step_losses": report.step_losses,
+            "step_lr": report.step_lr,
             "step_padding_fraction": report.step_padding_fraction,
         }
     )

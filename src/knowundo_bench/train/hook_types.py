@@ -60,13 +60,14 @@ class Localization:
 
 @dataclass
 class TrainingReport:
-    """Per optimizer step: seconds, peak memory (GB), tokens and mean loss (see
+    """Per optimizer step: seconds, peak memory (GB), tokens, mean loss and learning rate (see
     :mod:`knowundo_bench.train.efficiency` for how they are measured)."""
 
     step_seconds: list[float] = field(default_factory=list)
     step_peak_mem_gb: list[float] = field(default_factory=list)
     step_tokens: list[int] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
+    step_lr: list[float] = field(default_factory=list)  # the learning rate each step used
     forward_passes: list[int] = field(default_factory=list)  # per step: stacked passes or micro-batches
     # per step: the share of the computed positions that were padding (issue 28)
     step_padding_fraction: list[float] = field(default_factory=list)

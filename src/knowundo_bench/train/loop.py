@@ -274,6 +274,7 @@ def train(
                     torch.nn.utils.clip_grad_norm_([p for _, p in named], params.max_grad_norm)
                 elif params.max_grad_norm is not None:
                     accelerator.clip_grad_norm_([p for _, p in named], params.max_grad_norm)
+                report.step_lr.append(float(scheduler.get_last_lr()[0]))  # the rate this step used
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
