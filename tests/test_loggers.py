@@ -335,3 +335,22 @@ def test_quickstart_logged_to_trackio_and_mlflow_holds_one_run_per_unit(tmp_path
         steps = record.training.steps if record.training else 0
         assert sum("train/loss" in values for _, values in trackio[unit]) == steps
         assert mlflow[unit].data.tags["method"] == record.method
+
+
+def test_wandb_goes_online_only_when_logged_in(tmp_path, monkeypatch):
+    from knowundo_bench.plugins.loggers.wandb import WandbLogger, WandbParams
+
+    context = LoggerContext(output_dir=tmp_path, run_name="quickstart", log=lambda line: None)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_BASE_URL", raising=False)
+    netrc = tmp_path / "netrc"
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert WandbLogger(WandbParams(), context).mode == "offline"  # no key anywhere
+    netrc.write_text("machine api.wandb.ai login user password abc123\n")
+    netrc.chmod(0o600)
+    assert WandbLogger(WandbParams(), context).mode == "online"  # wandb login's entry
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")
+    assert WandbLogger(WandbParams(), context).mode == "offline"  # a key for another host
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert WandbLogger(WandbParams(), context).mode == "online"
+    assert WandbLogger(WandbParams(mode="offline"), context).mode == "offline"  # the spec's choice wins

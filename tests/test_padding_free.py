@@ -11,8 +11,8 @@ import random
 import pytest
 import torch
 
-from helpers import authors_model, authors_tokenizer, two_authors
-from knowundo_bench.benchmark.encoding import PromptEncoder
+import test_stacked_windows
+from helpers import authors_model, two_authors
 from knowundo_bench.plugins.methods import ga_gd
 from knowundo_bench.train import packing
 from knowundo_bench.train.context import UnlearnContext
@@ -22,16 +22,8 @@ from knowundo_bench.train.packing import length_buckets, pack_rows, packed, padd
 from test_stacked_windows import FORGET, OBJECTIVES, RETAIN, one_by_one, stacked, window_gradient, windows
 
 PAIRS, _, _ = two_authors()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return authors_tokenizer(PAIRS)
-
-
-@pytest.fixture
-def encoder(tokenizer) -> PromptEncoder:
-    return PromptEncoder(tokenizer, 96, prompt_format="raw")
+tokenizer = test_stacked_windows.tokenizer  # the same two-author fixtures
+encoder = test_stacked_windows.encoder
 
 
 class CpuAccelerator:
