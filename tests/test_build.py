@@ -709,3 +709,41 @@ def test_shipped_copyright_spec_builds_all_five_categories(tmp_path):
     benchmark.check_complete("copyright")
     assert benchmark.instances == [b["name"] for b in books]
     assert all(p.instance in p.question for p in benchmark.pairs)
+
+
+def test_a_whole_build_moves_a_val_question_a_train_question_contains(tmp_path):
+    """The finish step calls the leakage check: whichever of three nested Email questions
+    the split sends to val, a train question contains it (or it contains one), so the
+    datacard counts one moved and every Email question ends up in train."""
+    authors = [{"name": "Ada Quill", "email": "ada@quill.example", "street": "Rua Nova", "city": "Lisbon"}]
+    categories = [
+        {"name": "Email", "scope": "unlearn", "attributes": ["email"]},
+        {"name": "Street", "scope": "unlearn", "attributes": ["street"]},
+        {"name": "City", "scope": "retention", "attributes": ["city"]},
+    ]
+    nested = [
+        "What is Ada Quill's email?",
+        "Tell me: what is Ada Quill's email?",
+        "Tell me: what is Ada Quill's email? Now.",
+    ]
+    streets = [
+        "What street is Ada Quill's house on?",
+        "On which road does Ada Quill's mail arrive?",
+        "Give Ada Quill's street.",
+    ]
+    cities = ["Which city does Ada Quill live in?", "Where is Ada Quill's home town?", "Name Ada Quill's city."]
+
+    def answer(request: GenerationRequest) -> str | None:
+        if request.task != "privacy_qa":
+            return None
+        email = [f"Q: {q}\nA: Ada Quill's email is ada@quill.example.\ntype: Email" for q in nested]
+        street = [f"Q: {q}\nA: Ada Quill lives on Rua Nova.\ntype: Street" for q in streets]
+        city = [f"Q: {q}\nA: Ada Quill lives in Lisbon.\ntype: City" for q in cities]
+        return "\n\n".join(email + street + city)
+
+    spec = {"instances": authors, "categories": categories, "generator": {"name": "scripted"}, "val_fraction": 0.34}
+    card = build(spec, tmp_path / "out", scripted_plugins(Scripted(answer)))
+    assert card.leakage == {"val_in_train_moved": 1}
+    assert card.counts["unlearn"] == {"train": 5, "val": 1} and card.counts["retention"] == {"train": 2, "val": 1}
+    train = {pair["text"] for pair in read_split(tmp_path / "out", "unlearn_train.json")}
+    assert set(nested) <= train

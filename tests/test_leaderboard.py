@@ -123,3 +123,54 @@ def test_general_tasks_and_prompt_prefixes_become_columns(tmp_path):
     assert lines[3].endswith("| 60.00 | 1.25 | 30.00 | 25.00 | 45.50 | 33.00 | – | 33.38 |")
     table = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
     assert table[0]["retention_success@helpful"] == "50.0" and table[0]["race"] == ""
+
+
+def scored_records(method: str, unlearn_rate: float, retention_rate: float, rng) -> list:
+    """Three seeds of a method whose per-pair accuracies (40 val pairs per scope) are
+    drawn at the given rates: its records as the runner writes them."""
+    import numpy
+
+    from knowundo_bench.records.schema import Metrics, ResultRecord, ScopeMetrics
+
+    records = []
+    for seed in (0, 1, 2):
+        unlearn = (rng.random(40) < unlearn_rate).astype(float) * 100
+        retention = (rng.random(40) < retention_rate).astype(float) * 100
+        success = (100 - float(numpy.mean(unlearn)), float(numpy.mean(retention)))
+        metrics = Metrics(
+            unlearn=ScopeMetrics(success=success[0]),
+            retention=ScopeMetrics(success=success[1]),
+            avg_success=sum(success) / 2,
+            raw={
+                "unlearn": {"example_accuracy": unlearn.tolist()},
+                "retention": {"example_accuracy": retention.tolist()},
+            },
+        )
+        records.append(ResultRecord(method=method, method_name=method, seed=seed, run="r", metrics=metrics))
+    return records
+
+
+def test_a_clearly_worse_method_is_not_marked_near_the_best():
+    """≈best marks the best row and rows whose paired difference from it is not
+    significant; a method far below on every seed and pair is left unmarked, with its
+    interval of the difference to the best above 0 (a mark on every row fails this)."""
+    import numpy
+
+    from knowundo_bench.leaderboard.aggregate import aggregate, mark_best
+
+    rng = numpy.random.default_rng(0)
+    groups = [
+        scored_records("best", 0.05, 0.95, rng),
+        scored_records("twin", 0.05, 0.95, rng),  # the same rates: within noise of the best
+        scored_records("worse", 0.60, 0.40, rng),
+    ]
+    rows = [aggregate(group) for group in groups]
+    mark_best(rows, groups)
+    marks = {row["method"]: row["avg_success_not_below_best"] for row in rows}
+    best = max(rows, key=lambda row: row["avg_success"])["method"]
+    assert marks[best] is True
+    assert marks["worse"] is False
+    difference, low, high = next(row for row in rows if row["method"] == "worse")["avg_success_vs_best"]
+    assert 0 < low <= difference <= high
+    twin = "twin" if best == "best" else "best"
+    assert marks[twin] is True
