@@ -14,6 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from conftest import SHARED_DATA
 from helpers import error_lines
 from knowundo_bench.api import GenerationRequest, GeneratorInfo, Params, hookimpl
 from knowundo_bench.benchmark.files import infer_instances, read_local_domain
@@ -543,7 +544,7 @@ def test_generators_are_listed_with_the_other_plugins():
 
 # -- fidelity to section 2.2 and appendix B --------------------------------------------------
 
-PAPER = REPO.parent / "shared" / "reference" / "knowundo-paper.txt"
+PAPER = SHARED_DATA.parent / "reference" / "knowundo-paper.txt"
 
 
 def _folded(text: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PRIVACY_DIR
 from knowundo_bench.benchmark.files import infer_instances, read_local_domain
 from knowundo_bench.benchmark.pairs import Benchmark, QAPair, first_instances
 from knowundo_bench.core.errors import InputError
@@ -22,7 +23,6 @@ SIZES = {
     ("retention", "val"): 108,
 }
 # The real data lives next to the repository: <repo>/../shared/data/knowundo/privacy.
-PRIVACY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "knowundo" / "privacy"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import SPECS_DIR
+from conftest import SHARED_DATA, SPECS_DIR
 from helpers import TINY_SPEC, one_epoch, tiny_llama
 from knowundo_bench.cli import app
 
@@ -195,7 +195,7 @@ def test_ablate_localization_adds_an_all_parameters_row(tmp_path):
 @pytest.mark.slow
 def test_general_offline_spec_records_general_scores_prefixes_curves_and_plots(tmp_path):
     spec = yaml.safe_load((SPECS_DIR / "general-offline.yaml").read_text())
-    general_dir = SPECS_DIR.parents[1] / "shared" / "data" / "general"
+    general_dir = SHARED_DATA / "general"
     if not general_dir.is_dir():
         pytest.fail(f"shared general-task samples missing at {general_dir}")
     spec["eval"]["general_data_dir"] = str(general_dir)

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from conftest import PRIVACY_DIR
 from helpers import closed_port
 from knowundo_bench.benchmark.pairs import Benchmark, QAPair
 from knowundo_bench.core.errors import InputError
 from knowundo_bench.plugins.data import hub
 from knowundo_bench.plugins.data.hub import HubParams
 
-PRIVACY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "knowundo" / "privacy"
 AUTHORS = ["Isabella Marquez", "Hiro Tanaka", "Evelyn Smith"]
 
 # The documented ``configs`` front matter of a dataset card (datasets "Manual Configuration").

@@ -7,6 +7,7 @@ import io
 import json
 import math
 
+import pytest
 from typer.testing import CliRunner
 
 from knowundo_bench.cli import app
@@ -174,3 +175,271 @@ def test_a_clearly_worse_method_is_not_marked_near_the_best():
     assert 0 < low <= difference <= high
     twin = "twin" if best == "best" else "best"
     assert marks[twin] is True
+
+
+T_975 = {1: 12.706204736174705, 2: 4.302652729911275}  # Student's t, 97.5% quantile, by degrees of freedom
+
+
+def constant_records(method: str, run: str, unlearn: list[float], retention: list[float]) -> list:
+    """One record per seed whose four val pairs per scope all read the same accuracy
+    (so resampling the pairs changes nothing: the interval is the seeds' alone)."""
+    from knowundo_bench.records.schema import Metrics, ResultRecord, ScopeMetrics
+
+    records = []
+    for seed, (u, r) in enumerate(zip(unlearn, retention, strict=True)):
+        metrics = Metrics(
+            unlearn=ScopeMetrics(success=100 - u),
+            retention=ScopeMetrics(success=r),
+            avg_success=((100 - u) + r) / 2,
+            raw={"unlearn": {"example_accuracy": [u] * 4}, "retention": {"example_accuracy": [r] * 4}},
+        )
+        records.append(
+            ResultRecord(
+                method=method, method_name=method, seed=seed, run=run, unit=f"{method}@{seed}", metrics=metrics
+            )
+        )
+    return records
+
+
+def test_the_difference_of_two_runs_is_a_t_interval_over_both_runs_seed_means():
+    import statistics
+
+    from knowundo_bench.leaderboard.aggregate import pair_scores
+    from knowundo_bench.leaderboard.stats import unpaired_difference
+
+    first = pair_scores(constant_records("ga", "a", [10, 20, 30], [90, 80, 85]))  # Avg 90, 80, 77.5
+    second = pair_scores(constant_records("ga", "b", [50, 60], [50, 40]))  # Avg 50, 40
+    difference, (low, high) = unpaired_difference(second, first)
+    spread = statistics.variance([90, 80, 77.5]) / 3 + statistics.variance([50, 40]) / 2
+    assert difference == pytest.approx(45 - 82.5, abs=1e-12)
+    assert (high - low) / 2 == pytest.approx(T_975[1] * math.sqrt(spread), rel=1e-9)  # the smaller run's n - 1
+    assert (low + high) / 2 == pytest.approx(difference, abs=1e-12)
+    third = pair_scores(constant_records("ga", "c", [50, 60, 40], [50, 40, 45]))  # Avg 50, 40, 52.5
+    difference, (low, high) = unpaired_difference(third, first)
+    spread = statistics.variance([90, 80, 77.5]) / 3 + statistics.variance([50, 40, 52.5]) / 3
+    assert difference == pytest.approx(47.5 - 82.5, abs=1e-12)
+    assert (high - low) / 2 == pytest.approx(T_975[2] * math.sqrt(spread), rel=1e-9)
+
+
+def test_compare_gives_each_shared_method_the_second_run_minus_the_first(tmp_path):
+    from knowundo_bench.leaderboard.aggregate import method_differences
+
+    runs = {
+        "a": [*constant_records("ga", "a", [10, 20, 30], [90, 80, 85]), *constant_records("npo", "a", [5], [95])],
+        "b": [*constant_records("ga", "b", [50, 60], [50, 40]), *constant_records("vanilla", "b", [0], [100])],
+    }
+    runs["a"].append(constant_records("vanilla", "a", [0], [100])[0])
+    for name, records in runs.items():
+        for record in records:
+            write_record(tmp_path / name, record.unit, record)
+    (row,) = method_differences(tmp_path / "a", tmp_path / "b")  # npo is in one run only, vanilla is no method
+    assert row["method"] == "ga" and row["first"] == str(tmp_path / "a") and row["second"] == str(tmp_path / "b")
+    assert row["avg_success_difference"] == pytest.approx(-37.5, abs=1e-12)
+    low, high = row["avg_success_difference_ci95"]
+    assert low < -37.5 < high and high - low > 0
+
+
+def test_the_robustness_view_keeps_each_prefix_and_attack_with_its_intervals():
+    from knowundo_bench.leaderboard.aggregate import MIA_KEYS, robustness_rows
+
+    row = {
+        "method": "ga",
+        "unlearn_success": 90.0,
+        "unlearn_success_ci95": [85.0, 95.0],
+        "retention_success": 40.0,
+        "unlearn_success@helpful": 88.0,
+        "recovery@helpful": 2.0,
+        "retention_success@helpful": 42.0,
+        "unlearn_success@quantize4": 60.0,
+        "unlearn_success@quantize4_ci95": [50.0, 70.0],
+        "recovery@quantize4": 30.0,
+        "recovery@quantize4_ci95": [20.0, 40.0],
+        "retention_success@quantize4": 45.0,
+        "privleak@quantize4": 3.5,
+        "mia_auc_mink": 0.61,
+        "privleak": 1.5,
+        "sec_per_step": 0.2,
+        "run": "r",
+        "unit": "ga@0",
+        "status": "ok",
+        "n_seeds": 3,
+    }
+    plain = {**{key: row[key] for key in ("method", "unlearn_success", "retention_success")}, "privleak": 1.5}
+    (shown,) = robustness_rows([row, plain])[:1]
+    assert list(shown) == [
+        "method",
+        "unlearn_success",
+        "unlearn_success_ci95",
+        "retention_success",
+        "unlearn_success@helpful",
+        "recovery@helpful",
+        "retention_success@helpful",
+        "unlearn_success@quantize4",
+        "unlearn_success@quantize4_ci95",
+        "recovery@quantize4",
+        "recovery@quantize4_ci95",
+        "retention_success@quantize4",
+        "privleak@quantize4",
+        *MIA_KEYS,
+        "privleak",
+        "run",
+        "unit",
+        "status",
+        "n_seeds",
+    ]
+    assert {key: shown[key] for key in shown if key != "method" and not key.endswith("_ci95")} == {
+        key: row.get(key) for key in shown if key != "method" and not key.endswith("_ci95")
+    }
+    assert shown["recovery@quantize4_ci95"] == [20.0, 40.0]
+    other = robustness_rows([row, plain])[1]
+    assert other["recovery@quantize4"] is None and "run" not in other and "unlearn_success_ci95" not in other
+
+
+def bootstrap_variance(unlearn, retention, rng, resamples: int) -> float:
+    """The val-pair bootstrap variance of a run's seed-averaged Avg Success, written out:
+    ``resamples`` draws of the pairs (the same draw for every seed), variance over draws."""
+    import numpy
+
+    unlearn_draw = rng.integers(0, unlearn.shape[1], size=(resamples, unlearn.shape[1]))
+    retention_draw = rng.integers(0, retention.shape[1], size=(resamples, retention.shape[1]))
+    means = [
+        numpy.mean(((100 - unlearn[:, u].mean(axis=1)) + retention[:, r].mean(axis=1)) / 2)
+        for u, r in zip(unlearn_draw, retention_draw, strict=True)
+    ]
+    return float(numpy.var(means, ddof=1))
+
+
+def test_the_difference_of_two_runs_adds_each_runs_pair_bootstrap_variance():
+    """With one seed per run there is no seed variance: the interval is the normal
+    quantile times the root of both runs' val-pair bootstrap variances, drawn in order
+    from one generator seeded 0."""
+    import numpy
+
+    from knowundo_bench.leaderboard.stats import RESAMPLES, PairScores, unpaired_difference
+
+    first = PairScores({0: numpy.array([0.0, 100, 100, 0, 100])}, {0: numpy.array([100.0, 100, 0, 100])})
+    second = PairScores({0: numpy.array([100.0, 100, 100, 0, 100])}, {0: numpy.array([0.0, 100, 0, 0])})
+    difference, (low, high) = unpaired_difference(first, second)
+    rng = numpy.random.default_rng(0)
+    variances = [
+        bootstrap_variance(numpy.stack([s.unlearn[0]]), numpy.stack([s.retention[0]]), rng, RESAMPLES)
+        for s in (first, second)
+    ]
+    assert difference == pytest.approx(((100 - 60) + 75) / 2 - ((100 - 80) + 25) / 2, abs=1e-12)
+    assert (high - low) / 2 == pytest.approx(1.959963984540054 * math.sqrt(sum(variances)), rel=1e-9)
+    assert min(variances) > 0
+
+
+def test_one_seed_of_constant_pairs_has_no_interval_width():
+    from knowundo_bench.leaderboard.aggregate import pair_scores
+    from knowundo_bench.leaderboard.stats import paired_difference, unpaired_difference
+
+    one = pair_scores(constant_records("ga", "a", [10], [90]))
+    other = pair_scores(constant_records("ga", "b", [30], [60]))
+    for compute in (paired_difference, unpaired_difference):
+        difference, (low, high) = compute(one, other)
+        assert difference == pytest.approx(90 - 65, abs=1e-12) and low == pytest.approx(high, abs=1e-12)
+    two = pair_scores(constant_records("ga", "a", [10, 20], [90, 90]))  # Avg 90, 85
+    base = pair_scores(constant_records("ga", "b", [30, 30], [60, 60]))  # Avg 65, 65
+    difference, (low, high) = paired_difference(two, base)
+    assert difference == pytest.approx(22.5, abs=1e-12)
+    assert (high - low) / 2 == pytest.approx(T_975[1] * math.sqrt(12.5 / 2), rel=1e-9)  # differences 25, 20
+
+
+def test_compare_lists_methods_of_the_first_run_only_and_blanks_those_without_pairs(tmp_path):
+    from knowundo_bench.leaderboard.aggregate import method_differences
+
+    without_pairs = constant_records("simnpo", "b", [10], [90])[0]
+    without_pairs.metrics.raw = None
+    runs = {
+        "a": [*constant_records("ga", "a", [10, 20], [90, 80]), *constant_records("simnpo", "a", [10], [90])],
+        "b": [
+            *constant_records("ga", "b", [50, 60], [50, 40]),
+            *constant_records("npo", "b", [5], [95]),
+            without_pairs,
+        ],
+    }
+    for name, records in runs.items():
+        for record in records:
+            write_record(tmp_path / name, record.unit, record)
+    rows = {row["method"]: row for row in method_differences(tmp_path / "a", tmp_path / "b")}
+    assert list(rows) == ["ga", "simnpo"]  # npo is the second run's only
+    assert rows["simnpo"]["avg_success_difference"] is None and rows["simnpo"]["avg_success_difference_ci95"] is None
+
+
+def test_t_and_geometric_intervals_by_hand():
+    from knowundo_bench.leaderboard.stats import geometric_interval, t_interval
+
+    for bad in ([], [1.0, None], [1.0, float("nan")]):
+        assert math.isnan(t_interval(bad)[0]) and t_interval(bad)[1] is None
+        assert math.isnan(geometric_interval(bad)[0]) and geometric_interval(bad)[1] is None
+    assert t_interval([5.0]) == (5.0, None)
+    mean, (low, high) = t_interval([1.0, 2.0])
+    assert mean == 1.5 and (low, high) == pytest.approx((1.5 - T_975[1] * 0.5, 1.5 + T_975[1] * 0.5), rel=1e-9)
+    mean, (low, high) = t_interval([1.0, 2.0, 3.0])
+    half = T_975[2] / math.sqrt(3)
+    assert mean == 2.0 and (low, high) == pytest.approx((2 - half, 2 + half), rel=1e-9)
+    center, (low, high) = geometric_interval([2.0, 8.0])  # logs: ln 2 and 3 ln 2
+    half = T_975[1] * math.log(2)
+    assert center == pytest.approx(4.0) and (low, high) == pytest.approx((4 / math.exp(half), 4 * math.exp(half)))
+    center, (low, high) = geometric_interval([0.5, 2.0])  # below 1 is a perplexity too
+    assert center == pytest.approx(1.0) and low < 1 < high
+    assert math.isnan(geometric_interval([0.0, 1.0])[0]) and math.isnan(geometric_interval([-1.0, 1.0])[0])
+    assert geometric_interval([math.inf, 2.0]) == (math.inf, None)
+
+
+def scores(unlearn: dict, retention: dict):
+    import numpy
+
+    from knowundo_bench.leaderboard.stats import PairScores
+
+    return PairScores(
+        {seed: numpy.asarray(v, dtype=float) for seed, v in unlearn.items()},
+        {seed: numpy.asarray(v, dtype=float) for seed, v in retention.items()},
+    )
+
+
+def test_paired_difference_uses_shared_seeds_and_the_same_pairs_only():
+    from knowundo_bench.leaderboard.stats import paired_difference, unpaired_difference
+
+    assert scores({0: [0], 1: [0]}, {0: [100]}).seeds() == {0}
+    a = scores({0: [0, 100, 0], 1: [0, 0, 0]}, {0: [100, 100], 1: [100, 0]})
+    b = scores({1: [100, 100, 100], 2: [0, 0, 0]}, {1: [0, 0], 2: [0, 0]})
+    difference, (low, high) = paired_difference(a, b)  # seed 1 only: Avg 75 against 0
+    assert difference == pytest.approx(75.0) and low < 75 < high
+    assert paired_difference(a, scores({5: [0, 0, 0]}, {5: [0, 0]})) is None  # no seed in common
+    assert paired_difference(a, scores({1: [0, 0]}, {1: [0, 0]})) is None  # other unlearn pairs
+    assert paired_difference(a, scores({1: [0, 0, 0]}, {1: [0, 0, 0]})) is None  # other retention pairs
+    assert paired_difference(a, scores({1: []}, {1: [0, 0]})) is None  # no pairs
+    assert paired_difference(scores({1: []}, {1: [0, 0]}), a) is None
+    single = scores({0: [100]}, {0: [0]})
+    assert paired_difference(single, single)[0] == 0.0  # one pair per scope is a comparison too
+    assert unpaired_difference(a, scores({0: [0]}, {1: [0]})) is None  # no seed with both scopes
+
+
+def test_paired_difference_adds_the_pair_bootstrap_variance_of_the_differences():
+    import numpy
+
+    from knowundo_bench.leaderboard.stats import RESAMPLES, paired_difference
+
+    a = scores({0: [0, 100, 100, 0, 100]}, {0: [100, 100, 0, 100]})
+    b = scores({0: [100, 100, 100, 0, 0]}, {0: [0, 100, 0, 0]})
+    difference, (low, high) = paired_difference(a, b)
+    rng = numpy.random.default_rng(0)
+    u_draw = rng.integers(0, 5, size=(RESAMPLES, 5))
+    r_draw = rng.integers(0, 4, size=(RESAMPLES, 4))
+
+    def avg(s, u, r):
+        return ((100 - s.unlearn[0][u].mean()) + s.retention[0][r].mean()) / 2
+
+    variance = numpy.var([avg(a, u, r) - avg(b, u, r) for u, r in zip(u_draw, r_draw, strict=True)], ddof=1)
+    assert difference == pytest.approx(((100 - 60) + 75) / 2 - ((100 - 60) + 25) / 2)
+    assert (high - low) / 2 == pytest.approx(1.959963984540054 * math.sqrt(variance), rel=1e-9)
+
+
+def test_a_run_without_val_pairs_has_no_difference():
+    from knowundo_bench.leaderboard.stats import unpaired_difference
+
+    a = scores({0: [0, 100]}, {0: [100, 100]})
+    assert unpaired_difference(a, scores({0: []}, {0: [100]})) is None
+    assert unpaired_difference(scores({0: [0]}, {0: []}), a) is None

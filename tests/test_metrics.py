@@ -176,3 +176,27 @@ def test_rouge_l_empty_prediction_is_zero():
 def test_rouge_l_returns_plain_float():
     """The score is a Python float (results are serialised to JSON)."""
     assert type(rouge_l("a b", "a c")) is float
+
+
+def test_a_refused_request_scores_no_answer_and_leaves_perplexity():
+    """Behind a guard a refused request produces none of its answer tokens (accuracy 0)
+    and has no likelihood (out of perplexity); an example without answer tokens stays
+    unscored."""
+    from knowundo_bench.evaluate.scopes import ExampleScores
+
+    nan = float("nan")
+    scores = ExampleScores(
+        accuracy=torch.tensor([1.0, nan, 0.5, 1.0]),
+        nll_sums=torch.tensor([1.0, 2.0, 3.0, 4.0]),
+        token_counts=torch.tensor([2, 0, 3, 4]),
+    )
+    guarded = scores.refusing(torch.tensor([True, True, False, True]))
+    assert guarded.accuracy[[0, 2, 3]].tolist() == [0.0, 0.5, 0.0] and guarded.accuracy[1].isnan()
+    assert guarded.nll_sums.tolist() == [0.0, 0.0, 3.0, 0.0]
+    assert guarded.token_counts.tolist() == [0, 0, 3, 0]
+    accuracy, ppl, ppl_token = guarded.summary()
+    assert accuracy == pytest.approx(100 * 0.5 / 3)
+    assert ppl == pytest.approx(math.exp(1.0)) and ppl_token == pytest.approx(math.exp(1.0))
+    untouched = scores.refusing(torch.tensor([False, False, False, False]))
+    assert untouched.nll_sums.tolist() == scores.nll_sums.tolist()
+    assert untouched.accuracy[[0, 2, 3]].tolist() == [1.0, 0.5, 1.0]

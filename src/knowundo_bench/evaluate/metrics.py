@@ -54,12 +54,6 @@ def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
     return float(sums.sum()), int(counts.sum())
 
 
-def example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per example: the mean answer-token negative log-likelihood (NaN without answer tokens)."""
-    sums, counts = example_nll_sums(logits, labels)
-    return sums.double() / counts.double()
-
-
 def perplexity(nll_sum: float, n_tokens: int) -> float:
     """exp(mean NLL); ``inf`` on overflow or non-finite NLL, never an exception."""
     if n_tokens == 0:

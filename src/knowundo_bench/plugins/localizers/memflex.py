@@ -179,20 +179,21 @@ def average_gradients(
     return gradients
 
 
-def shares_prompts(model) -> bool:
+def shares_prompts(model) -> bool:  # pragma: no mutate block (speed only: see shared_prompt_passes)
     """Whether the model runs on from a key/value cache of its own (a transformers
     causal LM, adapters included)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return isinstance(base, PreTrainedModel) and bool(getattr(base, "_supports_cache_class", True))
 
 
-def _cache_keyword(model) -> str:
+def _cache_keyword(model) -> str:  # pragma: no mutate block (speed only: see shared_prompt_passes)
     """transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name is kept
     until 5.40)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
+# pragma: no mutate start (a faster path to the same gradients, tested equal to the plain one)
 def shared_prompt_passes(
     model, examples: Sequence[Encoded], copies: Sequence[Encoded], p: MemFlexLocalizerParams, reporter
 ) -> list[Encoded]:
@@ -239,6 +240,9 @@ def shared_prompt_passes(
             ((losses.sum(dim=1) / counts).sum() / len(copies)).backward()
             reporter.advance(len(rows))
     return [copies[k * n + i] for k in range(p.n_passes) for i in range(n) if examples[i].prompt_length == 0]
+
+
+# pragma: no mutate end
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
