@@ -167,10 +167,6 @@ class MlflowLogger:
         self.finish()
 
 
-def create(params: MlflowParams, context: LoggerContext) -> MlflowLogger:
-    return MlflowLogger(params, context)
-
-
 @hookimpl
 def register_loggers() -> list[LoggerInfo]:
     return [
@@ -178,7 +174,7 @@ def register_loggers() -> list[LoggerInfo]:
             name="mlflow",
             description="MLflow: a SQLite store in the results folder, or tracking_uri.",
             params=MlflowParams,
-            create=create,
+            create=MlflowLogger,  # MlflowLogger(params, context)
             requires="mlflow",
         )
     ]

@@ -122,10 +122,6 @@ class TrackioLogger:
             self.previous_env = None
 
 
-def create(params: TrackioParams, context: LoggerContext) -> TrackioLogger:
-    return TrackioLogger(params, context)
-
-
 @hookimpl
 def register_loggers() -> list[LoggerInfo]:
     return [
@@ -133,7 +129,7 @@ def register_loggers() -> list[LoggerInfo]:
             name="trackio",
             description="Trackio, local-first: a SQLite store in the results folder.",
             params=TrackioParams,
-            create=create,
+            create=TrackioLogger,  # TrackioLogger(params, context)
             requires="trackio",
         )
     ]

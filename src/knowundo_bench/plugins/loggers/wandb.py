@@ -98,10 +98,6 @@ class WandbLogger:
         self.finish()
 
 
-def create(params: WandbParams, context: LoggerContext) -> WandbLogger:
-    return WandbLogger(params, context)
-
-
 @hookimpl
 def register_loggers() -> list[LoggerInfo]:
     return [
@@ -109,7 +105,7 @@ def register_loggers() -> list[LoggerInfo]:
             name="wandb",
             description="Weights & Biases: online when logged in, else offline runs in the results folder.",
             params=WandbParams,
-            create=create,
+            create=WandbLogger,  # WandbLogger(params, context)
             requires="wandb",
         )
     ]
