@@ -193,3 +193,39 @@ def test_neuron_localizer_leaves_unselected_rows_bit_identical(model, encoder):
     masked_rows = sum(int((~m).sum()) * before[n][0].numel() for n, m in localization.row_masks.items())
     selected = sum(before[n].numel() for n in localization.selected)
     assert report.trainable_parameters == selected - masked_rows
+
+
+class FixedLogits(torch.nn.Module):
+    """A stand-in model: the same logits whatever it reads, and what it was given."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+        self.seen: dict = {}
+
+    def forward(self, input_ids, attention_mask=None):
+        self.seen = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return type("Output", (), {"logits": self.logits})()
+
+
+def test_each_examples_loss_is_the_mean_over_its_own_answer_tokens():
+    """One answer token, two, none: each example's mean cross-entropy over its labelled
+    tokens (position t's logits against token t + 1), 0 without any; the model reads the
+    batch's attention mask."""
+    from knowundo_bench.train.losses import example_losses
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 6)
+    labels = torch.tensor(
+        [[IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 2], [IGNORE_INDEX, IGNORE_INDEX, 5, 1], [IGNORE_INDEX] * 4]
+    )
+    batch = {
+        "input_ids": torch.zeros(3, 4, dtype=torch.long),
+        "attention_mask": torch.tensor([[1, 1, 1, 1]] * 2 + [[1, 1, 0, 0]]),
+        "labels": labels,
+    }
+    model = FixedLogits(logits)
+    losses = example_losses(model, batch)
+    ce = lambda row, t, token: float(torch.nn.functional.cross_entropy(logits[row, t - 1 : t], torch.tensor([token])))  # noqa: E731
+    assert losses.tolist() == pytest.approx([ce(0, 3, 2), (ce(1, 2, 5) + ce(1, 3, 1)) / 2, 0.0], rel=1e-6)
+    assert model.seen["attention_mask"] is batch["attention_mask"]
