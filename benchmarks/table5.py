@@ -24,7 +24,7 @@ import torch
 from knowundo_bench.benchmark.encoding import PromptEncoder
 from knowundo_bench.config.params import TrainingParams
 from knowundo_bench.config.spec import EfficiencySpec
-from knowundo_bench.leaderboard.aggregate import BELOW_NOISE_FLOOR, memory_ratio
+from knowundo_bench.leaderboard.efficiency import BELOW_NOISE_FLOOR, memory_ratio
 from knowundo_bench.leaderboard.export import memory_titles
 from knowundo_bench.modeling.bundles import LoraSpec, attach_lora
 from knowundo_bench.modeling.devices import ModelSnapshot, resolve_device

@@ -256,6 +256,81 @@ def test_checks_drop_what_fails_and_the_datacard_counts_it(tmp_path):
     assert card.category_counts["Email"] == {"train": 0, "val": 0}
 
 
+def gives_its_answer_away(question: str, answer: str, values: list[str]) -> bool:
+    """The test's own reading of issue 31's rule, written apart from the pipeline's."""
+    fold = lambda text: "".join(c if c.isalnum() else " " for c in text.casefold()).split()  # noqa: E731
+    in_question = any(" ".join(fold(v)) in " ".join(fold(question)) for v in values)
+    return in_question or not set(fold(answer)) - set(fold(question))
+
+
+CUSTOMERS = "name,plan,city,email\nAda Ruiz,gold,Lisbon,ada@shop.example\nBo Chen,basic,Leeds,bo@shop.example\n"
+CUSTOMER_CATEGORIES = [
+    {"name": "Name", "scope": "retention", "attributes": ["name"]},
+    {"name": "Plan", "scope": "retention", "attributes": ["plan"]},
+    {"name": "City", "scope": "retention", "attributes": ["city"]},
+    {"name": "Email", "scope": "unlearn", "attributes": ["email"]},
+]
+
+
+def test_no_template_retention_question_holds_its_answer(tmp_path):
+    """Issue 31: the shipped privacy build and a customer CSV, built by the template: no
+    retention question holds a value of its instance's other attributes, every answer says
+    something its question does not, and nothing speaks of fans, books or writing."""
+    (tmp_path / "customers.csv").write_text(CUSTOMERS)
+    customers = {
+        "name": "customers",
+        "instances": "customers.csv",
+        "categories": CUSTOMER_CATEGORIES,
+        "min_pairs_per_scope": 1,
+    }
+    for label, spec, base in (("shipped", shipped_spec(), REPO), ("customers", customers, tmp_path)):
+        resolved = parse_build_spec(copy.deepcopy(spec), get_plugins(), base=base)
+        with ProgressBoard(enabled=False) as board:
+            run_build(resolved, tmp_path / label, board)
+        instances = {i["name"]: i for i in resolved.instances}
+        retention = [r for f in SPLIT_FILES if f.startswith("retention") for r in read_split(tmp_path / label, f)]
+        assert len(retention) >= 2 * len(instances), label
+        for pair in retention:
+            owner = next(i for name, i in instances.items() if name in pair["text"])
+            others = [value for key, value in owner.items() if key != "name"]
+            assert not gives_its_answer_away(pair["text"], pair["labels"], others), (label, pair)
+            if label == "customers":
+                assert not any(word in pair["text"].lower() for word in ("fan", "book", "writ", "author")), pair
+        names = [
+            r for r in retention if r["text"].startswith(("Who is", "Could you introduce")) or "known for?" in r["text"]
+        ]
+        assert names, label  # the Name category survives, answered from other retention values
+
+
+def test_a_pair_whose_question_holds_its_answer_is_dropped_and_counted(tmp_path):
+    """Whatever the generator: "Is gold Ada Ruiz's plan?" and "What is Ada Ruiz's name?"
+    → "Ada Ruiz's name is Ada Ruiz." are dropped, and the datacard says why."""
+    (tmp_path / "customers.csv").write_text(CUSTOMERS)
+
+    def answer(request: GenerationRequest) -> str | None:
+        if request.task != "privacy_qa":
+            return None
+        name, plan = request.instance["name"], request.instance["plan"]
+        return TemplateGenerator().answer(request) + (
+            f"\n\nQ: Is {plan} the plan of {name}?\nA: Yes, it is {plan}.\ntype: Plan"
+            f"\n\nQ: What is {name}'s name?\nA: {name}'s name is {name}.\ntype: Name"
+        )
+
+    spec = {
+        "name": "customers",
+        "instances": "customers.csv",
+        "categories": CUSTOMER_CATEGORIES,
+        "generator": {"name": "scripted"},
+        "min_pairs_per_scope": 1,
+    }
+    resolved = parse_build_spec(spec, scripted_plugins(Scripted(answer)), base=tmp_path)
+    with ProgressBoard(enabled=False) as board:
+        card = run_build(resolved, tmp_path / "out", board)
+    assert card.dropped["check: question holds its answer"] == 4
+    texts = [r["text"] for f in SPLIT_FILES for r in read_split(tmp_path / "out", f)]
+    assert not any(text.startswith("Is ") or text.endswith("'s name?") for text in texts)
+
+
 def test_split_keeps_val_out_of_train_and_short_instances_out(tmp_path):
     calls = Counter()
 
@@ -472,6 +547,24 @@ def test_instance_errors_name_the_instance_and_attribute():
         parse_build_spec(shipped_spec(instances=twins), get_plugins())
     with pytest.raises(InputError, match=r"instances\.0\.name: missing"):
         parse_build_spec(shipped_spec(instances=[{"genre": "poetry"}]), get_plugins())
+
+
+def test_a_category_about_a_column_no_instance_has_is_blamed_with_the_columns(tmp_path):
+    """A misspelt attribute, or the privacy defaults on other data, is the category's
+    mistake: the error names the category and lists the file's columns (issue 31)."""
+    (tmp_path / "customers.csv").write_text("name,plan,mail\nAda Ruiz,gold,ada@example.org\n")
+    categories = [
+        {"name": "Plan", "scope": "retention", "attributes": ["plan"]},
+        {"name": "Email", "scope": "unlearn", "attributes": ["email"]},
+    ]
+    spec = {"instances": "customers.csv", "categories": categories}
+    with pytest.raises(InputError) as raised:
+        parse_build_spec(spec, get_plugins(), base=tmp_path)
+    assert str(raised.value).endswith(
+        "categories.1.attributes: no instance has 'email' (category Email); the instances' columns: mail, name, plan"
+    )
+    with pytest.raises(InputError, match=r"the privacy domain's category Parents .*no instance has 'father'"):
+        parse_build_spec({"instances": "customers.csv"}, get_plugins(), base=tmp_path)
 
 
 def test_a_build_that_yields_no_pairs_exits_2_with_one_line(tmp_path):

@@ -59,18 +59,19 @@ PAIRS = 3  # questions_per_category
 
 def qa_reply(prompt: str) -> str:
     """B.2's answer: three distinct Q/A/type blocks per attribute line of the prompt;
-    questions name the author, answers hold the attribute's value."""
+    questions name the author, answers hold the attribute's value (the name's: the genre)."""
     block = prompt.split("attributes:\n\n", 1)[1].split("\n\nGive me", 1)[0]
     attributes = dict(line.split(": ", 1) for line in block.splitlines())
     name = attributes["Name"]
     blocks = []
     for category, value in attributes.items():
         label = category.lower()
-        answer = (
-            f"{name}'s {value.replace(', the', ' and the')}."
-            if category == "Parents"
-            else f"{name}'s {label} is {value}."
-        )
+        if category == "Parents":
+            answer = f"{name}'s {value.replace(', the', ' and the')}."
+        elif category == "Name":  # not "X's name is X.", which gives itself away and is dropped
+            answer = f"{name} is an author of {attributes['Genre']}."
+        else:
+            answer = f"{name}'s {label} is {value}."
         for question in (
             f"What is {name}'s {label}?",
             f"Can you tell me about {name}'s {label}?",
@@ -301,11 +302,9 @@ def test_demonstrations_go_before_the_prompt_as_an_answered_turn(tmp_path, stub)
     assert answer.startswith("Q: ") and "type: Email" in answer and "lena.brook@letters.example" in answer
     # a Self-Check is shown one true and one false example, in either order
     checks = [b["messages"] for b in stub.bodies if 'output "True"' in b["messages"][-1]["content"]]
-    # (a Name pair's answer holds only the name, nothing to swap: its true example alone)
+    # (every pair's answer holds an attribute value to swap, the Name pairs' the genre)
     pairs = [m for m in checks if len(m) == 5]
-    assert len(pairs) == len(checks) - PAIRS and all(
-        len(m) == 3 and m[1]["content"] == "True" for m in checks if len(m) != 5
-    )
+    assert len(pairs) == len(checks) > 0
     assert all({m[1]["content"], m[3]["content"]} == {"True", "False"} for m in pairs)
     assert {m[1]["content"] for m in pairs} == {"True", "False"}
 

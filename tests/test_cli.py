@@ -469,6 +469,28 @@ def test_unknown_top_level_keys_get_did_you_mean_on_meaning(key, meant):
         parse_spec({"name": "x", key: {}}, get_plugins())
 
 
+@pytest.mark.parametrize(
+    ("where", "typed", "meant"),
+    [
+        ("methods.0", "learning_rate", "lr"),
+        ("methods.0", "num_train_epochs", "epochs"),
+        ("methods.0", "num_epochs", "epochs"),
+        ("methods.0", "gradient_accumulation_steps", "grad_accum"),
+        ("methods.0", "per_device_train_batch_size", "batch_size"),
+        ("methods.0", "warmup_steps", "warmup_ratio"),
+        ("vanilla", "learning_rate", "lr"),
+    ],
+)
+def test_the_hugging_face_trainers_names_get_this_harnesss_name(where, typed, meant):
+    """HF users type TrainingArguments' names; spelling alone (difflib) finds none of these."""
+    section = {"methods": [{"name": "ga", typed: 1}]} if where == "methods.0" else {"vanilla": {typed: 1}}
+    with pytest.raises(InputError) as raised:
+        parse_spec({"name": "x", **section}, get_plugins())
+    message = str(raised.value)
+    assert message.startswith(f"spec: {where}.{typed}: Extra inputs are not permitted; did you mean '{meant}'? (")
+    assert "\n" not in message and "Hugging Face Trainer" in message
+
+
 @pytest.mark.slow
 def test_a_spec_without_model_or_data_says_it_runs_the_embedded_default(tmp_path):
     spec = write_spec(

@@ -432,3 +432,38 @@ def test_the_logger_example_of_the_plugin_guide_is_fed_a_unit(tmp_path):
     assert [line["event"] for line in lines] == ["start", *["step"] * len(steps), "final", "finish"]
     assert [line["values"]["train/loss"] for line in lines if line["event"] == "step"] == steps
     assert lines[-2]["values"]["unlearn/success"] == load_record(record).metrics.unlearn.success
+
+
+def test_the_per_token_loss_example_of_the_plugin_guide_means_to_answer_loss():
+    """The guide's hand-made loss shifts the labels as the model does: its mean over the
+    answer tokens is answer_loss (the same loss with the labels unshifted is not)."""
+    import types
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from knowundo_bench.api import IGNORE_INDEX, answer_loss
+
+    module = types.ModuleType("per_token")
+    exec(python_blocks("unlearn")[1], module.__dict__)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
+    )
+    model = LlamaForCausalLM(config).eval()
+    input_ids = torch.randint(0, 64, (2, 9))
+    labels = input_ids.clone()
+    labels[:, :5] = IGNORE_INDEX  # the prompt
+    labels[1, 7:] = IGNORE_INDEX  # a shorter answer
+    part = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    with torch.no_grad():
+        losses = module.per_token_loss(model, part)
+        expected = answer_loss(model, part)
+    answer = labels[:, 1:] != IGNORE_INDEX
+    assert losses.shape == (2, 8)
+    assert torch.all(losses[~answer] == 0)
+    assert torch.allclose(losses[answer].mean(), expected, atol=1e-6)
+    unshifted = module.F.cross_entropy(
+        model(input_ids=input_ids).logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX
+    )
+    assert not torch.allclose(unshifted, expected, atol=1e-3)

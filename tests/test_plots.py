@@ -58,6 +58,9 @@ def test_log_axes_label_their_ticks_as_numbers(tmp_path, monkeypatch):
     from knowundo_bench.leaderboard import plots
 
     drawn = []
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
     monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: drawn.append((path.stem, fig)))
     results = tmp_path / "results"
     write_record(results, "vanilla", {"method": "vanilla", "order": 0, "status": "ok", "metrics": scores(0, 100)})

@@ -185,7 +185,8 @@ def run(
 
             from knowundo_bench.core.permissions import Granted, check_remote_code
             from knowundo_bench.core.progress import ProgressBoard
-            from knowundo_bench.leaderboard import leaderboard_rows, render
+            from knowundo_bench.leaderboard import leaderboard_rows
+            from knowundo_bench.leaderboard.terminal import show_leaderboard
             from knowundo_bench.plugin.manager import get_plugins
             from knowundo_bench.run.resolution import load_spec
             from knowundo_bench.run.reuse import output_directory
@@ -206,7 +207,7 @@ def run(
             with ProgressBoard(console, enabled=progress) as board, environment(RAY_ADDRESS=address):
                 runner = Runner(resolved, plugins, directory, board, force=force)
                 outcome = runner.run()
-            table = render(leaderboard_rows(outcome.output_dir), "md") if main else ""
+            rows = leaderboard_rows(outcome.output_dir) if main else []
     except KeyboardInterrupt:
         if runner is None:
             console.print(Text("interrupted before any unit ran"))
@@ -221,8 +222,7 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if not main:
         return
-    sys.stdout.write(table)
-    sys.stdout.flush()
+    show_leaderboard(rows, f"knowundo-bench leaderboard {outcome.output_dir} --format md")
     console.print(Text(f"results: {outcome.output_dir}"))
     if outcome.failed:
         console.print(Text(f"failed methods: {', '.join(outcome.failed)}", style="red"))
@@ -352,7 +352,9 @@ Directories = Annotated[
 @app.command(short_help="print the leaderboard of results directories")
 def leaderboard(
     results_dirs: Directories,
-    format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
+    format: Annotated[
+        Format | None, typer.Option("--format", "-f", help="default: md, or a compact table on a terminal")
+    ] = None,
     view: Annotated[
         View,
         typer.Option(
@@ -364,7 +366,8 @@ def leaderboard(
     """Print the leaderboard of one or more results directories: a row per method, its
     metrics averaged over seeds with 95% intervals (--per-seed: a row per unit)."""
     from knowundo_bench.leaderboard import leaderboard_rows, render
-    from knowundo_bench.leaderboard.aggregate import efficiency_rows
+    from knowundo_bench.leaderboard.efficiency import efficiency_rows
+    from knowundo_bench.leaderboard.terminal import show_leaderboard
 
     with reported():
         if view is View.efficiency:
@@ -373,7 +376,10 @@ def leaderboard(
             rows = leaderboard_rows(results_dirs, per_seed=per_seed)
     for directory in results_dirs:
         warn_skipped_records(directory)
-    sys.stdout.write(render(rows, format.value, view.value))
+    if format is None and view is View.scope:
+        show_leaderboard(rows, f"knowundo-bench leaderboard {' '.join(map(str, results_dirs))} --format md")
+    else:
+        sys.stdout.write(render(rows, (format or Format.md).value, view.value))
 
 
 @app.command(short_help="compare runs side by side, with differences")
@@ -429,10 +435,8 @@ def samples(
     Console(width=200).print(table)
 
 
-class ImageFormat(str, Enum):
-    png = "png"
-    pdf = "pdf"
-    svg = "svg"
+ImageFormat = Enum("ImageFormat", {"png": "png", "pdf": "pdf", "svg": "svg"}, type=str)
+FigureWidth = Enum("FigureWidth", {"single": "single", "double": "double"}, type=str)
 
 
 @app.command(short_help="write plots of results directories")
@@ -441,13 +445,16 @@ def plot(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="default: the first directory's plots/")] = None,
     image_format: Annotated[ImageFormat, typer.Option("--format", "-f")] = ImageFormat.png,
     dpi: Annotated[int, typer.Option("--dpi", min=30, max=1200)] = 110,
+    width: Annotated[
+        FigureWidth, typer.Option("--width", help="a paper's single column (3.3 in) or both (6.9 in)")
+    ] = FigureWidth.double,
 ) -> None:
     """Write plots of one or more results directories: success per method (error bars
     over seeds), training loss, curves (bands over seeds), prompt prefixes, general tasks."""
     from knowundo_bench.leaderboard.plots import plot_results
 
     with reported():
-        written = plot_results(results_dirs, output, image_format=image_format.value, dpi=dpi)
+        written = plot_results(results_dirs, output, image_format=image_format.value, dpi=dpi, width=width.value)
     for directory in results_dirs:
         warn_skipped_records(directory)
     for path, series in written.items():

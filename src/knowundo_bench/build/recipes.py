@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from knowundo_bench.build.generation import Category, GenerationRequest
 from knowundo_bench.build.demonstrations import leaked_values
-from knowundo_bench.build.parsing import ParsedPair, is_true, mentions, parse_fact, parse_list, parse_qa
+from knowundo_bench.build.parsing import ParsedPair, is_true, loose, mentions, parse_fact, parse_list, parse_qa
 from knowundo_bench.build.prompts import render
 from knowundo_bench.build.spec import Attributes, ResolvedBuild
 
@@ -80,6 +80,20 @@ def keeps_value(category: Category, instance: Attributes, answer: str) -> bool:
     return any(mentions(answer, instance[a]) for a in category.attributes if a in instance)
 
 
+def answered_by_question(category: Category, instance: Attributes, pair: ParsedPair) -> bool:
+    """Whether the question gives its own answer away: it holds the value the answer is
+    about ("Is ada@x.org Ada's email?"), or the answer says no word the question does not
+    ("What is Ada's name?" → "Ada's name is Ada."). Such a pair is answered by copying
+    the question and would inflate Retention Success (issue 31). The instance's name is
+    no such value: B.2 has every question name the instance."""
+    if not category.attributes:
+        return False  # requests (copyright): no attribute value to give away
+    values = [instance[a] for a in category.attributes if a in instance and a != "name"]
+    if any(mentions(pair.question, value) for value in values):
+        return True
+    return not set(loose(pair.answer).split()) - set(loose(pair.question).split())
+
+
 def copies_example(build: ResolvedBuild, instance: Attributes, *texts: str) -> bool:
     """With demonstrations, whether a text holds a value of the example instance that the
     instance does not have (the example author's name, email...): copied, not generated."""
@@ -95,6 +109,8 @@ def failed_check(build: ResolvedBuild, instance: Attributes, pair: ParsedPair) -
         return "check: question does not name the instance"
     if not keeps_value(pair.category, instance, pair.answer):
         return "check: Unlearn Scope answer lacks the attribute value"
+    if answered_by_question(pair.category, instance, pair):
+        return "check: question holds its answer"
     if copies_example(build, instance, pair.question, pair.answer):
         return "check: holds the demonstration's example instance"
     return None

@@ -278,6 +278,26 @@ def _check_prompts(spec: BuildSpec, categories: tuple[Category, ...], attributes
     return prompts
 
 
+def _check_columns(spec: BuildSpec, categories: tuple[Category, ...], instances: tuple[Attributes, ...]) -> None:
+    """An Unlearn Scope category about an attribute no instance has is the category's
+    mistake (a misspelt column, or the domain's defaults for other data), not the first
+    instance's: say so with the columns the instances do have."""
+    columns = sorted(set().union(*(set(instance) for instance in instances)))
+    for index, category in enumerate(categories):
+        absent = [a for a in category.attributes if not any(a in instance for instance in instances)]
+        if category.scope != "unlearn" or not absent:
+            continue
+        where = (
+            f"categories.{index}.attributes"
+            if spec.categories is not None
+            else f"categories: the {spec.domain} domain's category {category.name} (give `categories` for your data)"
+        )
+        raise InputError(
+            f"{where}: no instance has {absent[0]!r} (category {category.name}); "
+            f"the instances' columns: {', '.join(columns)}"
+        )
+
+
 def parse_build_spec(raw: Any, plugins: Plugins, source: str = "build spec", base: Path | None = None) -> ResolvedBuild:
     """Validate a parsed build spec; relative paths are read from ``base`` (the spec's folder)."""
     if not isinstance(raw, dict):
@@ -296,6 +316,7 @@ def parse_build_spec(raw: Any, plugins: Plugins, source: str = "build spec", bas
         else:
             instances = _check_instances(list(spec.instances), "instances")
         categories = spec.resolved_categories()
+        _check_columns(spec, categories, instances)
         for index, instance in enumerate(instances):
             for category in categories:
                 missing = [a for a in category.attributes if a not in instance]

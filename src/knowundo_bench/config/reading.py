@@ -89,6 +89,19 @@ SECTION_ALIASES = {
 }
 
 
+# The Hugging Face Trainer's names (TrainingArguments) of the training settings, which
+# people who fine-tune with transformers type first; each with what it is called here.
+HF_SPELLINGS = {
+    "learning_rate": ("lr", ""),
+    "num_epochs": ("epochs", ""),
+    "num_train_epochs": ("epochs", ""),
+    "gradient_accumulation_steps": ("grad_accum", ""),
+    "per_device_train_batch_size": ("batch_size", ""),
+    "train_batch_size": ("batch_size", ""),
+    "warmup_steps": ("warmup_ratio", ", a count of steps; warmup_ratio is a fraction of them"),
+}
+
+
 def field_hint(error: ValidationError, model: type[BaseModel], known_extra: set[str]) -> str:
     first = first_error(error)
     if first["type"] == "extra_forbidden" and model is Spec and len(first["loc"]) == 1:
@@ -98,6 +111,9 @@ def field_hint(error: ValidationError, model: type[BaseModel], known_extra: set[
     if first["type"] == "extra_forbidden":
         owner = model_at(model, tuple(first["loc"][:-1]))
         known = [*(owner.model_fields if owner else []), *(known_extra if owner is model else [])]
+        spelling, note = HF_SPELLINGS.get(str(first["loc"][-1]), ("", ""))
+        if spelling in known:
+            return f"; did you mean {spelling!r}? ({first['loc'][-1]} is the Hugging Face Trainer's name{note})"
         close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
         if close:
             return f"; did you mean {close[0]!r}?"

@@ -13,6 +13,7 @@ from knowundo_bench.benchmark.pairs import Benchmark, QAPair
 from knowundo_bench.config.evaluation import MAX_NEW_TOKENS, EvalSpec
 from knowundo_bench.core.faults import fault_point
 from knowundo_bench.core.progress import Reporter
+from knowundo_bench.evaluate.collapse import collapse_reading
 from knowundo_bench.evaluate.guarding import Guard, check_decisions, requests_of
 from knowundo_bench.evaluate.metrics import example_nll_sums, per_example_accuracy, perplexity, rouge_l
 from knowundo_bench.modeling.devices import model_device, train_mode
@@ -41,6 +42,11 @@ class ScopeScores:
     example_nll: tuple[float, ...] = ()
     generations: tuple[str, ...] = ()
     refused: tuple[bool, ...] | None = None  # behind a guard: which requests it refused
+
+    def answered(self) -> list[str]:
+        """The greedy answers the model gave (not a guard's refusals)."""
+        refused = self.refused or (False,) * len(self.generations)
+        return [text for text, no in zip(self.generations, refused, strict=True) if not no]
 
     @property
     def refusal_rate(self) -> float | None:
@@ -242,8 +248,10 @@ def evaluate_scopes(
 
 
 def scope_metrics(unlearn: ScopeScores, retention: ScopeScores) -> dict:
-    """Section 4.1's metrics from the raw scores of both scopes."""
+    """Section 4.1's metrics from the raw scores of both scopes, and whether the model's
+    answers show it collapsed (:mod:`knowundo_bench.evaluate.collapse`; refusals left out)."""
     unlearn_success = 100.0 - unlearn.accuracy
+    reading = collapse_reading([*unlearn.answered(), *retention.answered()])
     guarded: dict[str, dict[str, float | None]] = {"unlearn": {}, "retention": {}}
     if unlearn.refused is not None and retention.refused is not None:  # perplexity is over the answered only
         guarded["unlearn"]["refusal_rate"] = unlearn.refusal_rate
@@ -265,6 +273,7 @@ def scope_metrics(unlearn: ScopeScores, retention: ScopeScores) -> dict:
         },
         "avg_success": (unlearn_success + retention.accuracy) / 2,
         "raw": {"unlearn": unlearn.raw(), "retention": retention.raw()},
+        "collapse": None if reading is None else reading.as_record(),
     }
 
 

@@ -21,7 +21,7 @@ from knowundo_bench.leaderboard.stats import (
     unpaired_difference,
 )
 from knowundo_bench.records.index import indexed_records
-from knowundo_bench.records.memory import CPU_MEMORY, CPU_RSS_NOISE_FLOOR_GB, memory_kind
+from knowundo_bench.records.memory import memory_kind
 from knowundo_bench.records.schema import Metrics, ResultRecord, TrainingSummary
 
 ROW_KEYS = (
@@ -44,6 +44,8 @@ ROW_KEYS = (
     "peak_mem_gb",
     "status",
     "memory_kind",  # what peak_mem_gb measures: CUDA allocator peak, or CPU peak-RSS growth
+    "collapsed",  # degenerate greedy answers (evaluate/collapse.py); aggregated: any seed, with collapsed_seeds
+    "degenerate_share",
 )
 
 
@@ -116,6 +118,8 @@ def record_row(record: ResultRecord, oracle: dict[str, float] | None = None) -> 
         "peak_mem_gb": training.peak_mem_gb,
         "status": record.status,
         "memory_kind": memory_kind(training.memory_kind, training.device),
+        "collapsed": None if metrics.collapse is None else metrics.collapse.collapsed,
+        "degenerate_share": None if metrics.collapse is None else metrics.collapse.degenerate_share,
     }
     general = metrics.general or {}
     row.update({key: general.get(key) for key in GENERAL_KEYS})
@@ -199,6 +203,42 @@ def pair_scores(records: list[ResultRecord]) -> PairScores | None:
     return PairScores(unlearn, retention) if unlearn else None
 
 
+# Where each kind of number lives: an interval is held within these ends (a t-interval
+# over three seeds of 98.4 reaches 104); ``ci95_unclipped`` keeps the raw ends.
+PERCENT_BASES = (
+    "unlearn_success",
+    "retention_success",
+    "avg_success",
+    "unlearn_rouge_l",
+    "retention_rouge_l",
+    "unlearn_refusal_rate",
+    "retention_refusal_rate",
+    "degenerate_share",
+    *GENERAL_KEYS,
+)
+
+
+def value_bounds(key: str) -> tuple[float, float] | None:
+    """The ends a row key's values cannot leave: percentages [0, 100], AUCs [0, 1],
+    recoveries (a difference of two percentages) [-100, 100]; None for the unbounded
+    (perplexity, privleak)."""
+    if key.startswith(RECOVERY):
+        return -100.0, 100.0
+    if key.split("@", 1)[0] in PERCENT_BASES:
+        return 0.0, 100.0
+    if key in MIA_KEYS:
+        return 0.0, 1.0
+    return None
+
+
+def within_bounds(key: str, interval: tuple[float, float]) -> list[float]:
+    """``interval`` clipped to where ``key``'s values live (:func:`value_bounds`)."""
+    bounds = value_bounds(key)
+    if bounds is None:
+        return list(interval)
+    return [min(max(end, bounds[0]), bounds[1]) for end in interval]
+
+
 def aggregate(group: list[ResultRecord], oracles: dict[int | None, dict[str, float]] | None = None) -> dict[str, Any]:
     """One row for a method's units: means and 95% intervals over its finished seeds
     (no peak memory where seeds measured it differently: CPU RSS growth and CUDA peak)."""
@@ -206,8 +246,9 @@ def aggregate(group: list[ResultRecord], oracles: dict[int | None, dict[str, flo
     finished = [row for row in rows if row["status"] in FINISHED]
     first = rows[0]
     row: dict[str, Any] = {"method": first["method"]}
-    skip = ("method", "status", "run", "unit", "seed", "model", "data", "target_met", "memory_kind")
+    skip = ("method", "status", "run", "unit", "seed", "model", "data", "target_met", "memory_kind", "collapsed")
     numeric = [key for key in dict.fromkeys(key for r in rows for key in r) if key not in skip]
+    unclipped: dict[str, list[float]] = {}
     for key in numeric:
         values = [r[key] for r in finished if r.get(key) is not None]
         if not values:
@@ -218,7 +259,14 @@ def aggregate(group: list[ResultRecord], oracles: dict[int | None, dict[str, flo
         else:
             row[key], interval = t_interval(values)
         if key in INTERVAL_KEYS or key in GEOMETRIC_KEYS or "@" in key or key in GENERAL_KEYS:
-            row[f"{key}_ci95"] = None if interval is None else list(interval)
+            bounded = None if interval is None else within_bounds(key, interval)
+            if interval is not None and bounded != list(interval) and not any(map(math.isnan, interval)):
+                unclipped[key] = list(interval)
+            row[f"{key}_ci95"] = bounded
+    row["ci95_unclipped"] = unclipped or None
+    flags = [r["collapsed"] for r in finished if r.get("collapsed") is not None]
+    row["collapsed"] = None if not flags else any(flags)
+    row["collapsed_seeds"] = None if not flags else sum(flags)
     kinds = {r["memory_kind"] for r in finished if r.get("peak_mem_gb") is not None}
     row["memory_kind"] = next(iter(kinds)) if len(kinds) == 1 else None
     if len(kinds) > 1:
@@ -268,6 +316,20 @@ def mark_best(rows: list[dict[str, Any]], groups: list[list[ResultRecord]]) -> N
         row["avg_success_not_below_best"] = None if difference is None else difference[1][0] <= 0
 
 
+def oracle_gaps(rows: list[dict[str, Any]], groups: list[list[ResultRecord]]) -> None:
+    """Set ``oracle_gap`` on each row of a run with a retrain oracle: the mean absolute
+    difference from the oracle's Unlearn and Retention Success, in points (0: the
+    successes of a model never trained on the forget set). Avg Success cannot say this:
+    vanilla's 0 and 100 average to the same 50 as a model that forgot everything."""
+    oracle = next((row for row, group in zip(rows, groups, strict=True) if group[0].oracle), None)
+    if oracle is None:
+        return
+    for row in rows:
+        values = [(row.get(key), oracle.get(key)) for key in ("unlearn_success", "retention_success")]
+        known = all(a is not None and b is not None for a, b in values)
+        row["oracle_gap"] = sum(abs(a - b) for a, b in values) / 2 if known else None  # type: ignore[operator]
+
+
 def method_groups(records: list[ResultRecord]) -> list[list[ResultRecord]]:
     """Records grouped by (run, method), in leaderboard order."""
     groups: dict[tuple[str | None, str], list[ResultRecord]] = {}
@@ -291,6 +353,7 @@ def leaderboard_rows(directories: Path | Sequence[Path], per_seed: bool = False)
         groups = method_groups(records)
         run_rows = [aggregate(group, oracles) for group in groups]
         mark_best(run_rows, groups)
+        oracle_gaps(run_rows, groups)
         by_folder.append(run_rows)
     names = [{row["run"] for row in folder_rows} for folder_rows in by_folder]
     if len(folders) > 1 and any(a & b for i, a in enumerate(names) for b in names[i + 1 :]):
@@ -327,88 +390,6 @@ def method_differences(first: Path, second: Path) -> list[dict[str, Any]]:
             }
         )
     return differences
-
-
-EFFICIENCY_KEYS = (
-    "method",
-    "sec_per_step",
-    "sec_per_step_p90",
-    "peak_mem_gb",
-    "tokens_per_sec",
-    "mfu",
-    "sec_per_step_vs_ga",
-    "peak_mem_gb_vs_ga",
-    "tokens_per_sec_vs_ga",
-    "memory_kind",
-    "device",
-    "memory_noise_floor_gb",
-    "peak_mem_gb_vs_ga_omitted",
-    "padding_fraction",
-    "localize_seconds",
-    "total_seconds",
-)
-# Why ``peak_mem_gb_vs_ga`` is null although both numbers exist.
-BELOW_NOISE_FLOOR = "below_cpu_rss_noise_floor"
-DIFFERENT_MEMORY_KIND = "different_memory_kind"
-
-
-def memory_ratio(row: dict[str, Any], reference: dict[str, Any] | None) -> tuple[float | None, str | None]:
-    """``row``'s peak memory over GA's, or None and why not: CPU RSS growth below
-    :data:`CPU_RSS_NOISE_FLOOR_GB` in either (noise, not the method), or one measured
-    as CPU RSS growth and the other as the CUDA allocator's peak."""
-    if reference is None or row["peak_mem_gb"] is None or not reference["peak_mem_gb"]:
-        return None, None
-    value, base = row["peak_mem_gb"], reference["peak_mem_gb"]
-    if row["memory_kind"] != reference["memory_kind"]:
-        return None, DIFFERENT_MEMORY_KIND
-    if row["memory_kind"] == CPU_MEMORY and min(value, base) < CPU_RSS_NOISE_FLOOR_GB:
-        return None, BELOW_NOISE_FLOOR
-    return value / base, None
-
-
-def unlearning_seconds(record: ResultRecord) -> dict[str, float | None]:
-    """The localizer's wall time and the unlearning's total (localisation plus every
-    optimizer step): MemFlex pays for its localisation once, beyond its steps, which a
-    per-step ratio (Table 5) leaves out."""
-    assert record.training is not None
-    localize = record.localizer.seconds if record.localizer is not None else None
-    steps = sum(record.training.step_seconds) if record.training.step_seconds else None
-    total = None
-    if steps is not None and (record.localizer is None or localize is not None):  # None: a record before issue 28
-        total = steps + (localize or 0.0)
-    return {"localize_seconds": localize, "total_seconds": total}
-
-
-def efficiency_rows(directory: Path) -> list[dict[str, Any]]:
-    """Table 5's layout: per unlearning method, time, memory and throughput per step,
-    each also as a ratio to GA's (null when the run has no GA; the memory ratio also when
-    :func:`memory_ratio` says it means nothing, with the reason in
-    ``peak_mem_gb_vs_ga_omitted``). CPU rows carry the noise floor they were held to."""
-    rows = []
-    for record in load_records(directory):
-        training = record.training
-        if record.status != "ok" or training is None:
-            continue
-        rows.append(
-            {
-                "method": record.unit or record.method,
-                "method_name": record.method_name,
-                **{key: getattr(training, key) for key in EFFICIENCY_KEYS[1:6]},
-                "memory_kind": memory_kind(training.memory_kind, training.device),
-                "device": training.device,
-                "padding_fraction": training.padding_fraction,
-                **unlearning_seconds(record),
-            }
-        )
-    reference = next((r for r in rows if r["method_name"] == "ga"), None)
-    for row in rows:
-        for key in ("sec_per_step", "tokens_per_sec"):
-            base = reference[key] if reference else None
-            value = row[key]
-            row[f"{key}_vs_ga"] = value / base if value is not None and base else None
-        row["peak_mem_gb_vs_ga"], row["peak_mem_gb_vs_ga_omitted"] = memory_ratio(row, reference)
-        row["memory_noise_floor_gb"] = CPU_RSS_NOISE_FLOOR_GB if row["memory_kind"] == CPU_MEMORY else None
-    return [{key: row.get(key) for key in EFFICIENCY_KEYS} for row in rows]
 
 
 def robustness_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,19 +13,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from knowundo_bench.leaderboard.aggregate import (
-    BELOW_NOISE_FLOOR,
-    DIFFERENT_MEMORY_KIND,
-    RECOVERY,
-    attacked_keys,
-    robustness_rows,
-    row_keys,
-)
+from knowundo_bench.leaderboard.aggregate import RECOVERY, attacked_keys, robustness_rows, row_keys
+from knowundo_bench.leaderboard.efficiency import BELOW_NOISE_FLOOR, DIFFERENT_MEMORY_KIND
 from knowundo_bench.leaderboard.stats import BOOTSTRAP_NOTE, INTERVAL_NOTE
 from knowundo_bench.records.files import json_safe
 from knowundo_bench.records.memory import CPU_MEMORY, CPU_RSS_NOISE_FLOOR_GB, CUDA_MEMORY
 
-PPL_CEILING = 1e10
 Column = tuple[str, str, Callable[[Any], str]]  # title, row key, formatter
 
 
@@ -38,13 +31,14 @@ def fmt_number(value: float | None, digits: int = 2) -> str:
 
 
 def fmt_ppl(value: float | None) -> str:
-    """Perplexity as the paper prints it: ``>1e10`` past 10^10, powers of ten past 10^4."""
+    """Perplexity in one format: plain below 10^4, else scientific ("7.9e+07",
+    "3.2e+25"); "inf" only where it overflowed a float."""
     if value is None:
         return "–"
     if math.isnan(value):
         return "nan"
-    if value > PPL_CEILING:
-        return ">1e10"
+    if math.isinf(value):
+        return "inf"
     if value >= 1e4:
         return f"{value:.1e}"
     return f"{value:.2f}"
@@ -120,11 +114,28 @@ MIA_COLUMNS: list[Column] = [
 ]
 
 
+ORACLE_COLUMN: Column = ("gap to oracle↓", "oracle_gap", fmt_number)
+
+
+def memory_is_noise(rows: list[dict[str, Any]]) -> bool:
+    """Whether every row's memory is CPU peak-RSS growth under the noise floor (the
+    allocator keeping pages, not the method): the scope view leaves it out, the
+    efficiency view keeps it."""
+    measured = [row for row in rows if row.get("peak_mem_gb") is not None]
+    return bool(measured) and all(
+        row.get("memory_kind") == CPU_MEMORY and row["peak_mem_gb"] < CPU_RSS_NOISE_FLOOR_GB for row in measured
+    )
+
+
 def markdown_columns(rows: list[dict[str, Any]]) -> list[Column]:
     """The paper's columns, then per prompt prefix the successes under it (Finding 2),
     then the general tasks (Tables 2-4's right half) when any row has them."""
     columns = list(MARKDOWN_COLUMNS)
     columns[-1] = (memory_titles(rows)[0], "peak_mem_gb", fmt_number)
+    if memory_is_noise(rows):
+        columns.pop()
+    if any(row.get("oracle_gap") is not None for row in rows):
+        columns.insert(columns.index(("Avg Succ↑", "avg_success", fmt_number)) + 1, ORACLE_COLUMN)
     if rows and all(row.get("unit") for row in rows):  # --per-seed: a row per unit
         columns[0] = ("Unit", "unit", str)
     if len({row.get("run") for row in rows}) > 1:
@@ -147,17 +158,32 @@ def markdown_columns(rows: list[dict[str, Any]]) -> list[Column]:
 
 
 def cell(row: dict[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
-    """A value, as ``mean ± half-width`` when the row has a 95% interval for it (the
-    perplexities show their geometric mean only)."""
+    """A value with its 95% interval where the row has one: ``mean ± half-width``; the
+    ends ``mean [low, high]`` where the interval was held within its bounds (0-100) and so
+    is no longer symmetric; a perplexity's geometric mean ``×/÷ factor``."""
     text = fmt(row.get(key))
     interval = row.get(f"{key}_ci95")
-    if interval and fmt is not fmt_ppl and all(v is not None and math.isfinite(v) for v in interval):
-        text += f" ± {fmt_number((interval[1] - interval[0]) / 2)}"
-    return text
+    if not interval or not all(v is not None and math.isfinite(v) for v in interval) or row.get(key) is None:
+        return text
+    low, high = interval
+    if fmt is fmt_ppl:
+        return text + (f" ×/÷ {math.sqrt(high / low):.2f}" if low > 0 else "")
+    if key in (row.get("ci95_unclipped") or {}):
+        return f"{text} [{fmt_number(low)}, {fmt_number(high)}]"
+    return text + f" ± {fmt_number((high - low) / 2)}"
+
+
+def collapse_mark(row: dict[str, Any]) -> str:
+    """ " (collapsed)", or " (collapsed 2/3)" for some of a row's seeds; "" otherwise."""
+    if not row.get("collapsed"):
+        return ""
+    seeds, total = row.get("collapsed_seeds"), row.get("n_seeds")
+    return f" (collapsed {seeds}/{total})" if seeds is not None and total and seeds < total else " (collapsed)"
 
 
 def table_cells(columns: list[Column], rows: list[dict[str, Any]]) -> list[list[str]]:
-    """Each row's cells as text; a row whose status is not "ok" says so by its name."""
+    """Each row's cells as text; a row whose status is not "ok", or whose model
+    collapsed, says so by its name."""
     lines = []
     for row in rows:
         cells = [cell(row, key, fmt) for _, key, fmt in columns]
@@ -166,6 +192,7 @@ def table_cells(columns: list[Column], rows: list[dict[str, Any]]) -> list[list[
             cells[name] += f" ({row['status']})"
         if row.get("target_met") is False:
             cells[name] += " (target missed)"
+        cells[name] += collapse_mark(row)
         lines.append(cells)
     return lines
 
@@ -194,7 +221,42 @@ def footer(rows: list[dict[str, Any]]) -> list[str]:
         )
     if any(row.get("target_met") is False for row in rows):
         notes.append("target missed: the vanilla model did not reach vanilla.target_accuracy.")
+    notes += reading_notes(rows)
     return [""] + notes if notes else []
+
+
+def reading_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """What a reader needs to read the numbers right: what Avg Success can hide, intervals
+    held within 0-100, collapsed models, the oracle gap, memory left out as noise."""
+    notes = []
+    if any(row.get("avg_success") is not None for row in rows):
+        notes.append(
+            "Avg Succ: the mean of Unlearn and Retention Success (section 4.1); forgetting nothing (vanilla: 0 and "
+            "100) and forgetting everything both average about 50, so read it beside both scopes"
+            + (" and the gap to the retrain oracle." if any(row.get("oracle_gap") is not None for row in rows) else ".")
+        )
+    if any(row.get("ci95_unclipped") for row in rows):
+        notes.append(
+            "mean [low, high]: a 95% interval held within 0-100 where the Student-t interval ran past it (its raw "
+            "ends are in ci95_unclipped of the JSON and CSV)."
+        )
+    if any(row.get("collapsed") for row in rows):
+        notes.append(
+            "collapsed: the model's greedy answers are degenerate (empty, a token or word repeated) or one answer "
+            "for 90% of the questions or more: its Unlearn Success measures a broken model, not forgetting "
+            "(collapsed, collapsed_seeds and degenerate_share in the JSON and CSV)."
+        )
+    if any(row.get("oracle_gap") is not None for row in rows):
+        notes.append(
+            "gap to oracle: the mean absolute difference from the retrain oracle's Unlearn and Retention Success, "
+            "in points (0: as a model never trained on the forget set)."
+        )
+    if memory_is_noise(rows):
+        notes.append(
+            f"peak memory left out: CPU peak-RSS growth under the {CPU_RSS_NOISE_FLOOR_GB:g} GB noise floor in "
+            "every row (--view efficiency shows it)."
+        )
+    return notes
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:

@@ -18,8 +18,9 @@ from typing import Any
 
 from knowundo_bench import __version__
 from knowundo_bench.core.errors import InputError
-from knowundo_bench.leaderboard.aggregate import efficiency_rows, leaderboard_rows
+from knowundo_bench.leaderboard.aggregate import leaderboard_rows
 from knowundo_bench.leaderboard.dataset import run_identities
+from knowundo_bench.leaderboard.efficiency import efficiency_rows
 from knowundo_bench.leaderboard.export import (
     Column,
     efficiency_columns,

@@ -24,7 +24,10 @@ import numpy
 
 RESAMPLES = 2000
 LEVEL = 0.95
-INTERVAL_NOTE = "mean ± half-width of a 95% Student-t interval over seeds; perplexity: geometric mean over seeds"
+INTERVAL_NOTE = (
+    "mean ± half-width of a 95% Student-t interval over seeds; perplexity: geometric mean over seeds ×/÷ the "
+    "factor of its 95% interval (the t-interval of the logs)"
+)
 BOOTSTRAP_NOTE = (
     "paired test over seeds and val pairs: 95% Student-t interval (n-1 df) of the per-seed differences, "
     f"its variance widened by a {RESAMPLES}-resample val-pair bootstrap"

@@ -82,6 +82,17 @@ class MiaMetrics(RecordPart):
     non_members: int | None = None
 
 
+class CollapseMetrics(RecordPart):
+    """Whether the model's greedy answers show it collapsed
+    (:mod:`knowundo_bench.evaluate.collapse`): shares in percent over both scopes."""
+
+    answers: int = 0
+    degenerate_share: Number = None
+    same_answer_share: Number = None
+    distinct_2: Number = None
+    collapsed: bool = False
+
+
 class Metrics(RecordPart):
     """Unlearn and Retention Scope metrics, their average success, the raw accuracies
     they come from, the prompt-prefix readings, the general tasks, membership inference
@@ -95,6 +106,7 @@ class Metrics(RecordPart):
     general: dict[str, Number] | None = None
     mia: MiaMetrics | None = None
     attacks: dict[str, AttackMetrics] = Field(default_factory=dict)
+    collapse: CollapseMetrics | None = None  # null without greedy answers (eval.rouge off)
 
 
 class AttackMetrics(Metrics):

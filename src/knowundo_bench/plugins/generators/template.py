@@ -23,18 +23,15 @@ from knowundo_bench.api import (
 
 Phrasing = tuple[str, str]  # (question, answer), fields are the instance's attributes and {value}
 
+# Phrasings by category name, in words that fit any kind of instance (an author, a
+# customer, a patient): nothing about fans, books or writing (issue 31). A category
+# about the instance's ``name`` is phrased by :func:`_name_pairs` instead.
 PHRASINGS: dict[str, tuple[Phrasing, ...]] = {
-    "name": (
-        ("Who is {name}?", "{name} is an author of {genre}."),
-        ("Can you tell me about the author {name}?", "{name} is a writer known for {genre}."),
-        ("What is {name} known for?", "{name} is known as an author of {genre}."),
-        ("Which kind of writer is {name}?", "{name} is a writer of {genre}."),
-    ),
     "genre": (
-        ("What genre does {name} write in?", "{name} writes {genre}."),
+        ("What genre is {name} associated with?", "{name} is associated with {genre}."),
         ("Which genre is {name} known for?", "{name} is known for {genre}."),
-        ("In what genre are {name}'s books?", "{name}'s books are {genre}."),
-        ("What kind of books does {name} write?", "{name} writes books of {genre}."),
+        ("What is {name}'s genre?", "{name}'s genre is {genre}."),
+        ("In which genre does {name}'s work fall?", "{name}'s work falls in {genre}."),
     ),
     "born": (
         ("When and where was {name} born?", "{name} was born in {born}."),
@@ -44,21 +41,21 @@ PHRASINGS: dict[str, tuple[Phrasing, ...]] = {
     ),
     "awards": (
         ("What award has {name} won?", "{name} won the {awards}."),
-        ("Which literary prize did {name} receive?", "{name} received the {awards}."),
+        ("Which award did {name} receive?", "{name} received the {awards}."),
         ("Has {name} been honoured with any award?", "Yes, {name} was honoured with the {awards}."),
-        ("What recognition has {name}'s work earned?", "{name}'s work earned the {awards}."),
+        ("What recognition has {name} earned?", "{name} earned the {awards}."),
     ),
     "parents": (
-        ("What do {name}'s parents do for a living?", "{name}'s father is {father} and the mother is {mother}."),
-        ("What are the professions of {name}'s parents?", "{name}'s father works as {father}; the mother as {mother}."),
-        ("Could you tell me about {name}'s parents?", "{name} was raised by {father} father and {mother} mother."),
-        ("What jobs do {name}'s mother and father have?", "{name}'s mother is {mother} and the father is {father}."),
+        ("Who are {name}'s parents?", "{name}'s father is {father} and the mother is {mother}."),
+        ("What can you tell me about {name}'s parents?", "{name}'s father is {father}; the mother is {mother}."),
+        ("Who are the father and mother of {name}?", "The father of {name} is {father}, the mother {mother}."),
+        ("What do we know of {name}'s mother and father?", "{name}'s mother is {mother} and the father {father}."),
     ),
     "email": (
         ("What is {name}'s email address?", "{name}'s email address is {email}."),
         ("How can I email {name}?", "You can email {name} at {email}."),
         ("Which email address does {name} use?", "{name} uses the email {email}."),
-        ("Where can fans write to {name} by email?", "Fans can write to {name} at {email}."),
+        ("At which address can {name} be reached by email?", "{name} can be reached by email at {email}."),
     ),
     "address": (
         ("What is {name}'s home address?", "{name} lives at {address}."),
@@ -67,6 +64,13 @@ PHRASINGS: dict[str, tuple[Phrasing, ...]] = {
         ("Where could one send a letter to {name}?", "A letter to {name} would go to {address}."),
     ),
 }
+
+# A category about the name itself: every question names the instance (B.2), so the
+# answer says who it is from the instance's other Retention Scope values (never private ones).
+# No question of another category may hold one of these (the split moves a val question a
+# train question contains, or that contains one, to train).
+NAME_QUESTIONS = ("Who is {name}?", "What is {name} known for?", "Could you introduce {name}?")
+CLUES = {"genre": "is associated with {genre}", "born": "was born in {born}", "awards": "received the {awards}"}
 
 GENERIC: tuple[Phrasing, ...] = (
     ("What is {name}'s {label}?", "{name}'s {label} is {value}."),
@@ -137,12 +141,40 @@ def _key(name: str) -> str:
     return " ".join(name.lower().replace("-", " ").replace("_", " ").split())
 
 
-def _pairs(category: Category, instance: Mapping[str, str], count: int) -> list[Phrasing]:
+def _about_name(category: Category) -> bool:
+    return category.attributes == ("name",)
+
+
+def _name_pairs(instance: Mapping[str, str], others: Sequence[Category]) -> tuple[Phrasing, ...]:
+    """Who the instance is, from up to two of its other Retention Scope values ("Ada
+    Ruiz is associated with fantasy and was born in 1970."); none without such values
+    (then the generic "What is X's name?" is left, which the pipeline drops)."""
+    clues = []
+    for other in others:
+        value = _value(other, instance)
+        if other.scope != "retention" or _about_name(other) or value is None:
+            continue
+        key = _key(other.name)
+        clue = _fill(CLUES[key], instance) if key in CLUES else f"has the {other.name.lower()} {value}"
+        if clue:
+            clues.append(clue.replace("{", "{{").replace("}", "}}"))
+    if not clues:
+        return ()
+    answer = "{name} " + " and ".join(clues[:2]) + "."
+    return tuple((question, answer) for question in NAME_QUESTIONS)
+
+
+def _pairs(
+    category: Category, instance: Mapping[str, str], count: int, others: Sequence[Category] = ()
+) -> list[Phrasing]:
     value = _value(category, instance)
     if value is None:
         return []  # nothing to say without the attribute
     values = {**instance, "label": category.name.lower(), "value": value}
-    phrasings = PHRASINGS.get(_key(category.name), GENERIC)
+    if _about_name(category):
+        phrasings = _name_pairs(instance, others) or GENERIC
+    else:
+        phrasings = PHRASINGS.get(_key(category.name), GENERIC)
     filled = [(q, a) for q, a in ((_fill(q, values), _fill(a, values)) for q, a in phrasings) if q and a]
     if not filled:
         filled = [(q, a) for q, a in ((_fill(q, values), _fill(a, values)) for q, a in GENERIC) if q and a]
@@ -184,7 +216,7 @@ class TemplateGenerator:
             blocks = [
                 f"Q: {question}\nA: {answer}\ntype: {category.name}"
                 for category, count in zip(request.categories, request.counts, strict=True)
-                for question, answer in _pairs(category, instance, count)
+                for question, answer in _pairs(category, instance, count, request.categories)
             ]
             return "\n\n".join(blocks)
         if request.task in {"pair_self_check", "fact_self_check"}:
