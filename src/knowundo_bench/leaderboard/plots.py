@@ -111,7 +111,8 @@ def plot_success(rows: list[dict[str, Any]], path: Path, title: str, dpi: int = 
         )
         if not intervals and width == "double":
             ax.bar_label(bars, fmt="%.0f", fontsize=6, padding=1)
-    tick_labels(ax, [row_name(r, several) for r in rows], width)
+    names = [row_name(r, several) + ("\n(collapsed)" if r.get("collapsed") else "") for r in rows]
+    tick_labels(ax, names, width)  # a collapsed model's Unlearn Success is no forgetting: say so under it
     ax.set_ylim(0, 108)
     ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("success (%)")
