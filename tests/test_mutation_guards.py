@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import tiny_llama
-from knowundo_bench.benchmark.encoding import IGNORE_INDEX, PromptEncoder
+from knowundo_bench.benchmark.encoding import IGNORE_INDEX, Encoded, PromptEncoder
 from knowundo_bench.benchmark.pairs import Benchmark, QAPair
 from knowundo_bench.config.evaluation import EvalSpec
 from knowundo_bench.evaluate.scopes import evaluate
@@ -211,3 +211,163 @@ def test_gradient_ascent_is_minus_answer_loss_and_raises_forget_loss():
     with torch.no_grad():
         after = answer_loss(model, batch)
     assert after.item() > before.item()
+
+
+# --------------------------------------------------------------------------------------
+# Survivors of make mutate (issue 30): the MemFlex helpers, the answer budget, by_share
+# --------------------------------------------------------------------------------------
+
+
+def encoded(prompt: list[int], answer: list[int]) -> Encoded:
+    ids = tuple(prompt + answer)
+    return Encoded(input_ids=ids, labels=(IGNORE_INDEX,) * len(prompt) + tuple(answer), prompt_length=len(prompt))
+
+
+def test_answer_positions_drop_only_a_trailing_eos():
+    """Mutation: EOS dropped whenever the tokenizer has one (``or`` for ``and``)."""
+    from knowundo_bench.plugins.localizers.memflex import answer_positions
+
+    assert answer_positions(encoded([1, 2], [5, 6, 9]), eos_id=9) == [2, 3]
+    assert answer_positions(encoded([1, 2], [5, 6, 7]), eos_id=9) == [2, 3, 4]  # truncated: no EOS to keep
+    assert answer_positions(encoded([1, 2], [5, 6, 9]), eos_id=None) == [2, 3, 4]
+
+
+def test_random_targets_keep_the_input_the_prompt_length_and_the_eos_target():
+    """Mutations: the copy's prompt length lost; EOS not passed on (so it could be corrupted)."""
+    from knowundo_bench.plugins.localizers.memflex import random_targets
+
+    example = encoded([1, 2], [5, 6, 9])
+    allowed = torch.tensor([20, 21, 22])
+    for seed in range(20):
+        copy = random_targets(example, allowed, 9, torch.Generator().manual_seed(seed))
+        assert copy.input_ids == example.input_ids and copy.prompt_length == 2
+        assert copy.labels[:2] == (IGNORE_INDEX, IGNORE_INDEX) and copy.labels[-1] == 9
+
+
+def test_accumulate_gives_float32_zeros_for_a_tensor_without_a_gradient():
+    """Mutations: a missing gradient read anyway; zeros in the parameter's own dtype."""
+    from knowundo_bench.plugins.localizers.memflex import accumulate
+
+    model = torch.nn.Module()
+    model.used = torch.nn.Parameter(torch.ones(2, dtype=torch.bfloat16))
+    model.unused = torch.nn.Parameter(torch.ones(3, dtype=torch.bfloat16))
+    (model.used.float() * 2).sum().backward()
+    grads = accumulate(model, ["used", "unused"])
+    assert grads["used"].dtype == torch.float32 and grads["used"].tolist() == [2.0, 2.0]
+    assert grads["unused"].dtype == torch.float32 and grads["unused"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_model_without_a_config_or_model_type_is_of_family_unknown():
+    from knowundo_bench.plugins.localizers.memflex import model_family
+
+    assert model_family(object()) == "unknown"
+    assert model_family(SimpleNamespace(config=SimpleNamespace())) == "unknown"
+    assert model_family(SimpleNamespace(config=SimpleNamespace(model_type="qwen2"))) == "qwen2"
+
+
+def test_near_threshold_is_relative_inclusive_and_in_float64():
+    """Mutations: ``<`` for ``<=``; a division for the product; the 1e-12 floor at 1; float32."""
+    from knowundo_bench.plugins.localizers.memflex import NEAR_THRESHOLD, near_threshold
+
+    assert near_threshold([1e-17], 0.0).tolist() == [True]  # at the floor's distance exactly
+    assert near_threshold([1e-9], 0.0).tolist() == [False]
+    assert near_threshold([0.5 + 1e-5], 0.5).tolist() == [False]  # 2e-5 away relative to 0.5
+    assert near_threshold([0.5 + 4e-6], 0.5).tolist() == [True]
+    # a value just outside in float64 that float32 rounding would bring inside
+    threshold = 0.3
+    outside = threshold * (1 + NEAR_THRESHOLD) * (1 + 1e-12)
+    assert float(torch.tensor(outside, dtype=torch.float32)) - threshold <= NEAR_THRESHOLD * threshold
+    assert near_threshold([outside], threshold).tolist() == [False]
+
+
+def selection_of(params: MemFlexLocalizerParams, magnitudes: dict[str, float]) -> list[str]:
+    needed = memflex_localizer.selectable_tensors(params, None, None)
+    return needed({name: torch.full((4,), value, dtype=torch.float64) for name, value in magnitudes.items()})
+
+
+def test_the_retain_pass_keeps_tensors_down_to_just_below_sigma():
+    """``selectable_tensors``: magnitude above sigma less its near-threshold margin, and
+    none when mu is above 1. Mutations: the margin added, its floor at 1, ``>=``, ``mu < 1``."""
+    from knowundo_bench.plugins.localizers.memflex import NEAR_THRESHOLD
+
+    sigma = 1e-3
+    floor = sigma - NEAR_THRESHOLD * max(abs(sigma), 1e-12)
+    magnitudes = {"above": 2e-3, "just_below": sigma * (1 - NEAR_THRESHOLD / 2), "at_floor": floor, "low": 0.9995e-3}
+    assert selection_of(MemFlexLocalizerParams(mu=0.5, sigma=sigma), magnitudes) == ["above", "just_below"]
+    assert selection_of(MemFlexLocalizerParams(mu=1.0, sigma=sigma), magnitudes) == ["above", "just_below"]
+    assert selection_of(MemFlexLocalizerParams(mu=1.5, sigma=sigma), magnitudes) == []
+
+
+@pytest.mark.parametrize(("mu", "sigma"), [("auto", 0.1), (0.5, "auto")])
+def test_table_12_is_looked_up_before_any_work_when_either_threshold_is_auto(mu, sigma):
+    model = SimpleNamespace(config=SimpleNamespace(model_type="gpt2"))
+    context = SimpleNamespace(domain="privacy")
+    with pytest.raises(ValueError, match="Table 12's LLaMA and Qwen rows only"):
+        memflex_localizer.selectable_tensors(MemFlexLocalizerParams(mu=mu, sigma=sigma), model, context)
+
+
+def test_thresholds_take_only_the_auto_one_from_table_12_and_percentiles_in_float64():
+    llama = SimpleNamespace(config=SimpleNamespace(model_type="llama"))
+    privacy = SimpleNamespace(domain="privacy")
+    thresholds = memflex_localizer.thresholds
+    assert thresholds(MemFlexLocalizerParams(mu=0.5, sigma="auto"), llama, privacy, [1.0]) == (0.5, 4e-4)
+    assert thresholds(MemFlexLocalizerParams(mu="auto", sigma=0.25), llama, privacy, [1.0]) == (0.96, 0.25)
+    by_percentile = thresholds(MemFlexLocalizerParams(mu=0.5, sigma_percentile=50), llama, privacy, [0.1, 0.2, 0.3])
+    assert by_percentile == (0.5, 0.2)  # float32 magnitudes would give 0.20000000298
+
+
+def test_the_answer_budget_is_the_longest_answer_plus_a_tenth_at_least_8():
+    from knowundo_bench.evaluate.scopes import answer_budget
+
+    encoder = SimpleNamespace(answer_ids=lambda answer: list(range(len(answer.split()))))
+    pairs = [
+        QAPair(question="q", answer=" ".join(["w"] * n), scope="unlearn", split="val", instance="a") for n in (3, 20)
+    ]
+    assert answer_budget(encoder, pairs) == 28
+    many = [QAPair(question="q", answer=" ".join(["w"] * 100), scope="unlearn", split="val", instance="a")]
+    assert answer_budget(encoder, many) == 110
+    assert answer_budget(encoder, []) == 8
+
+
+def test_weighted_nll_without_by_share_ignores_the_parts_shares():
+    """Mutation: ``by_share`` not passed on (scope_terms' default weighs by share)."""
+    from knowundo_bench.train.losses import WeightedNLL, example_mean_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, labels=None):
+            return SimpleNamespace(logits=logits[: len(input_ids)])
+
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 3, 1], [IGNORE_INDEX, 2, 4, 5]])
+    part = {"input_ids": torch.zeros(2, 4, dtype=torch.long), "attention_mask": torch.ones(2, 4), "labels": labels}
+    batch = {"forget": {**part, "share": 0.25}, "retain": {**part, "share": 0.75}}
+    model = Fixed()
+    plain = float(example_mean_loss(model, part))
+    assert float(WeightedNLL({"forget": -1.0, "retain": 2.0}, by_share=False)(model, batch)) == pytest.approx(plain)
+    weighed = float(WeightedNLL({"forget": -1.0, "retain": 2.0})(model, batch))
+    assert weighed == pytest.approx(-0.25 * plain + 1.5 * plain)
+
+
+def test_the_localizers_max_length_truncates_what_its_gradients_read():
+    """Mutations: ``max_length`` ignored, or passed on as None (no truncation)."""
+    from helpers import authors_tokenizer, two_authors
+    from knowundo_bench.train.context import UnlearnContext
+
+    pairs, forget, retain = two_authors()
+    tokenizer = authors_tokenizer(pairs)
+    model = tiny_llama(len(tokenizer), tokenizer=tokenizer)
+    seen: list[int] = []
+
+    def gradients(model, encoder, examples, names, p, allowed, generator, reporter):
+        seen.extend(len(example.input_ids) for example in examples)
+        return {name: torch.zeros(1) for name in names}
+
+    context = UnlearnContext(encoder=PromptEncoder(tokenizer, 96, prompt_format="raw"), seed=0)
+    for max_length, longest in ((None, 96), (12, 12)):
+        seen.clear()
+        run = LocalizerRun("memflex", MemFlexLocalizerParams(mu=0.5, sigma=0.0, max_length=max_length), 0)
+        memflex_localizer.scope_gradients(run, model, forget, retain, context, gradients)
+        assert seen and max(seen) <= longest
+        assert max(seen) == longest or max_length is None and max(seen) > 12
