@@ -152,3 +152,19 @@ def sentencepiece_tokenizer(corpus: list[str], vocab_size: int = 500):
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
     )
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+COLLAPSE_MARK = re.compile(r" \(collapsed(?: \d+/\d+)?\)")
+
+
+def table_row_names(markdown: str) -> set[str]:
+    """The first cells of a markdown table's rows (the first two, ``run | method``, for
+    ``compare``), with the collapse mark taken off: the tiny test models answer degenerately,
+    and whether a row is there is a separate question from whether it collapsed."""
+    names = set()
+    for line in markdown.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) > 1:
+            names.add(COLLAPSE_MARK.sub("", cells[0]))
+            names.add(f"{cells[0]} | {COLLAPSE_MARK.sub('', cells[1])}")
+    return names
