@@ -371,3 +371,267 @@ def test_the_localizers_max_length_truncates_what_its_gradients_read():
         memflex_localizer.scope_gradients(run, model, forget, retain, context, gradients)
         assert seen and max(seen) <= longest
         assert max(seen) == longest or max_length is None and max(seen) > 12
+
+
+# --------------------------------------------------------------------------------------
+# Intervals held within each kind of number's ends (issue 31)
+# --------------------------------------------------------------------------------------
+
+
+def test_value_bounds_give_each_kind_its_exact_ends():
+    """Mutations: an end moved by one, a base looked up whole (``split`` on the wrong
+    separator), a membership test turned round."""
+    from knowundo_bench.leaderboard.aggregate import value_bounds
+
+    assert value_bounds("recovery@quantize") == (-100.0, 100.0)
+    assert value_bounds("unlearn_success") == (0.0, 100.0)
+    assert value_bounds("retention_success@careful") == (0.0, 100.0)  # a prefix's column
+    assert value_bounds("mia_auc_loss") == (0.0, 1.0)
+    assert value_bounds("unlearn_ppl") is None and value_bounds("privleak") is None
+
+
+def test_within_bounds_clips_each_end_and_leaves_the_unbounded_alone():
+    from knowundo_bench.leaderboard.aggregate import within_bounds
+
+    assert within_bounds("unlearn_success", (92.69, 104.05)) == [92.69, 100.0]
+    assert within_bounds("retention_success", (-2.44, 3.92)) == [0.0, 3.92]
+    assert within_bounds("mia_auc_zlib", (-0.2, 0.4)) == [0.0, 0.4]
+    assert within_bounds("unlearn_ppl", (5.0, 1e12)) == [5.0, 1e12]
+
+
+# --------------------------------------------------------------------------------------
+# Table 5's efficiency view
+# --------------------------------------------------------------------------------------
+
+
+def test_memory_ratio_needs_both_peaks_and_holds_only_below_the_floor():
+    """Mutations: ``and`` for ``or`` (a missing GA peak reaches the division), ``<=`` for
+    ``<`` at the noise floor."""
+    from knowundo_bench.leaderboard.efficiency import BELOW_NOISE_FLOOR, memory_ratio
+    from knowundo_bench.records.memory import CPU_MEMORY, CPU_RSS_NOISE_FLOOR_GB
+
+    def row(gb):
+        return {"peak_mem_gb": gb, "memory_kind": CPU_MEMORY}
+
+    assert memory_ratio(row(1.0), row(None)) == (None, None)
+    assert memory_ratio(row(1.0), row(0.0)) == (None, None)
+    floor = CPU_RSS_NOISE_FLOOR_GB
+    assert memory_ratio(row(2 * floor), row(floor)) == (pytest.approx(2.0), None)
+    assert memory_ratio(row(2 * floor), row(floor * 0.99)) == (None, BELOW_NOISE_FLOOR)
+
+
+def test_unlearning_seconds_have_no_total_without_steps():
+    """Mutations: a total of ``""`` or of 0 s for a record without step times."""
+    from knowundo_bench.leaderboard.efficiency import unlearning_seconds
+    from knowundo_bench.records.schema import ResultRecord
+
+    record = ResultRecord.model_validate({"method": "ga", "status": "ok", "training": {"step_seconds": []}})
+    assert unlearning_seconds(record) == {"localize_seconds": None, "total_seconds": None}
+    timed = ResultRecord.model_validate({"method": "ga", "status": "ok", "training": {"step_seconds": [1.0, 2.5]}})
+    assert unlearning_seconds(timed) == {"localize_seconds": None, "total_seconds": 3.5}
+
+
+def test_efficiency_rows_take_the_stored_memory_kind_else_the_devices(tmp_path):
+    """Mutations: the stored kind ignored, or the device fallback (records before the kind
+    was stored) ignored."""
+    from knowundo_bench.leaderboard.efficiency import efficiency_rows
+    from knowundo_bench.records.files import write_record
+    from knowundo_bench.records.memory import CPU_MEMORY, CUDA_MEMORY
+
+    trained = {"sec_per_step": 1.0, "peak_mem_gb": 1.0, "step_seconds": [1.0]}
+    write_record(
+        tmp_path,
+        "ga",
+        {
+            "method": "ga",
+            "method_name": "ga",
+            "order": 1,
+            "status": "ok",
+            "training": {**trained, "memory_kind": CUDA_MEMORY},
+        },
+    )
+    write_record(
+        tmp_path,
+        "ga_gd",
+        {
+            "method": "ga_gd",
+            "method_name": "ga_gd",
+            "order": 2,
+            "status": "ok",
+            "training": {**trained, "device": "cpu"},
+        },
+    )
+    kinds = {row["method"]: row["memory_kind"] for row in efficiency_rows(tmp_path)}
+    assert kinds == {"ga": CUDA_MEMORY, "ga_gd": CPU_MEMORY}
+
+
+# --------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------
+
+
+def test_answer_log_likelihood_reads_token_0_where_it_is_an_answer_token():
+    """Mutation: labels clamped at 1 instead of 0 (the ignored positions' placeholder), so
+    an answer token of id 0 (GPT-2's "!") would be read at id 1."""
+    from knowundo_bench.train.losses import answer_log_likelihood
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 4, 6)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None):
+            return SimpleNamespace(logits=logits)
+
+    batch = {
+        "input_ids": torch.tensor([[5, 2, 0, 3]]),
+        "attention_mask": torch.ones(1, 4, dtype=torch.long),
+        "labels": torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 0, 3]]),
+    }
+    total, count = answer_log_likelihood(Fixed(), batch)
+    log_probs = torch.log_softmax(logits[0], dim=-1)
+    assert count.tolist() == [2]
+    assert float(total[0]) == pytest.approx(float(log_probs[1, 0] + log_probs[2, 3]))
+
+
+# --------------------------------------------------------------------------------------
+# Seeds (run/identity.py) and the evaluation's progress total
+# --------------------------------------------------------------------------------------
+
+
+def test_derived_seeds_are_pinned_numbers_below_2_to_the_31():
+    """A method's seed must not change between releases (results are reproduced from the
+    spec alone): sha256("<run seed>:<label>")'s first 4 bytes, big-endian, top bit dropped.
+    sha256("0:ga") starts c88b9f1f, whose top bit is set. Mutations: ``|`` for ``&``, the
+    mask's constant, 5 bytes for 4."""
+    from knowundo_bench.run.identity import derived_seed
+
+    assert derived_seed(0, "ga") == 0x488B9F1F == 1217109791
+    assert derived_seed(1, "ga") == 0x190FCC79
+    assert derived_seed(3, "memflex") == 0x3F84E75B
+
+
+def test_method_seed_uses_the_run_seed_when_given_and_the_seed_label_first():
+    """Mutations: the run seed or the spec's seed ignored, the choice between them turned round."""
+    from knowundo_bench.run.identity import derived_seed, method_seed
+
+    resolved = SimpleNamespace(spec=SimpleNamespace(seed=3))
+    plain = SimpleNamespace(seed_label=None, ablation_of=None, label="ga")
+    assert method_seed(resolved, plain) == derived_seed(3, "ga")
+    assert method_seed(resolved, plain, run_seed=5) == derived_seed(5, "ga") != derived_seed(3, "ga")
+    control = SimpleNamespace(seed_label=None, ablation_of="memflex", label="memflex_random")
+    assert method_seed(resolved, control) == derived_seed(3, "memflex")
+    labelled = SimpleNamespace(seed_label="memflex", ablation_of="other", label="memflex_guarded")
+    assert method_seed(resolved, labelled, run_seed=7) == derived_seed(7, "memflex")
+
+
+@pytest.mark.parametrize(("rouge", "log_samples", "passes"), [(False, False, 1), (True, False, 2), (False, True, 2)])
+def test_evaluation_work_counts_a_pass_per_example_and_a_second_for_generation(rouge, log_samples, passes):
+    """The progress total of :func:`evaluate`: a teacher-forced pass over every val
+    example of both scopes, and a generation pass when ROUGE-L or samples need one."""
+    from knowundo_bench.evaluate.scopes import evaluation_work
+
+    benchmark = Benchmark(pairs=(*(qa(i, "unlearn") for i in range(3)), *(qa(i, "retention") for i in range(2))))
+    spec = EvalSpec(batch_size=2, rouge=rouge, log_samples=log_samples, prompt_prefixes={})
+    assert evaluation_work(benchmark, spec) == passes * 5
+
+
+def tiny_resolved(**changes):
+    """TINY_SPEC with GA, resolved by the built-in plugins; ``changes`` replace its fields."""
+    from helpers import TINY_SPEC
+    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.run.resolution import parse_spec
+
+    return parse_spec({**TINY_SPEC, "methods": [{"name": "ga", "lr": 1e-3, "epochs": 1}], **changes}, get_plugins())
+
+
+def test_spec_hash_leaves_out_only_where_and_how_a_run_executes(tmp_path):
+    """Mutations: any excluded field dropped from the exclusion, the exclusion or the dump
+    emptied, keys unsorted (a method's own fields keep the order they were written in),
+    the dump in Python mode (a path is not JSON), the hash's length."""
+    import re
+
+    from knowundo_bench.run.identity import spec_hash
+
+    base = spec_hash(tiny_resolved())
+    assert re.fullmatch(r"[0-9a-f]{16}", base)
+    elsewhere = {
+        "output_dir": str(tmp_path / "out"),
+        "cache_dir": str(tmp_path / "cache"),
+        "threads": 1,
+        "execution": {"executor": "ray"},
+        "logging": ["trackio"],
+    }
+    for field, value in elsewhere.items():
+        assert spec_hash(tiny_resolved(**{field: value})) == base, field
+    assert spec_hash(tiny_resolved(seed=1)) != base
+    reordered = tiny_resolved(methods=[{"epochs": 1, "lr": 1e-3, "name": "ga"}])
+    assert spec_hash(reordered) == base
+    with_path = tiny_resolved(
+        eval={"batch_size": 32, "max_new_tokens": 8, "general": {}, "general_data_dir": str(tmp_path)}
+    )
+    assert re.fullmatch(r"[0-9a-f]{16}", spec_hash(with_path)) and spec_hash(with_path) != base
+
+
+def test_model_label_names_the_first_of_name_file_and_path_that_is_set():
+    from pydantic import BaseModel
+
+    from knowundo_bench.run.identity import model_label
+
+    class SourceParams(BaseModel):
+        name_or_path: str | None = None
+        file: str | None = None
+        path: str | None = None
+
+    def resolved(source, **params):
+        return SimpleNamespace(
+            model_params=SourceParams(**params), spec=SimpleNamespace(model=SimpleNamespace(source=source))
+        )
+
+    assert model_label(resolved("tiny")) == "tiny"
+    assert model_label(resolved("hf", name_or_path="org/model", file="x.gguf")) == "hf:org/model"
+    assert model_label(resolved("gguf", name_or_path="", file="a.gguf", path="/p")) == "gguf:a.gguf"
+    assert model_label(resolved("local", path="/models/m")) == "local:/models/m"
+
+
+def test_provenance_names_built_in_plugins_by_the_harness_version():
+    """Mutations: the origin not asked for the plugin, "built-in" not recognised, the method's
+    or the localizer's plugin left out of the record's identity."""
+    from knowundo_bench import __version__
+    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.run.identity import Provenance
+    from knowundo_bench.run.plan import plan_units
+
+    origins = {"mine": "built-in", "theirs": "knowundo-mismatch 0.1.0"}
+    stub = Provenance(None, SimpleNamespace(origin=origins.__getitem__), "data", "spec", versions={})
+    assert stub.origin("mine") == f"knowundo-bench {__version__}"
+    assert stub.origin("theirs") == "knowundo-mismatch 0.1.0"
+    resolved = tiny_resolved()
+    vanilla, ga = plan_units(resolved)[:2]
+    provenance = Provenance.of(resolved, get_plugins(), "data")
+    assert provenance.identity(ga).method_plugin == f"knowundo-bench {__version__}"
+    assert provenance.identity(vanilla).method_plugin is None
+    assert provenance.identity(ga).localizer_plugin is None
+    localised = tiny_resolved(methods=["memflex"])
+    memflex = plan_units(localised)[1]
+    assert Provenance.of(localised, get_plugins(), "data").identity(memflex).localizer_plugin == (
+        f"knowundo-bench {__version__}"
+    )
+
+
+def test_a_record_names_the_checkout_commit_it_ran_from():
+    """A run from a git checkout records its commit ("+dirty" with local changes): under
+    mutmut the code runs from mutants/, no checkout, so this test is skipped there and the
+    mutant that drops the commit is accepted in CONTRIBUTING.md."""
+    import re
+    from pathlib import Path
+
+    import knowundo_bench.run.identity as identity_module
+    from knowundo_bench.run.plan import plan_units
+
+    root = Path(identity_module.__file__).resolve().parents[3]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    resolved = tiny_resolved()
+    ga = plan_units(resolved)[1]
+    provenance = identity_module.Provenance(resolved, SimpleNamespace(origin=lambda plugin: "built-in"), "d", "s", {})
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", provenance.identity(ga).git_commit or "")
