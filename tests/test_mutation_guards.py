@@ -635,3 +635,85 @@ def test_a_record_names_the_checkout_commit_it_ran_from():
     ga = plan_units(resolved)[1]
     provenance = identity_module.Provenance(resolved, SimpleNamespace(origin=lambda plugin: "built-in"), "d", "s", {})
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", provenance.identity(ga).git_commit or "")
+
+
+UNIT_KEYS = {  # with the harness's version set to "0.0.pin"
+    "ga": "25131e28494371957f208ddc",
+    "memflex-scope_classifier": "f2e5e22e23aefcb98bfd628a",
+    "ga_kl_ood": "64c6e095b5bf2d2e2bc7d4e0",
+    "vanilla": "795bae81321770171084a4a7",
+}
+
+
+@pytest.mark.parametrize("methods", [["ga"], [{"name": "memflex", "guard": "scope_classifier"}], ["ga_kl_ood"]])
+def test_unit_keys_are_pinned(methods, monkeypatch):
+    """A unit's key decides which cached record a rerun reuses, so a change to what goes
+    into it (a field renamed, dropped or added, another encoding) makes every earlier
+    record stale: update these pins only knowingly, and say so in CHANGELOG.md. The three
+    cover a plain method, a localised and guarded one, and one with out-of-distribution
+    retain data; the key's inputs, one at a time, are the next test's."""
+    import knowundo_bench.run.identity as identity_module
+    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.run.plan import plan_units
+
+    monkeypatch.setattr(identity_module, "__version__", "0.0.pin")
+    resolved = tiny_resolved(methods=methods)
+    vanilla, unit = plan_units(resolved)[:2]
+    provenance = identity_module.Provenance.of(resolved, get_plugins(), "data")
+    assert provenance.unit_key("vanilla-key", unit) == UNIT_KEYS[unit.label]
+    assert provenance.unit_key("vanilla-key", vanilla) == UNIT_KEYS["vanilla"]
+
+
+def test_a_unit_key_changes_with_each_input_and_only_with_them(monkeypatch):
+    import dataclasses
+
+    import knowundo_bench.run.identity as identity_module
+    from helpers import TINY_SPEC
+    from knowundo_bench.plugin.manager import get_plugins
+    from knowundo_bench.run.plan import plan_units
+
+    def key(vanilla_key="vanilla-key", run_seed=None, **changes):
+        resolved = tiny_resolved(**changes)
+        unit = plan_units(resolved)[1]
+        if run_seed is not None:
+            unit = dataclasses.replace(unit, run_seed=run_seed)
+        return identity_module.Provenance.of(resolved, get_plugins(), "data").unit_key(vanilla_key, unit)
+
+    base = key()
+    assert key(vanilla_key="other") != base
+    assert key(eval={**TINY_SPEC["eval"], "max_new_tokens": 9}) != base
+    assert key(methods=[{"name": "ga", "lr": 2e-3, "epochs": 1}]) != base
+    assert key(methods=[{"name": "ga", "lr": 1e-3, "epochs": 1, "label": "ga_two"}]) != base
+    assert key(run_seed=7) != base
+    assert key(efficiency={"peak_tflops": 100}) != base
+    assert key(ood_retain={"max_examples": 7}) == base  # GA has no retain data
+    assert key(methods=["ga_kl_ood"]) != key(methods=["ga_kl_ood"], ood_retain={"max_examples": 7})
+    assert key(output_dir="elsewhere", threads=1) == base
+    monkeypatch.setattr(identity_module, "__version__", "0.0.other")
+    assert key() != base
+
+
+def test_attack_keys_are_pinned_and_change_with_the_attack_and_membership_inference(monkeypatch):
+    """An attack's key decides which cached attack section a rerun reuses (pinned as the
+    unit keys are, for the same reason); it names the unit, the attack, its parameters
+    and plugin, membership inference's settings (its batch size aside) and the format."""
+    import knowundo_bench.run.identity as identity_module
+    from helpers import TINY_SPEC
+    from knowundo_bench.plugin.manager import get_plugins
+
+    monkeypatch.setattr(identity_module, "__version__", "0.0.pin")
+
+    def keys(unit_key="unit-key", relearn_steps=2, **eval_changes):
+        attacks = ["quantize", {"name": "relearn", "steps": relearn_steps}]
+        resolved = tiny_resolved(eval={**TINY_SPEC["eval"], "attacks": attacks, **eval_changes})
+        return identity_module.Provenance.of(resolved, get_plugins(), "data").attack_keys(unit_key)
+
+    base = keys()
+    assert base == {"quantize": "44369a9902f36bec6cf50a87", "relearn": "25917ce88c842844a2f1faeb"}
+    assert keys("other").keys() == base.keys() and not set(keys("other").values()) & set(base.values())
+    changed = keys(relearn_steps=3)
+    assert changed["quantize"] == base["quantize"] and changed["relearn"] != base["relearn"]
+    assert keys(mia={"batch_size": 3}) == base
+    assert not set(keys(mia={"k": 0.5}).values()) & set(base.values())
+    monkeypatch.setattr(identity_module, "ATTACK_FORMAT", 3)
+    assert not set(keys().values()) & set(base.values())
