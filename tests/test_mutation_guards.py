@@ -11,17 +11,21 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from helpers import tiny_llama
+import knowundo_bench.run.identity as identity_module
+from helpers import TINY_SPEC, tiny_llama
 from knowundo_bench.benchmark.encoding import IGNORE_INDEX, Encoded, PromptEncoder
 from knowundo_bench.benchmark.pairs import Benchmark, QAPair
 from knowundo_bench.config.evaluation import EvalSpec
 from knowundo_bench.evaluate.scopes import evaluate
+from knowundo_bench.plugin.manager import get_plugins
 from knowundo_bench.plugins.localizers import memflex as memflex_localizer
 from knowundo_bench.plugins.localizers import memflex_neurons
 from knowundo_bench.plugins.localizers.memflex import MemFlexLocalizerParams, select
 from knowundo_bench.plugins.localizers.memflex_neurons import row_statistics
 from knowundo_bench.plugins.methods.ga import gradient_ascent
 from knowundo_bench.plugins.models.tiny import train_tokenizer
+from knowundo_bench.run.plan import Unit, plan_units
+from knowundo_bench.run.resolution import parse_spec
 from knowundo_bench.train.hook_types import LocalizerRun
 from knowundo_bench.train.losses import answer_loss
 
@@ -329,6 +333,17 @@ def test_the_answer_budget_is_the_longest_answer_plus_a_tenth_at_least_8():
     assert answer_budget(encoder, []) == 8
 
 
+class FixedLogits(torch.nn.Module):
+    """A causal LM stub that answers a batch of n rows with the first n rows of ``logits``."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        return SimpleNamespace(logits=self.logits[: len(input_ids)])
+
+
 def test_weighted_nll_without_by_share_ignores_the_parts_shares():
     """Mutation: ``by_share`` not passed on (scope_terms' default weighs by share)."""
     from knowundo_bench.train.losses import WeightedNLL, example_mean_loss
@@ -336,14 +351,10 @@ def test_weighted_nll_without_by_share_ignores_the_parts_shares():
     torch.manual_seed(0)
     logits = torch.randn(2, 4, 6)
 
-    class Fixed(torch.nn.Module):
-        def forward(self, input_ids, attention_mask=None, labels=None):
-            return SimpleNamespace(logits=logits[: len(input_ids)])
-
     labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 3, 1], [IGNORE_INDEX, 2, 4, 5]])
     part = {"input_ids": torch.zeros(2, 4, dtype=torch.long), "attention_mask": torch.ones(2, 4), "labels": labels}
     batch = {"forget": {**part, "share": 0.25}, "retain": {**part, "share": 0.75}}
-    model = Fixed()
+    model = FixedLogits(logits)
     plain = float(example_mean_loss(model, part))
     assert float(WeightedNLL({"forget": -1.0, "retain": 2.0}, by_share=False)(model, batch)) == pytest.approx(plain)
     weighed = float(WeightedNLL({"forget": -1.0, "retain": 2.0})(model, batch))
@@ -478,16 +489,12 @@ def test_answer_log_likelihood_reads_token_0_where_it_is_an_answer_token():
     torch.manual_seed(0)
     logits = torch.randn(1, 4, 6)
 
-    class Fixed(torch.nn.Module):
-        def forward(self, input_ids, attention_mask=None):
-            return SimpleNamespace(logits=logits)
-
     batch = {
         "input_ids": torch.tensor([[5, 2, 0, 3]]),
         "attention_mask": torch.ones(1, 4, dtype=torch.long),
         "labels": torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 0, 3]]),
     }
-    total, count = answer_log_likelihood(Fixed(), batch)
+    total, count = answer_log_likelihood(FixedLogits(logits), batch)
     log_probs = torch.log_softmax(logits[0], dim=-1)
     assert count.tolist() == [2]
     assert float(total[0]) == pytest.approx(float(log_probs[1, 0] + log_probs[2, 3]))
@@ -537,11 +544,13 @@ def test_evaluation_work_counts_a_pass_per_example_and_a_second_for_generation(r
 
 def tiny_resolved(**changes):
     """TINY_SPEC with GA, resolved by the built-in plugins; ``changes`` replace its fields."""
-    from helpers import TINY_SPEC
-    from knowundo_bench.plugin.manager import get_plugins
-    from knowundo_bench.run.resolution import parse_spec
-
     return parse_spec({**TINY_SPEC, "methods": [{"name": "ga", "lr": 1e-3, "epochs": 1}], **changes}, get_plugins())
+
+
+def provenance_of(**changes) -> tuple[identity_module.Provenance, list[Unit]]:
+    """:func:`tiny_resolved`'s provenance (data hash "data") and its planned units."""
+    resolved = tiny_resolved(**changes)
+    return identity_module.Provenance.of(resolved, get_plugins(), "data"), plan_units(resolved)
 
 
 def test_spec_hash_leaves_out_only_where_and_how_a_run_executes(tmp_path):
@@ -597,25 +606,17 @@ def test_provenance_names_built_in_plugins_by_the_harness_version():
     """Mutations: the origin not asked for the plugin, "built-in" not recognised, the method's
     or the localizer's plugin left out of the record's identity."""
     from knowundo_bench import __version__
-    from knowundo_bench.plugin.manager import get_plugins
-    from knowundo_bench.run.identity import Provenance
-    from knowundo_bench.run.plan import plan_units
 
     origins = {"mine": "built-in", "theirs": "knowundo-mismatch 0.1.0"}
-    stub = Provenance(None, SimpleNamespace(origin=origins.__getitem__), "data", "spec", versions={})
+    stub = identity_module.Provenance(None, SimpleNamespace(origin=origins.__getitem__), "data", "spec", versions={})
     assert stub.origin("mine") == f"knowundo-bench {__version__}"
     assert stub.origin("theirs") == "knowundo-mismatch 0.1.0"
-    resolved = tiny_resolved()
-    vanilla, ga = plan_units(resolved)[:2]
-    provenance = Provenance.of(resolved, get_plugins(), "data")
+    provenance, (vanilla, ga) = provenance_of()
     assert provenance.identity(ga).method_plugin == f"knowundo-bench {__version__}"
     assert provenance.identity(vanilla).method_plugin is None
     assert provenance.identity(ga).localizer_plugin is None
-    localised = tiny_resolved(methods=["memflex"])
-    memflex = plan_units(localised)[1]
-    assert Provenance.of(localised, get_plugins(), "data").identity(memflex).localizer_plugin == (
-        f"knowundo-bench {__version__}"
-    )
+    localised, (_, memflex) = provenance_of(methods=["memflex"])
+    assert localised.identity(memflex).localizer_plugin == f"knowundo-bench {__version__}"
 
 
 def test_a_record_names_the_checkout_commit_it_ran_from():
@@ -625,16 +626,11 @@ def test_a_record_names_the_checkout_commit_it_ran_from():
     import subprocess
     from pathlib import Path
 
-    import knowundo_bench.run.identity as identity_module
-    from knowundo_bench.run.plan import plan_units
-
     root = Path(identity_module.__file__).resolve().parents[3]
     asked = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     if not (root / ".git").exists() or asked.returncode != 0:
         pytest.skip("not a git checkout that git reads here")
-    resolved = tiny_resolved()
-    ga = plan_units(resolved)[1]
-    provenance = identity_module.Provenance(resolved, SimpleNamespace(origin=lambda plugin: "built-in"), "d", "s", {})
+    provenance, (_, ga) = provenance_of()
     assert (provenance.identity(ga).git_commit or "").removesuffix("+dirty") == asked.stdout.strip()
 
 
@@ -653,14 +649,8 @@ def test_unit_keys_are_pinned(methods, monkeypatch):
     record stale: update these pins only knowingly, and say so in CHANGELOG.md. The three
     cover a plain method, a localised and guarded one, and one with out-of-distribution
     retain data; the key's inputs, one at a time, are the next test's."""
-    import knowundo_bench.run.identity as identity_module
-    from knowundo_bench.plugin.manager import get_plugins
-    from knowundo_bench.run.plan import plan_units
-
     monkeypatch.setattr(identity_module, "__version__", "0.0.pin")
-    resolved = tiny_resolved(methods=methods)
-    vanilla, unit = plan_units(resolved)[:2]
-    provenance = identity_module.Provenance.of(resolved, get_plugins(), "data")
+    provenance, (vanilla, unit) = provenance_of(methods=methods)
     assert provenance.unit_key("vanilla-key", unit) == UNIT_KEYS[unit.label]
     assert provenance.unit_key("vanilla-key", vanilla) == UNIT_KEYS["vanilla"]
 
@@ -668,17 +658,11 @@ def test_unit_keys_are_pinned(methods, monkeypatch):
 def test_a_unit_key_changes_with_each_input_and_only_with_them(monkeypatch):
     import dataclasses
 
-    import knowundo_bench.run.identity as identity_module
-    from helpers import TINY_SPEC
-    from knowundo_bench.plugin.manager import get_plugins
-    from knowundo_bench.run.plan import plan_units
-
     def key(vanilla_key="vanilla-key", run_seed=None, **changes):
-        resolved = tiny_resolved(**changes)
-        unit = plan_units(resolved)[1]
+        provenance, (_, unit) = provenance_of(**changes)
         if run_seed is not None:
             unit = dataclasses.replace(unit, run_seed=run_seed)
-        return identity_module.Provenance.of(resolved, get_plugins(), "data").unit_key(vanilla_key, unit)
+        return provenance.unit_key(vanilla_key, unit)
 
     base = key()
     assert key(vanilla_key="other") != base
@@ -698,16 +682,12 @@ def test_attack_keys_are_pinned_and_change_with_the_attack_and_membership_infere
     """An attack's key decides which cached attack section a rerun reuses (pinned as the
     unit keys are, for the same reason); it names the unit, the attack, its parameters
     and plugin, membership inference's settings (its batch size aside) and the format."""
-    import knowundo_bench.run.identity as identity_module
-    from helpers import TINY_SPEC
-    from knowundo_bench.plugin.manager import get_plugins
-
     monkeypatch.setattr(identity_module, "__version__", "0.0.pin")
 
     def keys(unit_key="unit-key", relearn_steps=2, **eval_changes):
         attacks = ["quantize", {"name": "relearn", "steps": relearn_steps}]
-        resolved = tiny_resolved(eval={**TINY_SPEC["eval"], "attacks": attacks, **eval_changes})
-        return identity_module.Provenance.of(resolved, get_plugins(), "data").attack_keys(unit_key)
+        provenance, _ = provenance_of(eval={**TINY_SPEC["eval"], "attacks": attacks, **eval_changes})
+        return provenance.attack_keys(unit_key)
 
     base = keys()
     assert base == {"quantize": "44369a9902f36bec6cf50a87", "relearn": "25917ce88c842844a2f1faeb"}
