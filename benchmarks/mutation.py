@@ -7,7 +7,7 @@ time, and runs for each mutant the fast-tier tests that reach its function. This
 the kill ratio and every surviving mutant with its diff, and fails when the ratio is
 below the target or a survivor is not one CONTRIBUTING.md accepts as equivalent.
 
-Not part of CI (about half an hour on 2 cores): run it before a release and after
+Not part of CI (about an hour on 2 cores): run it before a release and after
 changing those modules. ``--resume`` keeps mutmut's earlier results (mutants/).
 """
 

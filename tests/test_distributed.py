@@ -101,6 +101,23 @@ def test_collective_timeout_is_hours_and_validated(monkeypatch):
         distributed.timeout()
 
 
+def test_default_threads_follow_omp_num_threads_else_share_the_cores(monkeypatch):
+    """Without ``threads`` in the spec: OMP_NUM_THREADS where it is a positive number,
+    else the cores shared among the machine's processes (at least one)."""
+    from knowundo_bench.run.machine import default_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [default_threads(n) for n in (1, 2, 3, 16)] == [8, 4, 2, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads(1) == default_threads(2) == 3
+    for ignored in ("0", "", "two", "-1"):
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+        assert default_threads(2) == 4, ignored
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert default_threads(1) == 1
+
+
 def test_an_explicit_cuda_index_under_a_multi_process_launch_is_refused(monkeypatch):
     from knowundo_bench.core.errors import InputError
     from knowundo_bench.modeling.devices import resolve_device

@@ -6,15 +6,31 @@ import csv
 import io
 import json
 import math
+from types import SimpleNamespace
 
+import numpy
 import pytest
 from typer.testing import CliRunner
 
+import knowundo_bench.leaderboard.aggregate as aggregate_module
 from knowundo_bench.cli import app
+from knowundo_bench.core.errors import InputError
 from knowundo_bench.leaderboard import leaderboard_rows, render
 from knowundo_bench.leaderboard.aggregate import GENERAL_KEYS, IDENTITY_KEYS, ROW_KEYS
 from knowundo_bench.leaderboard.export import fmt_ppl
 from knowundo_bench.records.files import read_record, write_record
+from knowundo_bench.records.memory import CPU_MEMORY
+from knowundo_bench.records.schema import (
+    AttackMetrics,
+    Metrics,
+    MiaMetrics,
+    PrefixedMetrics,
+    ResultRecord,
+    RunIdentity,
+    ScopeMetrics,
+    TrainingSummary,
+    VanillaRecord,
+)
 
 
 def metrics(unlearn_success, unlearn_ppl, retention_success):
@@ -445,3 +461,226 @@ def test_a_run_without_val_pairs_has_no_difference():
     a = scores({0: [0, 100]}, {0: [100, 100]})
     assert unpaired_difference(a, scores({0: []}, {0: [100]})) is None
     assert unpaired_difference(scores({0: [0]}, {0: []}), a) is None
+
+
+# One method's row over its seeds (aggregate), each seed's row given by hand
+# --------------------------------------------------------------------------------------
+
+
+def seed_row(seed, status="ok", **values):
+    """A unit's row as ``record_row`` gives it, with ``values`` over the defaults."""
+    row = {"method": "ga", "status": status, "run": "r", "unit": f"ga@{seed}", "seed": seed, "model": "m"}
+    row |= {"data": "d", "target_met": None, "memory_kind": None, "collapsed": None, "peak_mem_gb": None}
+    return SimpleNamespace(seed=seed, row=row | values)
+
+
+def aggregated(monkeypatch, *units):
+    monkeypatch.setattr(aggregate_module, "record_row", lambda unit, oracle: unit.row)
+    return aggregate_module.aggregate(list(units))
+
+
+def test_only_bounded_geometric_general_and_attack_columns_get_an_interval(monkeypatch):
+    """Mutations: the test of which columns get ``_ci95`` turned round or joined with "and"."""
+    values = {"unlearn_success": 50.0, "unlearn_ppl": 3.0, "recovery@quantize": 5.0, "mmlu": 40.0}
+    values["sec_per_step"] = 0.5
+    row = aggregated(monkeypatch, *(seed_row(s, **{k: v + s for k, v in values.items()}) for s in range(3)))
+    for key in ("unlearn_success", "unlearn_ppl", "recovery@quantize", "mmlu"):
+        assert row[f"{key}_ci95"] is not None and len(row[f"{key}_ci95"]) == 2, key
+    assert "sec_per_step_ci95" not in row and row["sec_per_step"] == pytest.approx(1.5)
+
+
+def test_a_row_is_collapsed_when_any_finished_seed_is_and_counts_them(monkeypatch):
+    """Mutations: collapse's ``None`` without readings lost, or the readings ignored."""
+    row = aggregated(monkeypatch, seed_row(0, collapsed=True), seed_row(1, collapsed=False), seed_row(2))
+    assert (row["collapsed"], row["collapsed_seeds"]) == (True, 1)
+    row = aggregated(monkeypatch, seed_row(0, collapsed=False), seed_row(1, collapsed=False))
+    assert (row["collapsed"], row["collapsed_seeds"]) == (False, 0)
+    row = aggregated(monkeypatch, seed_row(0), seed_row(1), seed_row(2, "failed", collapsed=True))
+    assert (row["collapsed"], row["collapsed_seeds"]) == (None, None)
+
+
+def test_peak_memory_is_averaged_only_over_one_kind_of_measurement(monkeypatch):
+    """Mutations: two kinds kept (``> 2``), the mixed peak blanked as "" or under another key."""
+    rss = aggregated(
+        monkeypatch, seed_row(0, peak_mem_gb=1.0, memory_kind="rss"), seed_row(1, peak_mem_gb=3.0, memory_kind="rss")
+    )
+    assert (rss["peak_mem_gb"], rss["memory_kind"]) == (pytest.approx(2.0), "rss")
+    mixed = aggregated(
+        monkeypatch, seed_row(0, peak_mem_gb=1.0, memory_kind="rss"), seed_row(1, peak_mem_gb=3.0, memory_kind="cuda")
+    )
+    assert mixed["peak_mem_gb"] is None and mixed["memory_kind"] is None
+
+
+def test_status_counts_each_unfinished_kind_over_the_seeds(monkeypatch):
+    """Mutations: the bad statuses not counted, "ok" counted among them, the status dropped."""
+    assert aggregated(monkeypatch, seed_row(0), seed_row(1))["status"] == "ok"
+    mixed = aggregated(monkeypatch, seed_row(0), seed_row(1, "failed"), seed_row(2, "failed"), seed_row(3, "nonfinite"))
+    assert mixed["status"] == "failed 2/4, nonfinite 1/4"
+    assert aggregated(monkeypatch, seed_row(0, "failed"))["status"] == "failed"
+
+
+def test_identity_columns_close_the_row(monkeypatch):
+    """The identity follows the metrics in every export (``target_met`` is not a number to
+    average). Mutation: ``target_met`` left out of the skipped keys."""
+    row = aggregated(monkeypatch, seed_row(0, target_met=True), seed_row(1, target_met=False))
+    assert list(row)[-6:] == ["run", "model", "data", "seeds", "n_seeds", "target_met"]
+    assert row["target_met"] is False and row["seeds"] == [0, 1] and row["n_seeds"] == 2
+    assert (row["run"], row["model"], row["data"]) == ("r", "m", "d")
+    met = aggregated(monkeypatch, seed_row(0, target_met=True), seed_row(1, "failed", target_met=True), seed_row(2))
+    assert met["target_met"] is True and met["n_seeds"] == 2 and met["seeds"] == [0, 1, 2]
+    assert aggregated(monkeypatch, seed_row(0), seed_row(1))["target_met"] is None
+
+
+def test_pair_scores_are_floats_with_nan_for_unscored_pairs_and_none_without_records():
+    """A pair without answer tokens is stored as null (NaN in JSON). Mutations: the arrays'
+    float type dropped, a record without metrics read, no records giving empty scores."""
+
+    def unit(seed, metrics):
+        return SimpleNamespace(seed=seed, metrics=metrics)
+
+    raw = {"unlearn": {"example_accuracy": [100, None, 0]}, "retention": {"example_accuracy": [None, 50]}}
+    scores = aggregate_module.pair_scores([unit(0, SimpleNamespace(raw=raw))])
+    assert scores is not None
+    for arrays in (scores.unlearn, scores.retention):
+        assert arrays[0].dtype == numpy.float64 and numpy.isnan(arrays[0]).sum() == 1
+    assert aggregate_module.pair_scores([unit(0, None)]) is None
+    assert aggregate_module.pair_scores([]) is None
+
+
+def test_recovery_and_oracle_gap_need_both_readings():
+    """Mutations: ``and`` for ``or`` in recovery's and the oracle gap's test for a missing reading."""
+    assert aggregate_module.recovery(70.0, 40.0) == 30.0
+    assert aggregate_module.recovery(None, 40.0) is None and aggregate_module.recovery(70.0, None) is None
+    oracle = {"unlearn_success": 10.0, "retention_success": None}
+    method = {"unlearn_success": 30.0, "retention_success": 80.0}
+    aggregate_module.oracle_gaps([oracle, method], [[SimpleNamespace(oracle=True)], [SimpleNamespace(oracle=False)]])
+    assert oracle["oracle_gap"] is None and method["oracle_gap"] is None
+    oracle["retention_success"] = 90.0
+    aggregate_module.oracle_gaps([oracle, method], [[SimpleNamespace(oracle=True)], [SimpleNamespace(oracle=False)]])
+    assert method["oracle_gap"] == 15.0 and oracle["oracle_gap"] == 0.0
+
+
+# One unit's row (record_row), the oracle's AUCs, folders and the ≈best mark
+# --------------------------------------------------------------------------------------
+
+
+def full_record(method="vanilla", **changes):
+    """A record with an identity, a vanilla target, a prompt prefix and three attacks."""
+    scope = lambda success: ScopeMetrics(success=success)  # noqa: E731
+    attacks = {
+        "quantize": AttackMetrics(unlearn=scope(60.0), retention=scope(88.0), mia=MiaMetrics(auc_mink=0.7)),
+        "relearn": AttackMetrics(unlearn=scope(90.0), retention=scope(91.0), mia=MiaMetrics(auc_mink=0.8)),
+        "noise": AttackMetrics(unlearn=scope(70.0), retention=scope(89.0)),
+    }
+    metrics = Metrics(
+        unlearn=scope(80.0),
+        retention=scope(90.0),
+        mia=MiaMetrics(auc_mink=0.55),
+        prompt_prefixes={"sys": PrefixedMetrics(unlearn=scope(50.0), retention=scope(85.0))},
+        attacks=attacks,
+    )
+    identity = RunIdentity(
+        spec_name="s", spec_hash="h", data_source="privacy", data_hash="abc", model="tiny", seed=3, harness_version="0"
+    )
+    fields = dict(method=method, method_name=method, run="r", seed=3, identity=identity, metrics=metrics)
+    fields |= dict(vanilla=VanillaRecord(key="k", path="p", target_met=True))
+    fields["training"] = TrainingSummary(peak_mem_gb=1.0, memory_kind=CPU_MEMORY, device="NVIDIA H100")
+    return ResultRecord(**(fields | changes))
+
+
+def test_a_units_row_reads_every_part_of_its_record():
+    """Mutations: identity, seed, run, unit, target and memory kind dropped; a prefix's or an
+    attack's readings and recovery dropped; an attack compared with another oracle, or read
+    without its membership inference."""
+    oracle = {aggregate_module.PLAIN: 0.5, "quantize": 0.6}
+    row = aggregate_module.record_row(full_record(), oracle)
+    assert (row["run"], row["unit"], row["seed"], row["model"], row["data"]) == (
+        "r",
+        "vanilla",
+        3,
+        "tiny",
+        "privacy:abc",
+    )
+    assert row["target_met"] is True and row["memory_kind"] == CPU_MEMORY
+    sys, quantize = aggregate_module.attacked_keys("sys"), aggregate_module.attacked_keys("quantize")
+    assert (row[sys["unlearn"]], row[sys["retention"]], row[sys["recovery"]]) == (50.0, 85.0, 30.0)
+    assert (row[quantize["unlearn"]], row[quantize["retention"]], row[quantize["recovery"]]) == (60.0, 88.0, 20.0)
+    assert row[quantize["privleak"]] == pytest.approx(aggregate_module.privleak(0.7, 0.6))
+    relearn = aggregate_module.attacked_keys("relearn")["privleak"]
+    assert row[relearn] == pytest.approx(aggregate_module.privleak(0.8, 0.5))  # no oracle under relearn: the plain one
+    assert row[aggregate_module.attacked_keys("noise")["privleak"]] is None
+    ga = aggregate_module.record_row(full_record("ga", unit="ga@3"))
+    assert ga["target_met"] is None and ga["unit"] == "ga@3"
+    bare = aggregate_module.record_row(ResultRecord(method="ga"))
+    assert (bare["model"], bare["data"], bare["unit"]) == (None, None, "ga")
+
+
+def test_privleak_is_none_when_either_auc_is_nan():
+    assert aggregate_module.privleak(float("nan"), 0.5) is None
+    assert aggregate_module.privleak(0.5, float("nan")) is None
+    assert aggregate_module.privleak(0.5, 0.5) == 0.0
+
+
+def test_the_oracles_aucs_skip_attacks_without_membership_inference():
+    oracle = full_record("retrain", oracle=True)
+    assert aggregate_module.oracle_aucs([oracle, full_record("ga")]) == {3: {"": 0.55, "quantize": 0.7, "relearn": 0.8}}
+
+
+def test_missing_results_are_one_line_naming_the_folder(tmp_path):
+    """Mutations: the messages and the folder they name."""
+    with pytest.raises(InputError) as missing:
+        aggregate_module.load_records(tmp_path / "absent")
+    assert missing.value.source == str(tmp_path / "absent")
+    assert str(missing.value) == f"{tmp_path / 'absent'}: results directory not found"
+    with pytest.raises(InputError) as empty:
+        aggregate_module.load_records(tmp_path)
+    assert str(empty.value) == f"{tmp_path}: no knowundo-bench result records in this directory"
+    assert empty.value.source == str(tmp_path)
+
+
+def test_folders_of_one_run_are_told_apart_by_their_path_and_per_seed_rows_read_every_folder(tmp_path):
+    """Mutations: the test of a run shared by two folders, the name given, the per-seed rows
+    stopping at the first folder or read without the oracle."""
+    folders = {name: tmp_path / name for name in ("a", "b", "c")}
+    for name, folder in folders.items():
+        folder.mkdir()
+        run = "shared" if name != "c" else "other"
+        write_record(folder, "ga", full_record("ga", run=run).model_dump(mode="json"))
+        write_record(folder, "retrain", full_record("retrain", run=run, oracle=True).model_dump(mode="json"))
+    shared = leaderboard_rows([folders["a"], folders["b"]])
+    assert {row["run"] for row in shared} == {str(folders["a"]), str(folders["b"])}
+    assert {row["run"] for row in leaderboard_rows([folders["a"], folders["c"]])} == {"shared", "other"}
+    assert {row["run"] for row in leaderboard_rows([folders["a"]])} == {"shared"}
+    per_seed = leaderboard_rows([folders["a"], folders["c"]], per_seed=True)
+    assert sorted(row["run"] for row in per_seed) == ["other", "other", "shared", "shared"]
+    assert all(row["privleak"] == 0.0 for row in per_seed)  # each against its own folder's oracle
+
+
+def best_marks(monkeypatch, difference, avg=(60.0, 50.0, 45.0, 70.0), npo_raw=True):
+    """mark_best on vanilla, two methods and an oracle, with the paired difference given."""
+    monkeypatch.setattr(aggregate_module, "paired_difference", lambda best, other: difference)
+    raw = {"unlearn": {"example_accuracy": [100.0]}, "retention": {"example_accuracy": [0.0]}}
+    names = ("vanilla", "ga", "npo", "retrain")
+
+    def record(name):
+        metrics = SimpleNamespace(raw=raw if npo_raw or name != "npo" else None)
+        return SimpleNamespace(method_name=name, oracle=name == "retrain", status="ok", seed=0, metrics=metrics)
+
+    groups = [[record(name)] for name in names]
+    rows = [{"method": n, "avg_success": a} for n, a in zip(names, avg, strict=True)]
+    aggregate_module.mark_best(rows, groups)
+    return {row["method"]: row.get("avg_success_not_below_best") for row in rows}
+
+
+def test_near_best_is_a_lower_bound_not_above_0_and_never_marks_the_references(monkeypatch):
+    """Mutations: vanilla or the oracle taken for a candidate, ``<`` or ``<= 1`` for ``<= 0``,
+    a method without pair scores compared."""
+    assert best_marks(monkeypatch, (1.0, (0.0, 2.0))) == {"vanilla": None, "ga": True, "npo": True, "retrain": None}
+    assert best_marks(monkeypatch, (1.0, (0.5, 2.0)))["npo"] is False
+    assert best_marks(monkeypatch, (1.0, (-0.5, 2.0)))["npo"] is True
+    assert best_marks(monkeypatch, (1.0, (-0.5, 2.0)), npo_raw=False) == {
+        "vanilla": None,
+        "ga": True,
+        "npo": None,
+        "retrain": None,
+    }

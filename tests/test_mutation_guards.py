@@ -6,26 +6,23 @@ causal LM with dictated logits, hand-written gradient tensors, a one-layer Llama
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-import knowundo_bench.run.identity as identity_module
-from helpers import TINY_SPEC, tiny_llama
+from helpers import tiny_llama
 from knowundo_bench.benchmark.encoding import IGNORE_INDEX, Encoded, PromptEncoder
 from knowundo_bench.benchmark.pairs import Benchmark, QAPair
 from knowundo_bench.config.evaluation import EvalSpec
 from knowundo_bench.evaluate.scopes import evaluate
-from knowundo_bench.plugin.manager import get_plugins
 from knowundo_bench.plugins.localizers import memflex as memflex_localizer
 from knowundo_bench.plugins.localizers import memflex_neurons
 from knowundo_bench.plugins.localizers.memflex import MemFlexLocalizerParams, select
 from knowundo_bench.plugins.localizers.memflex_neurons import row_statistics
 from knowundo_bench.plugins.methods.ga import gradient_ascent
 from knowundo_bench.plugins.models.tiny import train_tokenizer
-from knowundo_bench.run.plan import Unit, plan_units
-from knowundo_bench.run.resolution import parse_spec
 from knowundo_bench.train.hook_types import LocalizerRun
 from knowundo_bench.train.losses import answer_loss
 
@@ -500,35 +497,8 @@ def test_answer_log_likelihood_reads_token_0_where_it_is_an_answer_token():
     assert float(total[0]) == pytest.approx(float(log_probs[1, 0] + log_probs[2, 3]))
 
 
+# The evaluation's progress total
 # --------------------------------------------------------------------------------------
-# Seeds (run/identity.py) and the evaluation's progress total
-# --------------------------------------------------------------------------------------
-
-
-def test_derived_seeds_are_pinned_numbers_below_2_to_the_31():
-    """A method's seed must not change between releases (results are reproduced from the
-    spec alone): sha256("<run seed>:<label>")'s first 4 bytes, big-endian, top bit dropped.
-    sha256("0:ga") starts c88b9f1f, whose top bit is set. Mutations: ``|`` for ``&``, the
-    mask's constant, 5 bytes for 4."""
-    from knowundo_bench.run.identity import derived_seed
-
-    assert derived_seed(0, "ga") == 0x488B9F1F == 1217109791
-    assert derived_seed(1, "ga") == 0x190FCC79
-    assert derived_seed(3, "memflex") == 0x3F84E75B
-
-
-def test_method_seed_uses_the_run_seed_when_given_and_the_seed_label_first():
-    """Mutations: the run seed or the spec's seed ignored, the choice between them turned round."""
-    from knowundo_bench.run.identity import derived_seed, method_seed
-
-    resolved = SimpleNamespace(spec=SimpleNamespace(seed=3))
-    plain = SimpleNamespace(seed_label=None, ablation_of=None, label="ga")
-    assert method_seed(resolved, plain) == derived_seed(3, "ga")
-    assert method_seed(resolved, plain, run_seed=5) == derived_seed(5, "ga") != derived_seed(3, "ga")
-    control = SimpleNamespace(seed_label=None, ablation_of="memflex", label="memflex_random")
-    assert method_seed(resolved, control) == derived_seed(3, "memflex")
-    labelled = SimpleNamespace(seed_label="memflex", ablation_of="other", label="memflex_guarded")
-    assert method_seed(resolved, labelled, run_seed=7) == derived_seed(7, "memflex")
 
 
 @pytest.mark.parametrize(("rouge", "log_samples", "passes"), [(False, False, 1), (True, False, 2), (False, True, 2)])
@@ -542,159 +512,187 @@ def test_evaluation_work_counts_a_pass_per_example_and_a_second_for_generation(r
     assert evaluation_work(benchmark, spec) == passes * 5
 
 
-def tiny_resolved(**changes):
-    """TINY_SPEC with GA, resolved by the built-in plugins; ``changes`` replace its fields."""
-    return parse_spec({**TINY_SPEC, "methods": [{"name": "ga", "lr": 1e-3, "epochs": 1}], **changes}, get_plugins())
+def test_answer_loss_hands_the_model_the_batchs_attention_mask():
+    """Left-padded batches (and padding-free ones) need the mask. Mutations: the mask
+    dropped or replaced by None."""
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, labels=None):
+            seen.update(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+            return SimpleNamespace(loss=torch.tensor(1.5))
+
+    batch = {"input_ids": torch.tensor([[5, 6, 7]]), "attention_mask": torch.tensor([[0, 1, 1]])}
+    batch["labels"] = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 7]])
+    assert float(answer_loss(Recorder(), batch)) == 1.5
+    assert all(seen[key] is batch[key] for key in batch)
 
 
-def provenance_of(**changes) -> tuple[identity_module.Provenance, list[Unit]]:
-    """:func:`tiny_resolved`'s provenance (data hash "data") and its planned units."""
-    resolved = tiny_resolved(**changes)
-    return identity_module.Provenance.of(resolved, get_plugins(), "data"), plan_units(resolved)
+def test_evaluate_scopes_scores_both_splits_in_eval_mode_as_the_caller_asked(monkeypatch):
+    """Mutations: the model left in training mode (dropout on), the progress reporter, the
+    generation flag or the guard not handed on, for either scope."""
+    from knowundo_bench.evaluate import scopes
+
+    calls = []
+
+    def score_split(model, encoder, pairs, spec, reporter=None, generate=False, guard=None):
+        calls.append((pairs, reporter, generate, guard, model.training, spec.max_new_tokens))
+        return len(calls)
+
+    monkeypatch.setattr(scopes, "score_split", score_split)
+    model = torch.nn.Linear(1, 1).train()
+    benchmark = Benchmark(pairs=(qa(0, "unlearn"), qa(1, "retention")))
+    spec = EvalSpec(batch_size=2, rouge=False, prompt_prefixes={}, max_new_tokens=5)
+    reporter, guard = object(), object()
+    assert scopes.evaluate_scopes(model, None, benchmark, spec, reporter, True, guard) == (1, 2)
+    assert calls == [
+        (benchmark.unlearn_val, reporter, True, guard, False, 5),
+        (benchmark.retention_val, reporter, True, guard, False, 5),
+    ]
+    assert model.training
 
 
-def test_spec_hash_leaves_out_only_where_and_how_a_run_executes(tmp_path):
-    """Mutations: any excluded field dropped from the exclusion, the exclusion or the dump
-    emptied, keys unsorted (a method's own fields keep the order they were written in),
-    the dump in Python mode (a path is not JSON), the hash's length."""
-    import re
+def test_score_split_reports_progress_names_its_guard_and_passes_the_fault_point(monkeypatch):
+    """Mutations: no progress reported while scoring, no greedy answers by default dropped,
+    the guard's name left out of its error, the crash tests' fault point renamed."""
+    from knowundo_bench.evaluate import scopes
 
-    from knowundo_bench.run.identity import spec_hash
-
-    base = spec_hash(tiny_resolved())
-    assert re.fullmatch(r"[0-9a-f]{16}", base)
-    elsewhere = {
-        "output_dir": str(tmp_path / "out"),
-        "cache_dir": str(tmp_path / "cache"),
-        "threads": 1,
-        "execution": {"executor": "ray"},
-        "logging": ["trackio"],
-    }
-    for field, value in elsewhere.items():
-        assert spec_hash(tiny_resolved(**{field: value})) == base, field
-    assert spec_hash(tiny_resolved(seed=1)) != base
-    reordered = tiny_resolved(methods=[{"epochs": 1, "lr": 1e-3, "name": "ga"}])
-    assert spec_hash(reordered) == base
-    with_path = tiny_resolved(
-        eval={"batch_size": 32, "max_new_tokens": 8, "general": {}, "general_data_dir": str(tmp_path)}
-    )
-    assert re.fullmatch(r"[0-9a-f]{16}", spec_hash(with_path)) and spec_hash(with_path) != base
+    pairs = [qa(i, "unlearn") for i in range(3)]
+    tokenizer = train_tokenizer([f"Question: {p.question}\nAnswer: {p.answer}" for p in pairs], 300)
+    encoder = PromptEncoder(tokenizer, max_length=64)
+    model = ScriptedLM(len(tokenizer), set())  # no generate(): greedy answers would fail
+    points: list[str] = []
+    monkeypatch.setattr(scopes, "fault_point", points.append)
+    advanced: list[int] = []
+    spec = EvalSpec(batch_size=2, rouge=False, prompt_prefixes={})
+    scores = scopes.score_split(model, encoder, pairs, spec, SimpleNamespace(advance=advanced.append))
+    assert points == ["evaluate"] and sum(advanced) == 3 and scores.generations == ()
+    assert scores.example_accuracy == (0.0, 0.0, 0.0) and scores.accuracy == 0.0
+    wrong = scopes.NamedGuard("strict", SimpleNamespace(refuses=lambda requests: [True], refusal="No."))
+    with pytest.raises(RuntimeError, match=r"^guard 'strict' must return one bool per request \(3\)"):
+        scopes.score_split(model, encoder, pairs, spec, guard=wrong)
 
 
-def test_model_label_names_the_first_of_name_file_and_path_that_is_set():
-    from pydantic import BaseModel
-
-    from knowundo_bench.run.identity import model_label
-
-    class SourceParams(BaseModel):
-        name_or_path: str | None = None
-        file: str | None = None
-        path: str | None = None
-
-    def resolved(source, **params):
-        return SimpleNamespace(
-            model_params=SourceParams(**params), spec=SimpleNamespace(model=SimpleNamespace(source=source))
-        )
-
-    assert model_label(resolved("tiny")) == "tiny"
-    assert model_label(resolved("hf", name_or_path="org/model", file="x.gguf")) == "hf:org/model"
-    assert model_label(resolved("gguf", name_or_path="", file="a.gguf", path="/p")) == "gguf:a.gguf"
-    assert model_label(resolved("local", path="/models/m")) == "local:/models/m"
-
-
-def test_provenance_names_built_in_plugins_by_the_harness_version():
-    """Mutations: the origin not asked for the plugin, "built-in" not recognised, the method's
-    or the localizer's plugin left out of the record's identity."""
-    from knowundo_bench import __version__
-
-    origins = {"mine": "built-in", "theirs": "knowundo-mismatch 0.1.0"}
-    stub = identity_module.Provenance(None, SimpleNamespace(origin=origins.__getitem__), "data", "spec", versions={})
-    assert stub.origin("mine") == f"knowundo-bench {__version__}"
-    assert stub.origin("theirs") == "knowundo-mismatch 0.1.0"
-    provenance, (vanilla, ga) = provenance_of()
-    assert provenance.identity(ga).method_plugin == f"knowundo-bench {__version__}"
-    assert provenance.identity(vanilla).method_plugin is None
-    assert provenance.identity(ga).localizer_plugin is None
-    localised, (_, memflex) = provenance_of(methods=["memflex"])
-    assert localised.identity(memflex).localizer_plugin == f"knowundo-bench {__version__}"
-
-
-def test_a_record_names_the_checkout_commit_it_ran_from():
-    """A run from a git checkout records its commit ("+dirty" with local changes): under
-    mutmut the code runs from mutants/, no checkout, so this test is skipped there and the
-    mutant that drops the commit is accepted in CONTRIBUTING.md."""
-    import subprocess
-    from pathlib import Path
-
-    root = Path(identity_module.__file__).resolve().parents[3]
-    asked = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    if not (root / ".git").exists() or asked.returncode != 0:
-        pytest.skip("not a git checkout that git reads here")
-    provenance, (_, ga) = provenance_of()
-    assert (provenance.identity(ga).git_commit or "").removesuffix("+dirty") == asked.stdout.strip()
-
-
-UNIT_KEYS = {  # with the harness's version set to "0.0.pin"
-    "ga": "25131e28494371957f208ddc",
-    "memflex-scope_classifier": "f2e5e22e23aefcb98bfd628a",
-    "ga_kl_ood": "64c6e095b5bf2d2e2bc7d4e0",
-    "vanilla": "795bae81321770171084a4a7",
-}
-
-
-@pytest.mark.parametrize("methods", [["ga"], [{"name": "memflex", "guard": "scope_classifier"}], ["ga_kl_ood"]])
-def test_unit_keys_are_pinned(methods, monkeypatch):
-    """A unit's key decides which cached record a rerun reuses, so a change to what goes
-    into it (a field renamed, dropped or added, another encoding) makes every earlier
-    record stale: update these pins only knowingly, and say so in CHANGELOG.md. The three
-    cover a plain method, a localised and guarded one, and one with out-of-distribution
-    retain data; the key's inputs, one at a time, are the next test's."""
-    monkeypatch.setattr(identity_module, "__version__", "0.0.pin")
-    provenance, (vanilla, unit) = provenance_of(methods=methods)
-    assert provenance.unit_key("vanilla-key", unit) == UNIT_KEYS[unit.label]
-    assert provenance.unit_key("vanilla-key", vanilla) == UNIT_KEYS["vanilla"]
-
-
-def test_a_unit_key_changes_with_each_input_and_only_with_them(monkeypatch):
+def test_scope_metrics_keep_every_reading_and_refusals_only_behind_a_guard_on_both():
+    """Mutations: a reading stored under another key, ``or`` for ``and`` in "behind a
+    guard", the retention refusal rate or the refusals dropped, 101 for 100 in percent."""
     import dataclasses
+    import math
 
-    def key(vanilla_key="vanilla-key", run_seed=None, **changes):
-        provenance, (_, unit) = provenance_of(**changes)
-        if run_seed is not None:
-            unit = dataclasses.replace(unit, run_seed=run_seed)
-        return provenance.unit_key(vanilla_key, unit)
+    from knowundo_bench.evaluate.scopes import ExampleScores, ScopeScores, scope_metrics
 
-    base = key()
-    assert key(vanilla_key="other") != base
-    assert key(eval={**TINY_SPEC["eval"], "max_new_tokens": 9}) != base
-    assert key(methods=[{"name": "ga", "lr": 2e-3, "epochs": 1}]) != base
-    assert key(methods=[{"name": "ga", "lr": 1e-3, "epochs": 1, "label": "ga_two"}]) != base
-    assert key(run_seed=7) != base
-    assert key(efficiency={"peak_tflops": 100}) != base
-    assert key(ood_retain={"max_examples": 7}) == base  # GA has no retain data
-    assert key(methods=["ga_kl_ood"]) != key(methods=["ga_kl_ood"], ood_retain={"max_examples": 7})
-    assert key(output_dir="elsewhere", threads=1) == base
-    monkeypatch.setattr(identity_module, "__version__", "0.0.other")
-    assert key() != base
+    unlearn = ScopeScores(20.0, 3.0, 10.0, 4.0, (0.0, 100.0), generations=("No.", "a b"), refused=(True, False))
+    retention = ScopeScores(60.0, 2.0, 50.0, 2.5, (100.0,), generations=("c d",), refused=(False,))
+    metrics = scope_metrics(unlearn, retention)
+    assert metrics["unlearn"] == {"success": 80.0, "ppl": 3.0, "rouge_l": 10.0, "ppl_token": 4.0, "refusal_rate": 50.0}
+    assert metrics["retention"] == {"success": 60.0, "ppl": 2.0, "rouge_l": 50.0, "ppl_token": 2.5, "refusal_rate": 0.0}
+    assert metrics["raw"]["unlearn"] == {
+        "accuracy": 20.0,
+        "ppl": 3.0,
+        "rouge_l": 10.0,
+        "ppl_token": 4.0,
+        "example_accuracy": [0.0, 100.0],
+        "example_refused": [True, False],
+    }
+    unguarded = scope_metrics(unlearn, dataclasses.replace(retention, refused=None))
+    assert "refusal_rate" not in unguarded["unlearn"] and "refusal_rate" not in unguarded["retention"]
+    assert "example_refused" not in unguarded["raw"]["retention"]
+    examples = ExampleScores(torch.tensor([1.0, 0.0, math.nan]), torch.zeros(3), torch.ones(3))
+    percent = examples.percent()
+    assert percent[:2] == [100.0, 0.0] and math.isnan(percent[2])
 
 
-def test_attack_keys_are_pinned_and_change_with_the_attack_and_membership_inference(monkeypatch):
-    """An attack's key decides which cached attack section a rerun reuses (pinned as the
-    unit keys are, for the same reason); it names the unit, the attack, its parameters
-    and plugin, membership inference's settings (its batch size aside) and the format."""
-    monkeypatch.setattr(identity_module, "__version__", "0.0.pin")
+class MaskRecorder(FixedLogits):
+    """:class:`FixedLogits` that keeps the attention masks it was given."""
 
-    def keys(unit_key="unit-key", relearn_steps=2, **eval_changes):
-        attacks = ["quantize", {"name": "relearn", "steps": relearn_steps}]
-        provenance, _ = provenance_of(eval={**TINY_SPEC["eval"], "attacks": attacks, **eval_changes})
-        return provenance.attack_keys(unit_key)
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__(logits)
+        self.masks: list[torch.Tensor | None] = []
 
-    base = keys()
-    assert base == {"quantize": "44369a9902f36bec6cf50a87", "relearn": "25917ce88c842844a2f1faeb"}
-    assert keys("other").keys() == base.keys() and not set(keys("other").values()) & set(base.values())
-    changed = keys(relearn_steps=3)
-    assert changed["quantize"] == base["quantize"] and changed["relearn"] != base["relearn"]
-    assert keys(mia={"batch_size": 3}) == base
-    assert not set(keys(mia={"k": 0.5}).values()) & set(base.values())
-    monkeypatch.setattr(identity_module, "ATTACK_FORMAT", 3)
-    assert not set(keys().values()) & set(base.values())
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        self.masks.append(attention_mask)
+        output = super().forward(input_ids, attention_mask, labels)
+        if labels is not None:  # a model's own loss: the mean over the shifted answer tokens
+            logits = output.logits[:, :-1].reshape(-1, output.logits.shape[-1])
+            output.loss = torch.nn.functional.cross_entropy(logits, labels[:, 1:].reshape(-1))
+        return output
+
+
+@pytest.mark.parametrize("per", ["example", "token"])
+@pytest.mark.parametrize("by_share", [True, False])
+def test_example_weights_times_nll_sums_give_the_objective(per, by_share):
+    """The stacked window's loss is the sum over parts of weights x NLL sums; it must equal
+    the objective on the micro-batch. A label at the first shifted position, an example
+    with one answer token and a part with one token in all catch the mutations of the
+    counts' slice, the clamp, the token mean's floor and ``by_share`` ignored."""
+    from knowundo_bench.train.losses import WeightedNLL, weighted_nll
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6)
+    forget_labels = torch.tensor([[IGNORE_INDEX, 2, 4, 5], [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 3]])
+    retain_labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 1]])
+    ids, mask = torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.long)
+    batch = {
+        "forget": {"input_ids": ids, "attention_mask": mask, "labels": forget_labels, "share": 0.25},
+        "retain": {"input_ids": ids[:1], "attention_mask": mask[:1], "labels": retain_labels, "share": 0.75},
+    }
+    objective = WeightedNLL({"forget": -1.0, "retain": 2.0}, per=per, by_share=by_share)
+    model = MaskRecorder(logits)
+    stacked = sum(weighted_nll(model, part, weights) for part, weights in objective.example_weights(batch))
+    assert float(stacked) == pytest.approx(float(objective(model, batch)), rel=1e-5)
+    assert model.masks[0] is mask  # weighted_nll hands the model the batch's mask
+
+
+def test_stacked_parts_pad_on_the_right_with_attention_0_and_ignored_labels():
+    """Mutation: the padded positions attended."""
+    from knowundo_bench.train.losses import stack_parts
+
+    wide = {"input_ids": torch.tensor([[5, 6, 7]]), "attention_mask": torch.ones(1, 3, dtype=torch.long)}
+    narrow = {"input_ids": torch.tensor([[8]]), "attention_mask": torch.ones(1, 1, dtype=torch.long)}
+    wide["labels"], narrow["labels"] = wide["input_ids"].clone(), narrow["input_ids"].clone()
+    stacked = stack_parts([wide, narrow])
+    assert stacked["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert stacked["labels"].tolist() == [[5, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
+    assert stacked["input_ids"][:, 0].tolist() == [5, 8]
+
+
+def test_summary_of_examples_without_answer_tokens_and_with_one():
+    """Mutations: NaN accuracy without any scored example, an example with one answer
+    token left out of the per-example perplexity."""
+    import math
+
+    from knowundo_bench.evaluate.scopes import ExampleScores
+
+    none_scored = ExampleScores(torch.tensor([math.nan, math.nan]), torch.zeros(2), torch.zeros(2, dtype=torch.long))
+    assert math.isnan(none_scored.summary()[0])
+    sums, counts = torch.tensor([2.0, 2.0], dtype=torch.float64), torch.tensor([1, 2])
+    accuracy, ppl, ppl_token = ExampleScores(torch.tensor([1.0, 0.0]), sums, counts).summary()
+    assert accuracy == 50.0
+    assert ppl == pytest.approx(math.exp((2.0 + 1.0) / 2)) and ppl_token == pytest.approx(math.exp(4.0 / 3))
+
+
+def test_score_split_generates_within_the_answer_budget_and_scores_rouge(monkeypatch):
+    """Mutations: the budget without the spec's tokens (``and``, or answer_budget's
+    arguments lost), the reporter not given to generation, ROUGE-L's mean (``*`` for
+    ``/``, 101, dropped), the token-pooled perplexity dropped."""
+    from knowundo_bench.evaluate import scopes
+
+    pairs = [qa(i, "unlearn") for i in range(2)]
+    tokenizer = train_tokenizer([f"Question: {p.question}\nAnswer: {p.answer}" for p in pairs], 300)
+    encoder = PromptEncoder(tokenizer, max_length=64)
+    asked = []
+
+    def greedy_answers(model, encoder, examples, batch_size, max_new_tokens, reporter=None):
+        asked.append((len(examples), max_new_tokens, reporter))
+        return [pairs[0].answer, "nothing alike"]
+
+    monkeypatch.setattr(scopes, "greedy_answers", greedy_answers)
+    reporter = SimpleNamespace(advance=lambda n: None)
+    model = ScriptedLM(len(tokenizer), set())
+    spec = EvalSpec(batch_size=2, rouge=True, prompt_prefixes={})
+    scores = scopes.score_split(model, encoder, pairs, spec, reporter)
+    assert asked == [(2, scopes.answer_budget(encoder, pairs), reporter)]
+    assert scores.rouge_l == pytest.approx(50.0 * (1.0 + scopes.rouge_l("nothing alike", pairs[1].answer)))
+    assert scores.ppl_token is not None and math.isfinite(scores.ppl_token)
+    scopes.score_split(model, encoder, pairs, spec.model_copy(update={"max_new_tokens": 3}), reporter)
+    assert asked[-1][1] == 3

@@ -208,3 +208,19 @@ def test_weighted_nll_is_exported_for_plugins():
 
     assert api.WeightedNLL is WeightedNLL
     assert isinstance(TrainingParams().stack_window, bool) and TrainingParams().stack_window
+
+
+def test_scope_terms_weigh_each_present_part_by_its_share_by_default():
+    """A part's share is 1 in a paired batch, its fraction of the examples in a mixed one.
+    Mutations: the default share, the default ``by_share``, the error's message."""
+    from knowundo_bench.train.losses import scope_terms, share
+
+    assert share({}) == 1.0
+    two = lambda part: torch.tensor(2.0)  # noqa: E731
+    mixed = {"forget": {"share": 0.25}, "retain": {"share": 0.75}}
+    assert float(scope_terms(mixed, forget=two, retain=two)) == 2.0
+    assert float(scope_terms({"forget": mixed["forget"]}, forget=two, retain=two)) == 0.5
+    assert float(scope_terms({"forget": mixed["forget"]}, by_share=False, forget=two, retain=two)) == 2.0
+    assert float(scope_terms({"forget": {}, "retain": {}}, forget=two, retain=two)) == 4.0
+    with pytest.raises(ValueError, match=r"^batch has none of the parts \['forget', 'retain'\]$"):
+        scope_terms({"other": {}}, forget=two, retain=two)

@@ -210,7 +210,7 @@ class Spec(BaseModel):
     seeds: list[int] | None = Field(
         None, min_length=1, description="run every method once per seed, each as its own unit and record"
     )
-    threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
+    threads: int | None = Field(None, ge=1, description="torch threads (default: OMP_NUM_THREADS, else all cores)")
     output_dir: Path | None = None
     cache_dir: Path | None = None
     data: DataSpec = DataSpec()

@@ -341,7 +341,6 @@ def method_groups(records: list[ResultRecord]) -> list[list[ResultRecord]]:
 def leaderboard_rows(directories: Path | Sequence[Path], per_seed: bool = False) -> list[dict[str, Any]]:
     """One row per method and run, aggregated over seeds (``per_seed``: one per unit);
     every row carries the keys any row has (null where absent)."""
-    rows: list[dict[str, Any]] = []
     folders = [directories] if isinstance(directories, Path) else list(directories)
     by_folder = []
     for directory in folders:

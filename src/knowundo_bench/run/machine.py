@@ -3,6 +3,7 @@ here, and the model source's factory (a missing model fails before any data is r
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,6 +16,17 @@ from knowundo_bench.modeling.devices import resolve_device
 from knowundo_bench.plugin.manager import Plugins
 from knowundo_bench.run.resolution import ResolvedSpec
 from knowundo_bench.run.vanilla import cache_root
+
+
+def default_threads(local_processes: int = 1) -> int:
+    """torch's threads where the spec sets none: ``OMP_NUM_THREADS`` where it is set (the
+    convention torch itself follows; runs side by side on one machine, as ``make mutate``'s
+    workers, would otherwise each take every core), else the cores this machine's
+    processes share."""
+    configured = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if configured.isdigit() and int(configured) >= 1:
+        return int(configured)
+    return max(1, (os.cpu_count() or 1) // local_processes)
 
 
 def prepare_process(threads: int) -> None:

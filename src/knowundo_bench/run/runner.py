@@ -13,7 +13,7 @@ from knowundo_bench.plugin.manager import Plugins
 from knowundo_bench.records.files import load_record, schema_problems
 from knowundo_bench.records.layout import record_path
 from knowundo_bench.run.inputs import load_inputs
-from knowundo_bench.run.machine import Machine, prepare_process
+from knowundo_bench.run.machine import Machine, default_threads, prepare_process
 from knowundo_bench.run.plan import plan_units, vanilla_units
 from knowundo_bench.run.resolution import ResolvedSpec
 from knowundo_bench.run.reuse import claim_directory
@@ -75,7 +75,7 @@ class Runner:
         resolved, board = self.resolved, self.board
         self.start_processes()
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        prepare_process(resolved.spec.threads or max(1, (os.cpu_count() or 1) // local_processes))
+        prepare_process(resolved.spec.threads or default_threads(local_processes))
         machine = Machine(resolved, self.plugins)
         if resolved.runs_here and (self.force or not any(self.output_dir.glob("*.json"))):
             machine.check()  # a fresh run: an unavailable device or model fails before any data is read
