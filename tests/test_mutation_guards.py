@@ -65,6 +65,12 @@ def qa(i: int, scope: str) -> QAPair:
     return QAPair(question=f"Who is person {scope} {i}?", answer=f"Person {i} is a writer.", scope=scope, split="val")
 
 
+def qa_encoder(pairs: list[QAPair]) -> PromptEncoder:
+    """A prompt encoder over a tokenizer trained on ``pairs``' prompts and answers."""
+    tokenizer = train_tokenizer([f"Question: {p.question}\nAnswer: {p.answer}" for p in pairs], 300)
+    return PromptEncoder(tokenizer, max_length=64)
+
+
 def test_evaluate_unlearn_success_is_100_minus_accuracy_and_avg_is_the_mean():
     """Guards evaluate() against (a) Avg Success = max(unlearn, retention) instead of their
     mean and (b) Unlearn Success = accuracy instead of 100 - accuracy.
@@ -77,8 +83,8 @@ def test_evaluate_unlearn_success_is_100_minus_accuracy_and_avg_is_the_mean():
     retention = [qa(i, "retention") for i in range(5)]
     train = [QAPair(question="Q?", answer="A.", scope=s, split="train") for s in ("unlearn", "retention")]
     benchmark = Benchmark(pairs=tuple(unlearn + retention + train))
-    tokenizer = train_tokenizer([f"Question: {p.question}\nAnswer: {p.answer}" for p in unlearn + retention], 300)
-    encoder = PromptEncoder(tokenizer, max_length=64)
+    encoder = qa_encoder(unlearn + retention)
+    tokenizer = encoder.tokenizer
     answered_pairs = unlearn[:1] + retention[:3]
     answered = {tuple(encoder.encode(p, with_eos=False).input_ids) for p in answered_pairs}
     assert len(answered) == 4
@@ -558,8 +564,8 @@ def test_score_split_reports_progress_names_its_guard_and_passes_the_fault_point
     from knowundo_bench.evaluate import scopes
 
     pairs = [qa(i, "unlearn") for i in range(3)]
-    tokenizer = train_tokenizer([f"Question: {p.question}\nAnswer: {p.answer}" for p in pairs], 300)
-    encoder = PromptEncoder(tokenizer, max_length=64)
+    encoder = qa_encoder(pairs)
+    tokenizer = encoder.tokenizer
     model = ScriptedLM(len(tokenizer), set())  # no generate(): greedy answers would fail
     points: list[str] = []
     monkeypatch.setattr(scopes, "fault_point", points.append)
@@ -577,7 +583,6 @@ def test_scope_metrics_keep_every_reading_and_refusals_only_behind_a_guard_on_bo
     """Mutations: a reading stored under another key, ``or`` for ``and`` in "behind a
     guard", the retention refusal rate or the refusals dropped, 101 for 100 in percent."""
     import dataclasses
-    import math
 
     from knowundo_bench.evaluate.scopes import ExampleScores, ScopeScores, scope_metrics
 
@@ -659,8 +664,6 @@ def test_stacked_parts_pad_on_the_right_with_attention_0_and_ignored_labels():
 def test_summary_of_examples_without_answer_tokens_and_with_one():
     """Mutations: NaN accuracy without any scored example, an example with one answer
     token left out of the per-example perplexity."""
-    import math
-
     from knowundo_bench.evaluate.scopes import ExampleScores
 
     none_scored = ExampleScores(torch.tensor([math.nan, math.nan]), torch.zeros(2), torch.zeros(2, dtype=torch.long))
@@ -678,8 +681,8 @@ def test_score_split_generates_within_the_answer_budget_and_scores_rouge(monkeyp
     from knowundo_bench.evaluate import scopes
 
     pairs = [qa(i, "unlearn") for i in range(2)]
-    tokenizer = train_tokenizer([f"Question: {p.question}\nAnswer: {p.answer}" for p in pairs], 300)
-    encoder = PromptEncoder(tokenizer, max_length=64)
+    encoder = qa_encoder(pairs)
+    tokenizer = encoder.tokenizer
     asked = []
 
     def greedy_answers(model, encoder, examples, batch_size, max_new_tokens, reporter=None):
